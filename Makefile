@@ -1,0 +1,44 @@
+# One command each: `make demo` (the main job) and `make test` (the suite). Both set everything up first.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.snnlth-installed
+FMNIST := /usr/share/datasets/fashion-mnist
+
+.PHONY: setup data demo test lint bench clean
+
+setup: $(STAMP)
+
+# torch==2.13.0 first: on this project's machines that pin is a CPU wheel on disk; a loose `torch` would pull a
+# multi-GB CUDA build. The package itself only asks for torch>=2.4, so GPU users keep their own build.
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[dev]'
+	@touch $@
+
+# Fashion-MNIST from Debian's dataset-fashion-mnist package; never downloaded at run or test time.
+data:
+	@if [ -f $(FMNIST)/train-images-idx3-ubyte.gz ] || [ -n "$$SNNLTH_DATA" ]; then :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+	  echo "installing Fashion-MNIST (Debian package dataset-fashion-mnist)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null; \
+	else \
+	  echo "Fashion-MNIST is missing: run 'sudo apt-get install -y dataset-fashion-mnist', or put the four IDX .gz" \
+	       "files in a directory and set SNNLTH_DATA=DIR"; exit 1; \
+	fi
+
+demo: setup data
+	$(BIN)/snnlth train --dataset fmnist --model convnet --timesteps 5 --epochs 3 --train-subset 10000
+
+test: setup data
+	$(BIN)/python -m pytest
+
+lint: setup
+	$(BIN)/ruff check src tests bench
+
+bench: setup data
+	$(BIN)/python bench/engine.py
+
+clean:
+	rm -rf $(VENV) runs reports

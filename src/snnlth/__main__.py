@@ -1,0 +1,5 @@
+import sys
+
+from snnlth.cli import main
+
+sys.exit(main())

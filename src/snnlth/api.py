@@ -1,0 +1,111 @@
+"""Python API: ``snnlth.train(config)``. The CLI is a thin layer over these functions."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from snnlth.config import TrainRunConfig
+from snnlth.config_io import config_to_dict
+from snnlth.data.catalog import DATASETS
+from snnlth.data.loader import DataBundle, load_data
+from snnlth.engine.loop import BatchInfo, FitState, fit
+from snnlth.engine.optim import make_optimizer, resolve_device
+from snnlth.models.catalog import MODELS, create_model
+from snnlth.models.protocol import SpikingNet
+from snnlth.rundir.atomic import atomic_write_json, atomic_write_text, load_blob, read_json, save_blob
+from snnlth.rundir.layout import RunDir, default_run_dir, dumps_jsonl
+from snnlth.snn.surrogate import SURROGATES
+
+
+@dataclass
+class TrainResult:
+    """``summary`` holds exactly what ``summary.json`` holds; ``status`` says whether this call trained
+    (``"trained"``/``"resumed"``) or found the run already finished (``"done"``)."""
+
+    run_dir: Path
+    summary: dict[str, Any]
+    status: str
+    model: SpikingNet | None = None
+
+
+def validate_names(cfg: TrainRunConfig) -> None:
+    """Registry names are checked before anything is loaded or written."""
+    DATASETS.get(cfg.data.dataset)
+    MODELS.get(cfg.model.model)
+    SURROGATES.get(cfg.model.surrogate)
+
+
+def build_model(cfg: TrainRunConfig, data: DataBundle, device: torch.device) -> SpikingNet:
+    """The configured model for ``data``'s image shape, initialised from ``cfg.train.seed``, on ``device``."""
+    torch.manual_seed(cfg.train.seed)
+    model = create_model(cfg.model, data.spec.in_channels, data.image_size, data.spec.num_classes)
+    return model.to(device)
+
+
+def count_parameters(model: SpikingNet) -> dict[str, int]:
+    prunable = set(model.prunable_names())
+    params = dict(model.named_parameters())
+    n_prunable = sum(p.numel() for n, p in params.items() if n in prunable)
+    return {"num_parameters": sum(p.numel() for p in params.values()), "num_prunable": n_prunable}
+
+
+def train(cfg: TrainRunConfig, out: str | Path | None = None, runs_root: str | Path = "runs",
+          on_batch: Callable[[BatchInfo], None] | None = None,
+          on_epoch: Callable[[dict], None] | None = None) -> TrainResult:
+    """Train ``cfg.model`` on ``cfg.data``; resumable: rerunning with the same config and ``out`` continues from the
+    last completed epoch. Nothing is written until config, data and model have all been checked."""
+    validate_names(cfg)
+    device = resolve_device(cfg.train.device)
+    run = RunDir(Path(out) if out else default_run_dir("train", cfg, runs_root))
+    status = run.status("train", cfg)
+    if status == "done":
+        return TrainResult(run.path, read_json(run.summary), "done")
+    data = load_data(cfg.data, device, seed=cfg.train.seed)
+    model = build_model(cfg, data, device)
+    optimizer = make_optimizer(model, cfg.train)
+    state = FitState()
+    if status == "resume" and run.checkpoint.exists():
+        ckpt = load_blob(run.checkpoint, map_location=device)
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        state = FitState(epoch=ckpt["epoch"], history=list(ckpt["history"]))
+    run.write_header("train", cfg)
+
+    def persist(st: FitState) -> None:
+        save_blob(run.checkpoint, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                                   "epoch": st.epoch, "history": st.history})
+        atomic_write_text(run.metrics, dumps_jsonl(st.history))
+        if on_epoch is not None:
+            on_epoch(st.history[-1])
+
+    fit(model, optimizer, data, cfg.train, cfg.model.timesteps, state, on_batch=on_batch, on_epoch_end=persist)
+    summary = make_summary(cfg, model, state, device)
+    atomic_write_json(run.summary, summary)
+    return TrainResult(run.path, summary, "resumed" if status == "resume" else "trained", model)
+
+
+def make_summary(cfg: TrainRunConfig, model: SpikingNet, state: FitState, device: torch.device) -> dict[str, Any]:
+    last = state.history[-1]
+    return {
+        "test_accuracy": last["test_accuracy"],
+        "best_test_accuracy": state.best_test_accuracy,
+        "epochs": state.epoch,
+        "train_seconds": sum(h["train_seconds"] for h in state.history),
+        "eval_seconds": sum(h["eval_seconds"] for h in state.history),
+        "images_per_second": last["images_per_second"],
+        "timesteps": cfg.model.timesteps,
+        "model": cfg.model.model,
+        "neuron": cfg.model.neuron,
+        "dataset": cfg.data.dataset,
+        "seed": cfg.train.seed,
+        "device": str(device),
+        **count_parameters(model),
+        "config": config_to_dict(cfg),
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }

@@ -1,0 +1,98 @@
+"""Command line: ``snnlth train ...``. The only module that prints."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from snnlth import __version__
+from snnlth.config import TrainRunConfig
+from snnlth.config_io import add_config_flags, overrides_from_namespace, resolve_config
+from snnlth.errors import SnnlthError
+
+
+class _Progress:
+    """tqdm bar per epoch: epoch, batch, loss, running accuracy, images/s."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled, self.bar, self.epoch = enabled, None, None
+
+    def on_batch(self, info) -> None:
+        if not self.enabled:
+            return
+        from tqdm import tqdm
+
+        if self.epoch != info.epoch:
+            self.close()
+            self.epoch = info.epoch
+            self.bar = tqdm(total=info.batches, desc=f"epoch {info.epoch + 1}/{info.epochs}", unit="batch",
+                            leave=False, dynamic_ncols=True, file=sys.stderr)
+        self.bar.update(info.batch - self.bar.n)
+        if info.batch == info.batches or info.batch % 5 == 0:
+            self.bar.set_postfix(loss=f"{info.loss:.3f}", acc=f"{info.accuracy:.1f}%",
+                                 img_s=f"{info.images_per_second:.0f}", refresh=False)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+    def on_epoch(self, row: dict) -> None:
+        self.close()
+        self.epoch = None
+        print(f"epoch {row['epoch']:>3}  lr {row['lr']:.4f}  train loss {row['train_loss']:.4f}  "
+              f"train acc {row['train_accuracy']:6.2f}%  test acc {row['test_accuracy']:6.2f}%  "
+              f"{row['images_per_second']:.0f} img/s  {row['train_seconds']:.1f}s", flush=True)
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from snnlth.api import train
+
+    cfg = resolve_config(TrainRunConfig, args.config, overrides_from_namespace(args))
+    progress = _Progress(enabled=not args.no_progress)
+    try:
+        result = train(cfg, out=args.out, runs_root=args.runs_root, on_batch=progress.on_batch,
+                       on_epoch=progress.on_epoch)
+    finally:
+        progress.close()
+    s = result.summary
+    if result.status == "done":
+        print(f"{result.run_dir} already holds this finished run; delete it to train again")
+    print(f"test accuracy {s['test_accuracy']:.2f}% (best {s['best_test_accuracy']:.2f}%) after {s['epochs']} "
+          f"epochs, T={s['timesteps']}, {s['train_seconds']:.1f}s training")
+    print(f"summary: {result.run_dir / 'summary.json'}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="snnlth", description="Lottery tickets in deep spiking neural networks.")
+    parser.add_argument("--version", action="version", version=f"snnlth {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    p = sub.add_parser("train", help="train one (dense) model and evaluate it after every epoch",
+                       description="Train one model; rerunning the same command resumes it.")
+    p.add_argument("--config", metavar="FILE.toml", help="TOML file with [data], [model], [train] tables; "
+                   "flags override it")
+    p.add_argument("--out", metavar="DIR", help="run directory (default: runs/train-<model>-<dataset>-T<T>-<hash>/"
+                   "seed_<seed>)")
+    p.add_argument("--runs-root", default="runs", metavar="DIR", help="parent of default run directories")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (per-epoch lines only)")
+    add_config_flags(p, TrainRunConfig)
+    p.set_defaults(func=_cmd_train)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except SnnlthError as exc:
+        print(f"snnlth: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("snnlth: interrupted; rerun the same command to resume from the last completed epoch", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

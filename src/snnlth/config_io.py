@@ -1,0 +1,151 @@
+"""Config ↔ dict / TOML / CLI flags / run hash, generated from the dataclass fields of :mod:`snnlth.config`."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import tomllib
+
+from snnlth.errors import ConfigError
+from snnlth.registry import unknown_name_message
+
+_SCALARS = {"int": int, "float": float, "str": str, "bool": bool}
+
+
+def _sections(cfg_cls: type) -> dict[str, type]:
+    """Section name → dataclass type of a run config class (e.g. ``{"data": DataConfig, ...}``)."""
+    return {f.name: f.default_factory().__class__ for f in dataclasses.fields(cfg_cls)}  # type: ignore[misc]
+
+
+def _field_type(f: dataclasses.Field) -> tuple[type, bool]:
+    """(scalar type, optional) of a field annotated as ``int``, ``float | None`` and so on."""
+    parts = [p.strip() for p in str(f.type).split("|")]
+    optional = "None" in parts
+    names = [p for p in parts if p != "None"]
+    if len(names) != 1 or names[0] not in _SCALARS:
+        raise TypeError(f"unsupported config field type {f.type!r} for {f.name}")
+    return _SCALARS[names[0]], optional
+
+
+def _coerce(f: dataclasses.Field, value: Any, where: str) -> Any:
+    typ, optional = _field_type(f)
+    if value is None or (optional and isinstance(value, str) and value.lower() == "none"):
+        if optional:
+            return None
+        raise ConfigError(f"{where} cannot be empty; give a {typ.__name__}")
+    if typ is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+            return value.lower() in ("true", "1", "yes")
+    elif typ is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    elif typ is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    elif typ is str and isinstance(value, str):
+        return value
+    if isinstance(value, str) and typ in (int, float):
+        try:
+            return typ(value)
+        except ValueError:
+            pass
+    raise ConfigError(f"{where} must be a {typ.__name__}{' or none' if optional else ''} (got {value!r})")
+
+
+def config_to_dict(cfg: Any) -> dict[str, dict[str, Any]]:
+    """Nested plain dict of a run config, section by section."""
+    return dataclasses.asdict(cfg)
+
+
+def config_from_dict(cfg_cls: type, raw: dict[str, Any], base: Any | None = None) -> Any:
+    """Build ``cfg_cls`` from a nested dict (as read from TOML/JSON); unknown keys are errors with a suggestion."""
+    base = base if base is not None else cfg_cls()
+    sections = _sections(cfg_cls)
+    out = {}
+    for key in raw:
+        if key not in sections:
+            raise ConfigError(unknown_name_message("config section", key, list(sections)))
+    for name, sec_cls in sections.items():
+        values = raw.get(name, {})
+        if not isinstance(values, dict):
+            raise ConfigError(f"config section [{name}] must be a table of keys")
+        fields = {f.name: f for f in dataclasses.fields(sec_cls)}
+        for key in values:
+            if key not in fields:
+                raise ConfigError(unknown_name_message(f"key in [{name}]", key, list(fields)))
+        kwargs = {k: _coerce(fields[k], v, f"[{name}] {k}") for k, v in values.items()}
+        out[name] = dataclasses.replace(getattr(base, name), **kwargs)
+    return cfg_cls(**out)
+
+
+def load_toml(path: str | Path) -> dict[str, Any]:
+    """Read a TOML config file into a nested dict, with a clear error for a missing or malformed file."""
+    path = Path(path)
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} not found; check the --config path") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML ({exc}); fix the file") from None
+
+
+def add_config_flags(parser: argparse.ArgumentParser, cfg_cls: type) -> None:
+    """Add one flag per config field; defaults are suppressed so only given flags override."""
+    for sec_name, sec_cls in _sections(cfg_cls).items():
+        group = parser.add_argument_group(f"[{sec_name}] options")
+        for f in dataclasses.fields(sec_cls):
+            typ, optional = _field_type(f)
+            flag = "--" + f.name.replace("_", "-")
+            default = f.default
+            help_text = f"{f.metadata.get('help', '')} (default: {default})"
+            kw: dict[str, Any] = {"dest": f"{sec_name}.{f.name}", "default": argparse.SUPPRESS, "help": help_text}
+            if typ is bool:
+                group.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)
+            else:
+                group.add_argument(flag, metavar=f.name.upper(), **kw)
+
+
+def overrides_from_namespace(ns: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    """Nested dict of the config flags the user actually gave."""
+    out: dict[str, dict[str, Any]] = {}
+    for dest, value in vars(ns).items():
+        if "." in dest:
+            sec, key = dest.split(".", 1)
+            out.setdefault(sec, {})[key] = value
+    return out
+
+
+def resolve_config(cfg_cls: type, config_file: str | None, overrides: dict[str, dict[str, Any]]) -> Any:
+    """Defaults ← TOML file ← flags, validated. Flag values are strings and coerced by field type."""
+    cfg = cfg_cls()
+    if config_file:
+        cfg = config_from_dict(cfg_cls, load_toml(config_file), cfg)
+    return config_from_dict(cfg_cls, overrides, cfg)
+
+
+def semantic_dict(cfg: Any) -> dict[str, dict[str, Any]]:
+    """The fields that change results and differ from their default: the identity of a run."""
+    out: dict[str, dict[str, Any]] = {}
+    for sec in dataclasses.fields(cfg):
+        section = getattr(cfg, sec.name)
+        for f in dataclasses.fields(section):
+            value = getattr(section, f.name)
+            if f.metadata.get("semantic", True) and value != f.default:
+                out.setdefault(sec.name, {})[f.name] = value
+    return out
+
+
+def config_hash(cfg: Any, kind: str) -> str:
+    """8 hex digits naming a run by its content; fields at their default are left out, so adding a field with a
+    default keeps every old name."""
+    ident = semantic_dict(cfg)
+    ident.get("train", {}).pop("seed", None)  # the seed names the sub-directory seed_<s>, not the run
+    ident = {k: v for k, v in ident.items() if v}
+    canon = json.dumps({"kind": kind, **ident}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canon.encode()).hexdigest()[:8]

@@ -1,0 +1,104 @@
+"""Whole datasets held as uint8 tensors on the training device, batched without a DataLoader."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from snnlth.config import DataConfig
+from snnlth.data.augment import augment, normalize
+from snnlth.data.catalog import DATASETS, DatasetSpec, find_dataset_dir
+from snnlth.errors import ConfigError
+
+
+@dataclass
+class DataBundle:
+    """A loaded dataset: ``*_x`` uint8 ``[N, C, S, S]`` and ``*_y`` int64 ``[N]`` on ``device``."""
+
+    spec: DatasetSpec
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+    image_size: int
+    augment: bool
+
+    @property
+    def num_train(self) -> int:
+        return len(self.train_y)
+
+
+def stratified_subset(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """Indices of ``n`` samples keeping class proportions (largest-remainder rounding), seeded, sorted."""
+    rng = np.random.default_rng(seed)
+    classes, counts = np.unique(labels, return_counts=True)
+    quota = n * counts / counts.sum()
+    take = np.floor(quota).astype(int)
+    extra = np.argsort(-(quota - take), kind="stable")[: n - take.sum()]
+    take[extra] += 1
+    picks = [rng.choice(np.flatnonzero(labels == c), size=k, replace=False) for c, k in zip(classes, take)]
+    return np.sort(np.concatenate(picks))
+
+
+def _subset(x: np.ndarray, y: np.ndarray, n: int | None, seed: int, flag: str, split: str):
+    if n is None:
+        return x, y
+    if n > len(y):
+        raise ConfigError(f"{flag} {n} is larger than the {len(y)} {split} images; use at most {len(y)} or drop it")
+    idx = stratified_subset(y, n, seed)
+    return x[idx], y[idx]
+
+
+def _resize(x: torch.Tensor, size: int | None) -> torch.Tensor:
+    if size is None or size == x.shape[-1]:
+        return x
+    out = [F.interpolate(c.float(), size=(size, size), mode="bilinear", align_corners=False) for c in x.split(4096)]
+    return torch.cat(out).round().clamp(0, 255).to(torch.uint8)
+
+
+def load_data(cfg: DataConfig, device: torch.device, seed: int = 0) -> DataBundle:
+    """Find, parse, subset (stratified, seeded by ``seed``), resize and move a dataset to ``device``."""
+    spec = DATASETS.get(cfg.dataset)
+    (trx, tr_y), (tex, te_y) = spec.load(find_dataset_dir(spec, cfg.data_dir))
+    trx, tr_y = _subset(trx, tr_y, cfg.train_subset, seed, "--train-subset", "training")
+    tex, te_y = _subset(tex, te_y, cfg.test_subset, seed, "--test-subset", "test")
+    tensors = [torch.from_numpy(np.ascontiguousarray(a)) for a in (trx, tr_y, tex, te_y)]
+    tensors[0], tensors[2] = _resize(tensors[0], cfg.resize), _resize(tensors[2], cfg.resize)
+    tensors = [t.to(device) for t in tensors]
+    return DataBundle(spec, *tensors, image_size=int(tensors[0].shape[-1]), augment=cfg.augment)
+
+
+def epoch_generator(seed: int, epoch: int, stream: int = 0) -> torch.Generator:
+    """CPU generator for one epoch's order and augmentation: a pure function of (seed, stream, epoch)."""
+    return torch.Generator().manual_seed(seed * 1_000_003 + stream * 10_007 + epoch)
+
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+def train_batches(data: DataBundle, batch_size: int, gen: torch.Generator) -> Iterator[Batch]:
+    """Shuffled, augmented training batches ``(x: [B, C, S, S] float, y: [B])``; a final batch of one is dropped
+    (BatchNorm cannot train on a single image)."""
+    perm = torch.randperm(data.num_train, generator=gen).to(data.train_y.device)
+    s = data.spec
+    for start in range(0, data.num_train, batch_size):
+        idx = perm[start: start + batch_size]
+        if len(idx) < 2:
+            break
+        x = data.train_x[idx]
+        if data.augment:
+            x = augment(x, s.mean, s.std, s.crop_padding, s.hflip, s.cutout, gen)
+        else:
+            x = normalize(x, s.mean, s.std)
+        yield x, data.train_y[idx]
+
+
+def eval_batches(data: DataBundle, batch_size: int, split: str = "test") -> Iterator[Batch]:
+    """Normalised, un-augmented batches of ``split`` ("test" or "train") in order."""
+    xs, ys = (data.test_x, data.test_y) if split == "test" else (data.train_x, data.train_y)
+    for start in range(0, len(ys), batch_size):
+        yield normalize(xs[start: start + batch_size], data.spec.mean, data.spec.std), ys[start: start + batch_size]

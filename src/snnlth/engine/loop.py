@@ -1,0 +1,118 @@
+"""THE training loop. It trains and evaluates and returns metrics; it never touches files (callers persist state
+through ``on_epoch_end``), so every search strategy drives this same loop."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from snnlth.config import TrainConfig
+from snnlth.data.loader import DataBundle, epoch_generator, train_batches
+from snnlth.engine.evaluate import autocast, evaluate, seq_correct, seq_loss
+from snnlth.engine.optim import cosine_lr, set_lr
+
+
+@dataclass
+class BatchInfo:
+    """Progress of one batch for a progress bar. Sums stay on the device; read them only when displaying."""
+
+    epoch: int
+    epochs: int
+    batch: int
+    batches: int
+    loss_sum: torch.Tensor
+    correct: torch.Tensor
+    seen: int
+    seconds: float
+
+    @property
+    def loss(self) -> float:
+        return self.loss_sum.item() / max(self.seen, 1)
+
+    @property
+    def accuracy(self) -> float:
+        return 100.0 * self.correct.item() / max(self.seen, 1)
+
+    @property
+    def images_per_second(self) -> float:
+        return self.seen / max(self.seconds, 1e-9)
+
+
+@dataclass
+class FitState:
+    """What a caller needs to checkpoint and resume: completed epochs and the metric history."""
+
+    epoch: int = 0
+    history: list[dict] = field(default_factory=list)
+
+    @property
+    def best_test_accuracy(self) -> float | None:
+        accs = [h["test_accuracy"] for h in self.history]
+        return max(accs) if accs else None
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, data: DataBundle, batch_size: int,
+                timesteps: int, gen: torch.Generator, amp: bool = False,
+                after_step: Callable[[], None] | None = None,
+                on_batch: Callable[[BatchInfo], None] | None = None, epoch: int = 0, epochs: int = 1) -> dict:
+    """One pass over the training data. ``after_step`` runs after every optimiser step (mask enforcement)."""
+    model.train()
+    device = data.train_y.device
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device, dtype=torch.long)
+    seen, batches = 0, -(-data.num_train // batch_size)
+    _sync(device)
+    start = time.perf_counter()
+    for i, (x, y) in enumerate(train_batches(data, batch_size, gen)):
+        with autocast(device, amp):
+            logits_seq = model(x, timesteps)  # [T, B, C]
+        loss = seq_loss(logits_seq, y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if after_step is not None:
+            after_step()
+        loss_sum += loss.detach() * len(y)
+        correct += seq_correct(logits_seq.detach(), y)
+        seen += len(y)
+        if on_batch is not None:
+            on_batch(BatchInfo(epoch, epochs, i + 1, batches, loss_sum, correct, seen, time.perf_counter() - start))
+    _sync(device)
+    seconds = time.perf_counter() - start
+    return {"train_loss": loss_sum.item() / max(seen, 1), "train_accuracy": 100.0 * correct.item() / max(seen, 1),
+            "train_seconds": seconds, "images_per_second": seen / max(seconds, 1e-9)}
+
+
+def fit(model: nn.Module, optimizer: torch.optim.Optimizer, data: DataBundle, cfg: TrainConfig, timesteps: int,
+        state: FitState | None = None, epochs: int | None = None, stream: int = 0,
+        after_step: Callable[[], None] | None = None, on_batch: Callable[[BatchInfo], None] | None = None,
+        on_epoch_end: Callable[[FitState], None] | None = None) -> FitState:
+    """Train from ``state.epoch`` to ``epochs`` (default ``cfg.epochs``) with a per-epoch cosine schedule,
+    evaluating on the test set after every epoch. Data order and augmentation of epoch e are a pure function of
+    (seed, stream, e), so resuming from a checkpointed state replays exactly the same batches."""
+    state = state or FitState()
+    epochs = cfg.epochs if epochs is None else epochs
+    for epoch in range(state.epoch, epochs):
+        lr = cosine_lr(cfg.lr, epoch, epochs)
+        set_lr(optimizer, lr)
+        gen = epoch_generator(cfg.seed, epoch, stream)
+        row = train_epoch(model, optimizer, data, cfg.batch_size, timesteps, gen, cfg.amp, after_step, on_batch,
+                          epoch, epochs)
+        t0 = time.perf_counter()
+        test = evaluate(model, data, timesteps, cfg.eval_batch_size, cfg.amp)
+        row = {"epoch": epoch + 1, "timesteps": timesteps, "lr": lr, **row, "test_loss": test["loss"],
+               "test_accuracy": test["accuracy"], "eval_seconds": time.perf_counter() - t0}
+        state.history.append(row)
+        state.epoch = epoch + 1
+        if on_epoch_end is not None:
+            on_epoch_end(state)
+    return state

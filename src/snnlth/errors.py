@@ -1,0 +1,18 @@
+"""Exception types. Every user-facing failure is a :class:`SnnlthError` whose message is one line that names the
+problem and the fix; the CLI prints it and exits with status 2."""
+
+
+class SnnlthError(Exception):
+    """Base class of errors caused by user input (config, data files, run directories)."""
+
+
+class ConfigError(SnnlthError, ValueError):
+    """An invalid configuration value, flag or TOML key."""
+
+
+class DataError(SnnlthError):
+    """A dataset file that is missing, truncated or malformed."""
+
+
+class RunDirError(SnnlthError):
+    """A run directory that holds another run, or whose files are damaged."""

@@ -1,0 +1,57 @@
+"""``convnet``: a small CPU-sized SNN and ``lenet300``: the 784-300-100-10 fully connected SNN."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from snnlth.models.protocol import NeuronFactory, SpikingNet, paper_vgg_init
+from snnlth.snn.layers import repeat_timesteps, seq_apply
+
+
+def conv_bn(c_in: int, c_out: int, bias: bool = False) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1, bias=bias), nn.BatchNorm2d(c_out))
+
+
+class ConvNet(SpikingNet):
+    """Three conv(3×3)+BN+LIF+maxpool(2) blocks at 32/64/128 channels, one linear readout.
+
+    The first conv+BN runs once per image (direct coding); the rest runs on ``[T·B, ...]``.
+    """
+
+    def __init__(self, in_channels: int, image_size: int, num_classes: int, neuron: NeuronFactory,
+                 timesteps: int = 5, channels: tuple[int, ...] = (32, 64, 128)) -> None:
+        super().__init__(neuron, timesteps)
+        widths = (in_channels, *channels)
+        self.blocks = nn.ModuleList(conv_bn(a, b) for a, b in zip(widths[:-1], widths[1:]))
+        self.neurons = nn.ModuleList(neuron() for _ in channels)
+        self.pool = nn.MaxPool2d(2)
+        side = image_size // 2 ** len(channels)
+        self.classifier = nn.Linear(channels[-1] * side * side, num_classes)
+        paper_vgg_init(self)
+
+    def forward_seq(self, x: torch.Tensor, timesteps: int) -> torch.Tensor:
+        x_seq = repeat_timesteps(self.blocks[0](x), timesteps)  # [T, B, C, H, W]
+        for i, (block, neuron) in enumerate(zip(self.blocks, self.neurons)):
+            if i > 0:
+                x_seq = seq_apply(block, x_seq)
+            x_seq = seq_apply(self.pool, neuron(x_seq))
+        return seq_apply(self.classifier, x_seq.flatten(2))  # [T, B, classes]
+
+
+class LeNet300(SpikingNet):
+    """Fully connected SNN ``in -> 300 -> 100 -> classes``; the first layer is computed once (direct coding)."""
+
+    def __init__(self, in_channels: int, image_size: int, num_classes: int, neuron: NeuronFactory,
+                 timesteps: int = 5) -> None:
+        super().__init__(neuron, timesteps)
+        self.fc1 = nn.Linear(in_channels * image_size * image_size, 300)
+        self.lif1 = neuron()
+        self.fc2 = nn.Linear(300, 100)
+        self.lif2 = neuron()
+        self.fc3 = nn.Linear(100, num_classes)
+
+    def forward_seq(self, x: torch.Tensor, timesteps: int) -> torch.Tensor:
+        x_seq = self.lif1(repeat_timesteps(self.fc1(x.flatten(1)), timesteps))  # [T, B, 300]
+        x_seq = self.lif2(seq_apply(self.fc2, x_seq))
+        return seq_apply(self.fc3, x_seq)

@@ -1,0 +1,49 @@
+"""The paper's VGG16-BN SNN (conv bias, one Linear(512, classes) readout), for 32×32 and 28×28 input."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from snnlth.models.convnet import conv_bn
+from snnlth.models.protocol import NeuronFactory, SpikingNet, paper_vgg_init
+from snnlth.snn.layers import repeat_timesteps, seq_apply
+
+VGG16_CFG = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
+
+
+class VGG(SpikingNet):
+    """conv3×3(bias)+BN+LIF per cfg entry, max-pool on spikes at each ``"M"``.
+
+    On 28×28 input the last pool would shrink a 1×1 map to nothing, so pools are skipped once the map is 1×1: both
+    input sizes end in 512 features and have the same parameter count.
+    """
+
+    def __init__(self, in_channels: int, image_size: int, num_classes: int, neuron: NeuronFactory,
+                 timesteps: int = 5, cfg: tuple = VGG16_CFG) -> None:
+        super().__init__(neuron, timesteps)
+        convs, pool_after, c, side = [], [], in_channels, image_size
+        for item in cfg:
+            if item == "M":
+                if side >= 2:
+                    pool_after[-1], side = True, side // 2
+                continue
+            convs.append(conv_bn(c, item, bias=True))
+            pool_after.append(False)
+            c = item
+        self.features = nn.ModuleList(convs)
+        self.neurons = nn.ModuleList(neuron() for _ in convs)
+        self.pool_after = tuple(pool_after)
+        self.pool = nn.MaxPool2d(2)
+        self.classifier = nn.Linear(c * side * side, num_classes)
+        paper_vgg_init(self)
+
+    def forward_seq(self, x: torch.Tensor, timesteps: int) -> torch.Tensor:
+        x_seq = repeat_timesteps(self.features[0](x), timesteps)  # [T, B, 64, H, W]
+        for i, (conv, neuron) in enumerate(zip(self.features, self.neurons)):
+            if i > 0:
+                x_seq = seq_apply(conv, x_seq)
+            x_seq = neuron(x_seq)
+            if self.pool_after[i]:
+                x_seq = seq_apply(self.pool, x_seq)
+        return seq_apply(self.classifier, x_seq.flatten(2))

@@ -1,0 +1,99 @@
+import numpy as np
+import pytest
+import torch
+
+from snnlth.config import DataConfig
+from snnlth.data import load_data, stratified_subset, train_batches
+from snnlth.data.augment import cutout, normalize, random_crop
+from snnlth.data.catalog import DATASETS, find_dataset_dir
+from snnlth.data.loader import epoch_generator, eval_batches
+from snnlth.errors import ConfigError, DataError
+from tests.helpers import make_cifar10, make_cifar100
+
+CPU = torch.device("cpu")
+
+
+def test_fmnist_from_data_dir(fmnist_dir):
+    d = load_data(DataConfig(data_dir=str(fmnist_dir)), CPU)
+    assert d.train_x.shape == (200, 1, 28, 28) and d.train_x.dtype == torch.uint8
+    assert d.test_x.shape == (100, 1, 28, 28) and d.spec.num_classes == 10
+
+
+def test_env_var_is_second_choice(fmnist_dir, monkeypatch, tmp_path):
+    monkeypatch.setenv("SNNLTH_DATA", str(fmnist_dir))
+    assert find_dataset_dir(DATASETS.get("fmnist"), None) == fmnist_dir
+    other = tmp_path / "other"
+    (other / "fmnist").mkdir(parents=True)
+    (other / "fmnist" / "train-images-idx3-ubyte.gz").write_bytes(b"")
+    assert find_dataset_dir(DATASETS.get("fmnist"), str(other)) == other / "fmnist"  # --data-dir wins
+
+
+def test_missing_dataset_message(tmp_path, monkeypatch):
+    monkeypatch.delenv("SNNLTH_DATA", raising=False)
+    with pytest.raises(DataError, match=r"cifar10 not found \(looked in .*\); unpack cifar-10-python"):
+        load_data(DataConfig(dataset="cifar10", data_dir=str(tmp_path)), CPU)
+    with pytest.raises(DataError, match="is not a directory"):
+        load_data(DataConfig(dataset="cifar10", data_dir=str(tmp_path / "nope")), CPU)
+
+
+def test_cifar10_and_100(tmp_path):
+    d = load_data(DataConfig(dataset="cifar10", data_dir=str(make_cifar10(tmp_path / "c10"))), CPU)
+    assert d.train_x.shape == (100, 3, 32, 32) and d.test_y.shape == (20,)
+    d = load_data(DataConfig(dataset="cifar100", data_dir=str(make_cifar100(tmp_path / "c100"))), CPU)
+    assert d.spec.num_classes == 100 and int(d.train_y.max()) == 99
+
+
+def test_stratified_subset_is_balanced_and_seeded():
+    labels = np.repeat(np.arange(10), [100, 100, 100, 100, 100, 100, 100, 100, 100, 50])
+    idx = stratified_subset(labels, 190, seed=1)
+    assert len(idx) == 190 and len(set(idx)) == 190
+    counts = np.bincount(labels[idx], minlength=10)
+    assert counts[:9].tolist() == [20] * 9 and counts[9] == 10
+    assert np.array_equal(idx, stratified_subset(labels, 190, seed=1))
+    assert not np.array_equal(idx, stratified_subset(labels, 190, seed=2))
+
+
+def test_subset_larger_than_data(fmnist_dir):
+    with pytest.raises(ConfigError, match="--train-subset 500 is larger than the 200 training images"):
+        load_data(DataConfig(data_dir=str(fmnist_dir), train_subset=500), CPU)
+
+
+def test_resize(fmnist_dir):
+    d = load_data(DataConfig(data_dir=str(fmnist_dir), resize=32, train_subset=20), CPU)
+    assert d.train_x.shape == (20, 1, 32, 32) and d.image_size == 32
+
+
+def test_augmented_batches_shapes_and_determinism(fmnist_dir):
+    d = load_data(DataConfig(data_dir=str(fmnist_dir)), CPU)
+    a = list(train_batches(d, 64, epoch_generator(0, 3)))
+    b = list(train_batches(d, 64, epoch_generator(0, 3)))
+    c = list(train_batches(d, 64, epoch_generator(0, 4)))
+    assert [x.shape for x, _ in a] == [(64, 1, 28, 28)] * 3 + [(8, 1, 28, 28)]
+    assert all(torch.equal(x1, x2) and torch.equal(y1, y2) for (x1, y1), (x2, y2) in zip(a, b))
+    assert not torch.equal(a[0][0], c[0][0])
+    assert sorted(torch.cat([y for _, y in a]).tolist()) == sorted(d.train_y.tolist())
+
+
+def test_eval_batches_unaugmented(fmnist_dir):
+    d = load_data(DataConfig(data_dir=str(fmnist_dir)), CPU)
+    x, y = next(eval_batches(d, 1000))
+    assert torch.allclose(x, normalize(d.test_x, (0.5,), (0.5,))) and torch.equal(y, d.test_y)
+
+
+def test_random_crop_is_a_shifted_window():
+    x = torch.arange(2 * 1 * 6 * 6, dtype=torch.float32).view(2, 1, 6, 6) + 1
+    out = random_crop(x, 2, torch.Generator().manual_seed(0))
+    assert out.shape == x.shape
+    for i in range(2):  # every nonzero value sits at a constant offset from its source
+        nz = out[i, 0] > 0
+        src = (out[i, 0][nz] - 1 - i * 36).long()
+        rows, cols = torch.nonzero(nz, as_tuple=True)
+        dr, dc = src // 6 - rows, src % 6 - cols
+        assert dr.unique().numel() == 1 and dc.unique().numel() == 1
+
+
+def test_cutout_zeroes_a_square():
+    out = cutout(torch.ones(8, 3, 32, 32), 16, torch.Generator().manual_seed(0))
+    zeros = (out == 0).all(1).flatten(1).sum(1)
+    assert ((zeros > 0) & (zeros <= 256)).all()
+    assert (out[:, 0] == out[:, 2]).all()  # same hole in every channel

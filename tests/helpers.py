@@ -1,0 +1,65 @@
+"""Writers of tiny dataset files in the real on-disk formats, for tests."""
+
+from __future__ import annotations
+
+import gzip
+import pickle
+from pathlib import Path
+
+import numpy as np
+
+
+def idx_bytes(arr: np.ndarray) -> bytes:
+    header = bytes([0, 0, 0x08, arr.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in arr.shape)
+    return header + arr.astype(np.uint8).tobytes()
+
+
+def write_idx(path: Path, arr: np.ndarray) -> None:
+    data = idx_bytes(arr)
+    path.write_bytes(gzip.compress(data) if path.suffix == ".gz" else data)
+
+
+def class_images(labels: np.ndarray, shape: tuple[int, ...], seed: int) -> np.ndarray:
+    """Images whose bright block position encodes the class (learnable in a few steps), plus noise."""
+    rng = np.random.default_rng(seed)
+    imgs = rng.integers(0, 60, size=(len(labels), *shape), dtype=np.int64)
+    side = shape[-1]
+    for i, c in enumerate(labels):
+        r, q = divmod(int(c) % 16, 4)
+        cell = side // 4
+        imgs[i, ..., r * cell:(r + 1) * cell, q * cell:(q + 1) * cell] += 180
+    return np.clip(imgs, 0, 255).astype(np.uint8)
+
+
+def make_fmnist(root: Path, n_train: int = 200, n_test: int = 100, seed: int = 0) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        labels = np.arange(n) % 10
+        rng.shuffle(labels)
+        write_idx(root / f"{prefix}-images-idx3-ubyte.gz", class_images(labels, (28, 28), seed + n))
+        write_idx(root / f"{prefix}-labels-idx1-ubyte.gz", labels.astype(np.uint8))
+    return root
+
+
+def write_cifar_batch(path: Path, labels: np.ndarray, label_key: str, seed: int) -> None:
+    data = class_images(labels, (3, 32, 32), seed).reshape(len(labels), -1)
+    with path.open("wb") as fh:
+        pickle.dump({b"batch_label": b"x", b"data": data, label_key.encode(): labels.tolist()}, fh)
+
+
+def make_cifar10(root: Path, per_batch: int = 20, n_test: int = 20) -> Path:
+    base = root / "cifar-10-batches-py"
+    base.mkdir(parents=True, exist_ok=True)
+    for i in range(1, 6):
+        write_cifar_batch(base / f"data_batch_{i}", np.arange(per_batch) % 10, "labels", i)
+    write_cifar_batch(base / "test_batch", np.arange(n_test) % 10, "labels", 9)
+    return root
+
+
+def make_cifar100(root: Path, n_train: int = 200, n_test: int = 100) -> Path:
+    base = root / "cifar-100-python"
+    base.mkdir(parents=True, exist_ok=True)
+    write_cifar_batch(base / "train", np.arange(n_train) % 100, "fine_labels", 1)
+    write_cifar_batch(base / "test", np.arange(n_test) % 100, "fine_labels", 2)
+    return root

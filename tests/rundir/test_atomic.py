@@ -1,0 +1,66 @@
+import pytest
+import torch
+
+from snnlth.config import ModelConfig, TrainRunConfig
+from snnlth.errors import RunDirError
+from snnlth.rundir.atomic import atomic_write_json, atomic_write_text, load_blob, read_json, save_blob
+from snnlth.rundir.layout import RunDir, default_run_dir
+
+
+def test_atomic_write_replaces_and_leaves_no_temp(tmp_path):
+    p = tmp_path / "a" / "f.json"
+    atomic_write_json(p, {"x": 1})
+    atomic_write_json(p, {"x": 2})
+    assert read_json(p) == {"x": 2}
+    assert [f.name for f in p.parent.iterdir()] == ["f.json"]
+
+
+def test_failed_write_keeps_old_content(tmp_path, monkeypatch):
+    p = tmp_path / "f.txt"
+    atomic_write_text(p, "old")
+
+    def boom(*a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr("os.replace", boom)
+    with pytest.raises(OSError):
+        atomic_write_text(p, "new")
+    assert p.read_text() == "old" and [f.name for f in tmp_path.iterdir()] == ["f.txt"]
+
+
+def test_blob_roundtrip_and_damage_detected(tmp_path):
+    p = tmp_path / "c.pt"
+    save_blob(p, {"w": torch.arange(5.0), "epoch": 3})
+    got = load_blob(p)
+    assert torch.equal(got["w"], torch.arange(5.0)) and got["epoch"] == 3
+    raw = bytearray(p.read_bytes())
+    raw[-3] ^= 0xFF
+    p.write_bytes(bytes(raw))
+    with pytest.raises(RunDirError, match="damaged"):
+        load_blob(p)
+
+
+def test_bad_json_is_a_run_dir_error(tmp_path):
+    (tmp_path / "x.json").write_text("{")
+    with pytest.raises(RunDirError, match="not valid JSON"):
+        read_json(tmp_path / "x.json")
+
+
+def test_run_dir_status(tmp_path):
+    cfg = TrainRunConfig()
+    run = RunDir(tmp_path / "r")
+    assert run.status("train", cfg) == "new"
+    run.write_header("train", cfg)
+    assert run.status("train", cfg) == "resume"
+    with pytest.raises(RunDirError, match="holds a different run.*model.timesteps: default there, 3 here"):
+        run.status("train", TrainRunConfig(model=ModelConfig(timesteps=3)))
+    (run.path / "summary.json").write_text("{}")
+    assert run.status("train", cfg) == "done"
+    (tmp_path / "junk").mkdir()
+    (tmp_path / "junk" / "a.txt").write_text("mine")
+    with pytest.raises(RunDirError, match="not an snnlth run"):
+        RunDir(tmp_path / "junk").status("train", cfg)
+
+
+def test_default_run_dir_name():
+    assert str(default_run_dir("train", TrainRunConfig(), "runs")) == "runs/train-convnet-fmnist-T5-1c8392ad/seed_0"

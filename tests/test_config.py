@@ -1,0 +1,69 @@
+import argparse
+
+import pytest
+
+from snnlth.config import DataConfig, ModelConfig, TrainConfig, TrainRunConfig
+from snnlth.config_io import add_config_flags, config_hash, overrides_from_namespace, resolve_config
+from snnlth.errors import ConfigError
+
+
+@pytest.mark.parametrize("make,match", [
+    (lambda: ModelConfig(timesteps=0), "--timesteps must be >= 1"),
+    (lambda: TrainConfig(lr=0), "--lr must be > 0"),
+    (lambda: TrainConfig(lr=-0.1), "--lr must be > 0"),
+    (lambda: TrainConfig(epochs=0), "--epochs must be >= 1"),
+    (lambda: TrainConfig(batch_size=0), "--batch-size must be >= 1"),
+    (lambda: TrainConfig(device="tpu"), "--device must be one of auto, cpu, cuda"),
+    (lambda: ModelConfig(neuron="izh"), "--neuron must be one of lif, relu"),
+    (lambda: DataConfig(train_subset=0), "--train-subset must be a positive"),
+])
+def test_validation_errors_name_the_flag(make, match):
+    with pytest.raises(ConfigError, match=match):
+        make()
+
+
+def _parse(argv):
+    p = argparse.ArgumentParser()
+    add_config_flags(p, TrainRunConfig)
+    return overrides_from_namespace(p.parse_args(argv))
+
+
+def test_flags_override_toml(tmp_path):
+    f = tmp_path / "c.toml"
+    f.write_text("[model]\ntimesteps = 3\nmodel = 'lenet300'\n[train]\nepochs = 7\naugment_ignored = 1\n")
+    with pytest.raises(ConfigError, match=r"unknown key in \[train\] 'augment_ignored'"):
+        resolve_config(TrainRunConfig, str(f), {})
+    f.write_text("[model]\ntimesteps = 3\nmodel = 'lenet300'\n[train]\nepochs = 7\n")
+    cfg = resolve_config(TrainRunConfig, str(f), _parse(["--timesteps", "4", "--no-augment", "--train-subset", "50"]))
+    assert (cfg.model.timesteps, cfg.model.model, cfg.train.epochs) == (4, "lenet300", 7)
+    assert cfg.data.augment is False and cfg.data.train_subset == 50
+
+
+def test_toml_errors(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        resolve_config(TrainRunConfig, str(tmp_path / "none.toml"), {})
+    (tmp_path / "bad.toml").write_text("[model\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        resolve_config(TrainRunConfig, str(tmp_path / "bad.toml"), {})
+    (tmp_path / "sec.toml").write_text("[modle]\ntimesteps = 3\n")
+    with pytest.raises(ConfigError, match="did you mean 'model'"):
+        resolve_config(TrainRunConfig, str(tmp_path / "sec.toml"), {})
+    (tmp_path / "typ.toml").write_text("[model]\ntimesteps = 'five'\n")
+    with pytest.raises(ConfigError, match=r"\[model\] timesteps must be a int"):
+        resolve_config(TrainRunConfig, str(tmp_path / "typ.toml"), {})
+
+
+def test_flag_type_errors():
+    with pytest.raises(ConfigError, match="epochs must be a int"):
+        resolve_config(TrainRunConfig, None, _parse(["--epochs", "two"]))
+    cfg = resolve_config(TrainRunConfig, None, _parse(["--train-subset", "none", "--lr", "0.3"]))
+    assert cfg.data.train_subset is None and cfg.train.lr == 0.3
+
+
+def test_run_hash_is_pinned_and_ignores_defaults_and_paths():
+    base = TrainRunConfig()
+    assert config_hash(base, "train") == "1c8392ad"
+    same = TrainRunConfig(data=DataConfig(data_dir="/x"), train=TrainConfig(device="cpu", seed=3))
+    assert config_hash(same, "train") == config_hash(base, "train")
+    other = TrainRunConfig(model=ModelConfig(timesteps=3))
+    assert config_hash(other, "train") == "9bddaa22"

@@ -1,0 +1,33 @@
+"""Imports go one way (shared/STYLE.md habit 8): a lower layer never imports a higher one."""
+
+import ast
+from pathlib import Path
+
+SRC = Path(__file__).resolve().parents[1] / "src" / "snnlth"
+LAYER = {"errors": 0, "registry": 0, "config": 0, "config_io": 1, "snn": 1, "masks": 1, "rundir": 1, "data": 2,
+         "models": 2, "engine": 3, "search": 4, "report": 4, "export": 4, "adapters": 4, "api": 5, "cli": 6,
+         "__main__": 7, "__init__": 0}
+
+
+def _layer(module: str) -> int:
+    return LAYER[module.split(".")[1] if "." in module else module]
+
+
+def test_imports_point_downwards():
+    bad = []
+    for path in SRC.rglob("*.py"):
+        rel = path.relative_to(SRC.parent).with_suffix("")
+        mod = ".".join(rel.parts)
+        here = _layer(mod) if mod != "snnlth.__init__" else 0
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module] if isinstance(node, ast.ImportFrom) and node.module else [])
+            for name in names:
+                if name.startswith("snnlth.") and _layer(name) > here:
+                    bad.append(f"{mod} imports {name}")
+    assert not bad
+
+
+def test_only_cli_prints():
+    offenders = [p.name for p in SRC.rglob("*.py") if p.name != "cli.py" and "print(" in p.read_text()]
+    assert not offenders
