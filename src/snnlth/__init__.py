@@ -1,3 +1,13 @@
 """snnlth: lottery tickets in deep spiking neural networks."""
 
 __version__ = "0.1.0"
+
+
+def train(*args, **kwargs):
+    """Train one model; see :func:`snnlth.api.train` (imported lazily so ``import snnlth`` stays light)."""
+    from snnlth.api import train as _train
+
+    return _train(*args, **kwargs)
+
+
+__all__ = ["__version__", "train"]
