@@ -63,3 +63,16 @@ def make_cifar100(root: Path, n_train: int = 200, n_test: int = 100) -> Path:
     write_cifar_batch(base / "train", np.arange(n_train) % 100, "fine_labels", 1)
     write_cifar_batch(base / "test", np.arange(n_test) % 100, "fine_labels", 2)
     return root
+
+
+def search_cfg(data_dir, **search):
+    """A tiny search config: lenet300 (fast on CPU), T=3, 3 epochs, batch 50 on the 200-image fake F-MNIST."""
+    from snnlth.config import DataConfig, ModelConfig, SearchConfig, SearchRunConfig, TrainConfig
+
+    model = search.pop("model", "lenet300")
+    timesteps = search.pop("timesteps", 3)
+    epochs = search.pop("epochs", 3)
+    return SearchRunConfig(data=DataConfig(data_dir=str(data_dir)),
+                           model=ModelConfig(model=model, timesteps=timesteps),
+                           train=TrainConfig(epochs=epochs, batch_size=50, lr=0.05, device="cpu"),
+                           search=SearchConfig(**{"rounds": 2, **search}))

@@ -10,4 +10,11 @@ def train(*args, **kwargs):
     return _train(*args, **kwargs)
 
 
-__all__ = ["__version__", "train"]
+def search(*args, **kwargs):
+    """Run a ticket search; see :func:`snnlth.api.search`."""
+    from snnlth.api import search as _search
+
+    return _search(*args, **kwargs)
+
+
+__all__ = ["__version__", "search", "train"]

@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from snnlth.config import TrainRunConfig
+from snnlth.config import SearchRunConfig, TrainRunConfig
 from snnlth.config_io import config_to_dict
 from snnlth.data.catalog import DATASETS
 from snnlth.data.loader import DataBundle, load_data
@@ -20,6 +20,9 @@ from snnlth.models.catalog import MODELS, create_model
 from snnlth.models.protocol import SpikingNet
 from snnlth.rundir.atomic import atomic_write_json, atomic_write_text, load_blob, read_json, save_blob
 from snnlth.rundir.layout import RunDir, default_run_dir, dumps_jsonl
+from snnlth.search.base import Callbacks, SearchContext
+from snnlth.search.baselines import check_source
+from snnlth.search.runner import run_search
 from snnlth.snn.surrogate import SURROGATES
 
 
@@ -34,7 +37,7 @@ class TrainResult:
     model: SpikingNet | None = None
 
 
-def validate_names(cfg: TrainRunConfig) -> None:
+def validate_names(cfg: TrainRunConfig | SearchRunConfig) -> None:
     """Registry names are checked before anything is loaded or written."""
     DATASETS.get(cfg.data.dataset)
     MODELS.get(cfg.model.model)
@@ -109,3 +112,36 @@ def make_summary(cfg: TrainRunConfig, model: SpikingNet, state: FitState, device
         "config": config_to_dict(cfg),
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
+
+
+@dataclass
+class SearchResult:
+    """``summary`` holds exactly what ``summary.json`` holds (method, levels, search seconds, Early-Time and
+    Early-Bird records); ``status`` is ``"searched"``, ``"resumed"`` or ``"done"``."""
+
+    run_dir: Path
+    summary: dict[str, Any]
+    status: str
+
+
+def search(cfg: SearchRunConfig, out: str | Path | None = None, runs_root: str | Path = "runs",
+           callbacks: Callbacks | None = None) -> SearchResult:
+    """Run a ticket search (``cfg.search.method``: imp, eb, random, reinit; Early-Time via ``early_time``).
+
+    Resumable: rerunning with the same config and ``out`` continues from the last completed epoch and skips every
+    finished round. Nothing is written until config, ``--from`` source, data and model have been checked.
+    """
+    validate_names(cfg)
+    src = check_source(cfg)
+    device = resolve_device(cfg.train.device)
+    run = RunDir(Path(out) if out else default_run_dir(cfg.search.method, cfg, runs_root))
+    status = run.status("search", cfg)
+    if status == "done":
+        return SearchResult(run.path, read_json(run.summary), "done")
+    data = load_data(cfg.data, device, seed=cfg.train.seed)
+    ctx = SearchContext(cfg, run, data, device, callbacks or Callbacks())
+    ctx.new_model()  # fail on a model/data mismatch before writing
+    run.write_header("search", cfg)
+    summary = run_search(ctx, src)
+    atomic_write_json(run.summary, summary)
+    return SearchResult(run.path, summary, "resumed" if status == "resume" else "searched")

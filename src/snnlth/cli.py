@@ -6,9 +6,9 @@ import argparse
 import sys
 
 from snnlth import __version__
-from snnlth.config import TrainRunConfig
-from snnlth.config_io import add_config_flags, overrides_from_namespace, resolve_config
-from snnlth.errors import SnnlthError
+from snnlth.config import SearchRunConfig, TrainRunConfig
+from snnlth.config_io import add_config_flags, config_from_dict, overrides_from_namespace, resolve_config
+from snnlth.errors import ConfigError, SnnlthError
 
 
 class _Progress:
@@ -17,15 +17,16 @@ class _Progress:
     def __init__(self, enabled: bool) -> None:
         self.enabled, self.bar, self.epoch = enabled, None, None
 
-    def on_batch(self, info) -> None:
+    def on_batch(self, info, label: str = "") -> None:
         if not self.enabled:
             return
         from tqdm import tqdm
 
-        if self.epoch != info.epoch:
+        if self.epoch != (label, info.epoch):
             self.close()
-            self.epoch = info.epoch
-            self.bar = tqdm(total=info.batches, desc=f"epoch {info.epoch + 1}/{info.epochs}", unit="batch",
+            self.epoch = (label, info.epoch)
+            desc = f"{label + ' ' if label else ''}epoch {info.epoch + 1}/{info.epochs}"
+            self.bar = tqdm(total=info.batches, desc=desc, unit="batch",
                             leave=False, dynamic_ncols=True, file=sys.stderr)
         self.bar.update(info.batch - self.bar.n)
         if info.batch == info.batches or info.batch % 5 == 0:
@@ -40,7 +41,9 @@ class _Progress:
     def on_epoch(self, row: dict) -> None:
         self.close()
         self.epoch = None
-        print(f"epoch {row['epoch']:>3}  lr {row['lr']:.4f}  train loss {row['train_loss']:.4f}  "
+        where = f"{row['phase']:<14}" if "phase" in row else ""
+        print(f"{where}epoch {row['epoch']:>3}  T={row['timesteps']}  lr {row['lr']:.4f}  "
+              f"train loss {row['train_loss']:.4f}  "
               f"train acc {row['train_accuracy']:6.2f}%  test acc {row['test_accuracy']:6.2f}%  "
               f"{row['images_per_second']:.0f} img/s  {row['train_seconds']:.1f}s", flush=True)
 
@@ -64,6 +67,58 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _event(message: str) -> None:
+    print(f"-- {message}", flush=True)
+
+
+def _search_config(args: argparse.Namespace) -> SearchRunConfig:
+    overrides = overrides_from_namespace(args)
+    if not args.resume:
+        return resolve_config(SearchRunConfig, args.config, overrides)
+    from snnlth.rundir.atomic import read_json
+    from snnlth.rundir.layout import RunDir
+
+    run = RunDir(__import__("pathlib").Path(args.resume))
+    if not run.config.exists():
+        raise ConfigError(f"--resume {run.path}: no config.json there; give the run directory of a started search")
+    saved = read_json(run.config)
+    if saved.get("kind") != "search":
+        raise ConfigError(f"--resume {run.path} holds a {saved.get('kind')} run; use `snnlth {saved.get('kind')}`")
+    base = config_from_dict(SearchRunConfig, {k: saved[k] for k in ("data", "model", "train", "search")})
+    return config_from_dict(SearchRunConfig, overrides, base)
+
+
+def _cmd_search(args: argparse.Namespace) -> int:
+    from snnlth.api import search
+    from snnlth.search.base import Callbacks
+
+    cfg = _search_config(args)
+    progress = _Progress(enabled=not args.no_progress)
+    try:
+        result = search(cfg, out=args.resume or args.out, runs_root=args.runs_root,
+                        callbacks=Callbacks(progress.on_batch, progress.on_epoch, _event))
+    finally:
+        progress.close()
+    s = result.summary
+    if result.status == "done":
+        print(f"{result.run_dir} already holds this finished search; delete it to search again")
+    et = s["early_time"]
+    print(f"\n{s['method']}{' + Early-Time (T_early=' + str(et['t_early']) + ')' if et else ''}, {s['model']} on "
+          f"{s['dataset']}, T={s['timesteps']}, seed {s['seed']}")
+    head = ("round", "sparsity", "all params", "T", "test acc", "best", "search s")
+    print(" ".join(f"{h:>{w}}" for h, w in zip(head, (5, 9, 10, 3, 9, 7, 9))) + "  final")
+    for lv in s["levels"]:
+        acc = "-" if lv["test_accuracy"] is None else f"{lv['test_accuracy']:.2f}"
+        best = "-" if lv["best_test_accuracy"] is None else f"{lv['best_test_accuracy']:.2f}"
+        rnd = "-" if lv["round"] is None else lv["round"]
+        print(f"{rnd:>5} {lv['sparsity_prunable']:>9.2%} {lv['sparsity_all']:>10.2%} {lv['timesteps']:>3} "
+              f"{acc:>9} {best:>7} {lv['search_seconds']:>9.1f}  {'yes' if lv['final'] else 'no'}")
+    print(f"search {s['search_seconds_total']:.1f}s, retraining {s['retrain_seconds_total']:.1f}s, "
+          f"total {s['total_seconds']:.1f}s")
+    print(f"summary: {result.run_dir / 'summary.json'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="snnlth", description="Lottery tickets in deep spiking neural networks.")
     parser.add_argument("--version", action="version", version=f"snnlth {__version__}")
@@ -78,6 +133,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bar (per-epoch lines only)")
     add_config_flags(p, TrainRunConfig)
     p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("search", help="find a lottery ticket: imp, eb, random, reinit (+ --early-time)",
+                       description="Ticket search. Rerunning the same command (or --resume DIR) resumes it.")
+    p.add_argument("--config", metavar="FILE.toml", help="TOML file with [data], [model], [train], [search] tables")
+    p.add_argument("--out", metavar="DIR", help="run directory (default: runs/<method>-<model>-<dataset>-T<T>-"
+                   "<hash>/seed_<seed>)")
+    p.add_argument("--resume", metavar="DIR", help="continue the search in DIR with the config saved there")
+    p.add_argument("--runs-root", default="runs", metavar="DIR", help="parent of default run directories")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (per-epoch lines only)")
+    add_config_flags(p, SearchRunConfig)
+    p.set_defaults(func=_cmd_search)
     return parser
 
 

@@ -15,12 +15,20 @@ from typing import Any
 from snnlth.errors import ConfigError
 
 
-def _f(default: Any, help: str, semantic: bool = True, choices: tuple[str, ...] | None = None) -> Any:
-    return field(default=default, metadata={"help": help, "semantic": semantic, "choices": choices})
+def _f(default: Any, help: str, semantic: bool = True, choices: tuple[str, ...] | None = None,
+       flag: str | None = None) -> Any:
+    return field(default=default, metadata={"help": help, "semantic": semantic, "choices": choices, "flag": flag})
 
 
-def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
+_FLAG_OVERRIDES = {"from_run": "--from"}
+
+
+def flag_name(name: str) -> str:
+    """The CLI flag of a config field (``prune_rate`` -> ``--prune-rate``; ``from_run`` -> ``--from``)."""
+    return _FLAG_OVERRIDES.get(name, "--" + name.replace("_", "-"))
+
+
+_flag = flag_name
 
 
 def _require(ok: bool, name: str, value: Any, rule: str, fix: str) -> None:
@@ -114,3 +122,106 @@ class TrainRunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+
+
+def _parse_early_time(value: str) -> str | int:
+    if value in ("off", "auto"):
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        raise ConfigError(f"--early-time must be off, auto or a number of timesteps (got {value!r})") from None
+
+
+def _parse_retrain_at(item: str) -> str | int | float:
+    if item in ("last", "all"):
+        return item
+    try:
+        return int(item)
+    except ValueError:
+        pass
+    try:
+        value = float(item)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < 1:
+        raise ConfigError(f"--retrain-at takes last, all, round numbers or sparsities in [0, 1) (got {item!r})")
+    return value
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """How to search for the ticket. Early-Time is a modifier of ``imp`` and ``eb``, not a method."""
+
+    method: str = _f("imp", "imp, eb, random or reinit", choices=("imp", "eb", "random", "reinit"))
+    rounds: int = _f(4, "pruning rounds after the dense round 0 (levels 0..K)")
+    prune_rate: float = _f(0.25, "fraction of the surviving weights removed per round")
+    scope: str = _f("global", "magnitude ranking across all layers (global) or per layer (local)",
+                    choices=("global", "local"))
+    exclude: tuple[str, ...] = _f((), "prunable tensors never pruned (names or name prefixes, e.g. conv1.weight)")
+    rewind_epoch: int = _f(0, "rewind survivors to their values after this many epochs of the dense run (0 = init)")
+    target_sparsity: tuple[float, ...] = _f((0.9,), "Early-Bird: target sparsities tracked in one dense run")
+    eb_window: int = _f(5, "Early-Bird: number of recent masks compared (q)")
+    eb_threshold: float = _f(0.02, "Early-Bird: stop when the max mask distance falls below this (tau)")
+    early_time: str = _f("off", "Early-Time ticket: off, auto (choose T_early by KL) or a number of timesteps")
+    et_threshold: float = _f(0.6, "Early-Time: normalised-KL threshold lambda")
+    et_warmup_epochs: int = _f(2, "Early-Time auto: epochs at full T before choosing T_early")
+    et_batch: int = _f(1000, "Early-Time auto: training images in the fixed batch the KL is measured on")
+    et_kl: str = _f("paper", "KL direction: paper = KL(P_t || P_T) (Eq. 1), code = KL(P_T || P_t)",
+                    choices=("paper", "code"))
+    retrain_at: tuple[str, ...] = _f(("last",), "levels retrained at full T off the search path (ET) / taken by "
+                                     "reinit: last, all, round numbers or sparsities")
+    from_run: str | None = _f(None, "reinit/random: a finished search run whose masks to reuse", semantic=True)
+    checkpoint_every: int = _f(1, "write a resumable checkpoint every N epochs", semantic=False)
+
+    def __post_init__(self) -> None:
+        _check_choices(self)
+        _require(self.rounds >= 1, "rounds", self.rounds, "must be >= 1", "use e.g. --rounds 4")
+        _require(0 < self.prune_rate < 1, "prune_rate", self.prune_rate, "must be in (0, 1)", "the paper uses 0.25")
+        _require(self.rewind_epoch >= 0, "rewind_epoch", self.rewind_epoch, "must be >= 0", "use 0 to rewind to init")
+        _require(len(self.target_sparsity) >= 1 and all(0 < s < 1 for s in self.target_sparsity), "target_sparsity",
+                 self.target_sparsity, "must be one or more values in (0, 1)", "use e.g. --target-sparsity 0.5 0.9")
+        _require(self.eb_window >= 2, "eb_window", self.eb_window, "must be >= 2", "the paper uses 5")
+        _require(0 < self.eb_threshold < 1, "eb_threshold", self.eb_threshold, "must be in (0, 1)", "use 0.02")
+        _require(0 < self.et_threshold, "et_threshold", self.et_threshold, "must be > 0", "the paper uses 0.6")
+        _require(self.et_warmup_epochs >= 1, "et_warmup_epochs", self.et_warmup_epochs, "must be >= 1", "use 2")
+        _require(self.et_batch >= 1, "et_batch", self.et_batch, "must be >= 1", "use 1000")
+        _require(self.checkpoint_every >= 1, "checkpoint_every", self.checkpoint_every, "must be >= 1", "use 1")
+        _parse_early_time(self.early_time)
+        _require(len(self.retrain_at) >= 1, "retrain_at", self.retrain_at, "needs at least one level", "use last")
+        for item in self.retrain_at:
+            _parse_retrain_at(item)
+
+    @property
+    def early_time_mode(self) -> str | int:
+        """``"off"``, ``"auto"`` or the forced number of search timesteps."""
+        return _parse_early_time(self.early_time)
+
+
+@dataclass(frozen=True)
+class SearchRunConfig:
+    """Everything ``snnlth search`` needs: ``[data]``, ``[model]``, ``[train]`` and ``[search]`` tables."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
+
+    def __post_init__(self) -> None:
+        s, epochs, t = self.search, self.train.epochs, self.model.timesteps
+        _require(s.rewind_epoch < epochs, "rewind_epoch", s.rewind_epoch, f"must be < --epochs ({epochs})",
+                 "rewind to an epoch before the end of training")
+        mode = s.early_time_mode
+        if isinstance(mode, int):
+            _require(1 <= mode < t, "early_time", mode, f"must be in [1, --timesteps) = [1, {t})",
+                     "choose fewer search timesteps than the final model uses, or --early-time auto")
+        if mode == "auto":
+            _require(t >= 3, "timesteps", t, "must be >= 3 for --early-time auto (candidates are 2..T-1)",
+                     "use --early-time off or more timesteps")
+            _require(s.et_warmup_epochs < epochs, "et_warmup_epochs", s.et_warmup_epochs,
+                     f"must be < --epochs ({epochs})", "warm up for fewer epochs than the dense round")
+        if mode != "off" and s.method in ("random", "reinit"):
+            raise ConfigError(f"--early-time combines with imp and eb only, not --method {s.method}; "
+                              "drop --early-time")
+        if s.method == "reinit" and not s.from_run:
+            raise ConfigError("--method reinit needs --from RUN_DIR (a finished search whose masks to reuse)")

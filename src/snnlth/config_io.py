@@ -11,10 +11,12 @@ from typing import Any
 
 import tomllib
 
+from snnlth.config import flag_name
 from snnlth.errors import ConfigError
 from snnlth.registry import unknown_name_message
 
 _SCALARS = {"int": int, "float": float, "str": str, "bool": bool}
+_TUPLES = {f"tuple[{k}, ...]": v for k, v in _SCALARS.items()}
 
 
 def _sections(cfg_cls: type) -> dict[str, type]:
@@ -23,7 +25,9 @@ def _sections(cfg_cls: type) -> dict[str, type]:
 
 
 def _field_type(f: dataclasses.Field) -> tuple[type, bool]:
-    """(scalar type, optional) of a field annotated as ``int``, ``float | None`` and so on."""
+    """(scalar type, optional) of a field annotated as ``int``, ``float | None`` and so on (tuples: element type)."""
+    if str(f.type) in _TUPLES:
+        return _TUPLES[str(f.type)], False
     parts = [p.strip() for p in str(f.type).split("|")]
     optional = "None" in parts
     names = [p for p in parts if p != "None"]
@@ -32,7 +36,19 @@ def _field_type(f: dataclasses.Field) -> tuple[type, bool]:
     return _SCALARS[names[0]], optional
 
 
+def _is_tuple(f: dataclasses.Field) -> bool:
+    return str(f.type) in _TUPLES
+
+
 def _coerce(f: dataclasses.Field, value: Any, where: str) -> Any:
+    if _is_tuple(f):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where} must be a list (got {value!r})")
+        return tuple(_coerce_scalar(f, v, where) for v in value)
+    return _coerce_scalar(f, value, where)
+
+
+def _coerce_scalar(f: dataclasses.Field, value: Any, where: str) -> Any:
     typ, optional = _field_type(f)
     if value is None or (optional and isinstance(value, str) and value.lower() == "none"):
         if optional:
@@ -47,8 +63,8 @@ def _coerce(f: dataclasses.Field, value: Any, where: str) -> Any:
         return float(value)
     elif typ is int and isinstance(value, int) and not isinstance(value, bool):
         return value
-    elif typ is str and isinstance(value, str):
-        return value
+    elif typ is str and isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        return str(value)
     if isinstance(value, str) and typ in (int, float):
         try:
             return typ(value)
@@ -101,14 +117,20 @@ def add_config_flags(parser: argparse.ArgumentParser, cfg_cls: type) -> None:
         group = parser.add_argument_group(f"[{sec_name}] options")
         for f in dataclasses.fields(sec_cls):
             typ, optional = _field_type(f)
-            flag = "--" + f.name.replace("_", "-")
+            flag = _flag_of(f)
             default = f.default
             help_text = f"{f.metadata.get('help', '')} (default: {default})"
             kw: dict[str, Any] = {"dest": f"{sec_name}.{f.name}", "default": argparse.SUPPRESS, "help": help_text}
             if typ is bool:
                 group.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)
+            elif _is_tuple(f):
+                group.add_argument(flag, metavar=f.name.upper(), nargs="+", **kw)
             else:
                 group.add_argument(flag, metavar=f.name.upper(), **kw)
+
+
+def _flag_of(f: dataclasses.Field) -> str:
+    return flag_name(f.name)
 
 
 def overrides_from_namespace(ns: argparse.Namespace) -> dict[str, dict[str, Any]]:

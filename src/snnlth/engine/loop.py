@@ -13,6 +13,7 @@ from torch import nn
 from snnlth.config import TrainConfig
 from snnlth.data.loader import DataBundle, epoch_generator, train_batches
 from snnlth.engine.evaluate import autocast, evaluate, seq_correct, seq_loss
+from snnlth.engine.masking import MaskEnforcer
 from snnlth.engine.optim import cosine_lr, set_lr
 
 
@@ -61,10 +62,9 @@ def _sync(device: torch.device) -> None:
 
 
 def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, data: DataBundle, batch_size: int,
-                timesteps: int, gen: torch.Generator, amp: bool = False,
-                after_step: Callable[[], None] | None = None,
+                timesteps: int, gen: torch.Generator, amp: bool = False, enforcer: MaskEnforcer | None = None,
                 on_batch: Callable[[BatchInfo], None] | None = None, epoch: int = 0, epochs: int = 1) -> dict:
-    """One pass over the training data. ``after_step`` runs after every optimiser step (mask enforcement)."""
+    """One pass over the training data; with an ``enforcer``, pruned weights get no update and stay exactly 0."""
     model.train()
     device = data.train_y.device
     loss_sum = torch.zeros((), device=device)
@@ -78,9 +78,11 @@ def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, data: DataBu
         loss = seq_loss(logits_seq, y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if enforcer is not None:
+            enforcer.grads_()
         optimizer.step()
-        if after_step is not None:
-            after_step()
+        if enforcer is not None:
+            enforcer.weights_()
         loss_sum += loss.detach() * len(y)
         correct += seq_correct(logits_seq.detach(), y)
         seen += len(y)
@@ -93,19 +95,21 @@ def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, data: DataBu
 
 
 def fit(model: nn.Module, optimizer: torch.optim.Optimizer, data: DataBundle, cfg: TrainConfig, timesteps: int,
-        state: FitState | None = None, epochs: int | None = None, stream: int = 0,
-        after_step: Callable[[], None] | None = None, on_batch: Callable[[BatchInfo], None] | None = None,
-        on_epoch_end: Callable[[FitState], None] | None = None) -> FitState:
-    """Train from ``state.epoch`` to ``epochs`` (default ``cfg.epochs``) with a per-epoch cosine schedule,
-    evaluating on the test set after every epoch. Data order and augmentation of epoch e are a pure function of
-    (seed, stream, e), so resuming from a checkpointed state replays exactly the same batches."""
+        state: FitState | None = None, epochs: int | None = None, stop_epoch: int | None = None, stream: int = 0,
+        enforcer: MaskEnforcer | None = None, on_batch: Callable[[BatchInfo], None] | None = None,
+        on_epoch_end: Callable[[FitState], bool | None] | None = None) -> FitState:
+    """Train from ``state.epoch`` up to ``stop_epoch`` (default: ``epochs``, itself defaulting to ``cfg.epochs``)
+    with a per-epoch cosine schedule over ``epochs``, evaluating on the test set after every epoch.
+
+    ``on_epoch_end`` may return True to stop early (Early-Bird). Data order and augmentation of epoch e are a pure
+    function of (seed, stream, e), so resuming from a checkpointed state replays exactly the same batches."""
     state = state or FitState()
     epochs = cfg.epochs if epochs is None else epochs
-    for epoch in range(state.epoch, epochs):
+    for epoch in range(state.epoch, epochs if stop_epoch is None else min(stop_epoch, epochs)):
         lr = cosine_lr(cfg.lr, epoch, epochs)
         set_lr(optimizer, lr)
         gen = epoch_generator(cfg.seed, epoch, stream)
-        row = train_epoch(model, optimizer, data, cfg.batch_size, timesteps, gen, cfg.amp, after_step, on_batch,
+        row = train_epoch(model, optimizer, data, cfg.batch_size, timesteps, gen, cfg.amp, enforcer, on_batch,
                           epoch, epochs)
         t0 = time.perf_counter()
         test = evaluate(model, data, timesteps, cfg.eval_batch_size, cfg.amp)
@@ -113,6 +117,6 @@ def fit(model: nn.Module, optimizer: torch.optim.Optimizer, data: DataBundle, cf
                "test_accuracy": test["accuracy"], "eval_seconds": time.perf_counter() - t0}
         state.history.append(row)
         state.epoch = epoch + 1
-        if on_epoch_end is not None:
-            on_epoch_end(state)
+        if on_epoch_end is not None and on_epoch_end(state):
+            break
     return state

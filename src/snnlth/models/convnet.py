@@ -50,6 +50,10 @@ class LeNet300(SpikingNet):
         self.fc2 = nn.Linear(300, 100)
         self.lif2 = neuron()
         self.fc3 = nn.Linear(100, num_classes)
+        for fc in (self.fc1, self.fc2, self.fc3):
+            # kaiming (fan_in): PyTorch's default uniform init leaves the membranes far below threshold, no spikes
+            nn.init.kaiming_normal_(fc.weight, nonlinearity="relu")
+            nn.init.zeros_(fc.bias)
 
     def forward_seq(self, x: torch.Tensor, timesteps: int) -> torch.Tensor:
         x_seq = self.lif1(repeat_timesteps(self.fc1(x.flatten(1)), timesteps))  # [T, B, 300]

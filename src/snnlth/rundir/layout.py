@@ -47,7 +47,7 @@ class RunDir:
                                   "directory")
             return "new"
         saved = read_json(self.config)
-        mine = {"kind": kind, **semantic_dict(cfg)}
+        mine = json.loads(json.dumps({"kind": kind, **semantic_dict(cfg)}))  # tuples -> lists, as saved
         theirs = {"kind": saved.get("kind"), **_semantic_of_saved(saved)}
         if mine != theirs:
             diff = _describe_diff(theirs, mine)

@@ -1,0 +1,29 @@
+"""Mask enforcement during training: pruned weights get no gradient and are exactly 0 after every step."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from snnlth import masks as M
+
+
+class MaskEnforcer:
+    """Holds a model's masks on its device. ``grads_`` zeroes the gradient of pruned weights before the optimiser
+    step (so momentum and weight decay see nothing); ``weights_`` multiplies by the mask after it (so a pruned
+    weight is exactly 0 whatever the optimiser did). Enforcement is by mask, never by value."""
+
+    def __init__(self, model: nn.Module, masks: M.Masks) -> None:
+        params = dict(model.named_parameters())
+        unknown = sorted(set(masks) - set(params))
+        if unknown:
+            raise ValueError(f"masks name tensors the model lacks: {unknown[:3]}")
+        self.params = {n: params[n] for n in masks}
+        self.masks = {n: m.to(device=params[n].device, dtype=params[n].dtype) for n, m in masks.items()}
+
+    def grads_(self) -> None:
+        for n, p in self.params.items():
+            if p.grad is not None:
+                p.grad.mul_(self.masks[n])
+
+    def weights_(self) -> None:
+        M.apply_(self.params, self.masks)

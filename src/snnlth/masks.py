@@ -1,0 +1,153 @@
+"""Pure mask arithmetic over ``dict[str, Tensor]`` keyed by parameter name. No training, no modules, no files.
+
+A mask is a bool tensor of the weight's shape: True = the weight survives. Every pruning function returns new masks
+and never changes its inputs. Counts are exact: ties in magnitude are broken by position (layer order of the dict,
+then flat index), so the same inputs always give the same mask.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+Masks = dict[str, torch.Tensor]
+Weights = dict[str, torch.Tensor]
+
+
+def ones_like(weights: Weights) -> Masks:
+    """All-True masks for ``weights`` (the dense network)."""
+    return {n: torch.ones_like(w, dtype=torch.bool) for n, w in weights.items()}
+
+
+def count_alive(masks: Masks) -> int:
+    return int(sum(int(m.sum()) for m in masks.values()))
+
+
+def count_total(masks: Masks) -> int:
+    return int(sum(m.numel() for m in masks.values()))
+
+
+def _check_keys(weights: Weights, masks: Masks) -> None:
+    if list(weights) != list(masks):
+        raise ValueError(f"weights and masks have different names: {sorted(set(weights) ^ set(masks))[:5]}")
+
+
+def _prune_smallest(scores: torch.Tensor, alive: torch.Tensor, n_remove: int) -> torch.Tensor:
+    """Flat bool mask with the ``n_remove`` alive entries of smallest score removed (stable tie-break by index)."""
+    keep = alive.clone()
+    if n_remove <= 0:
+        return keep
+    idx = torch.nonzero(alive).flatten()
+    order = torch.sort(scores[idx], stable=True).indices[:n_remove]
+    keep[idx[order]] = False
+    return keep
+
+
+def magnitude_prune(weights: Weights, masks: Masks, rate: float, scope: str = "global") -> Masks:
+    """Remove ``floor(rate * alive)`` alive weights of smallest |w|: across all layers (``global``) or in each layer
+    (``local``, ``floor(rate * alive_layer)`` per layer)."""
+    _check_keys(weights, masks)
+    if not 0 <= rate < 1:
+        raise ValueError(f"prune rate must be in [0, 1), got {rate}")
+    if scope == "local":
+        return {n: _prune_smallest(w.detach().abs().flatten().float().cpu(), masks[n].flatten().cpu(),
+                                   math.floor(rate * int(masks[n].sum()))).view_as(masks[n]).to(masks[n].device)
+                for n, w in weights.items()}
+    if scope != "global":
+        raise ValueError(f"scope must be 'global' or 'local', got {scope!r}")
+    scores = torch.cat([w.detach().abs().flatten().float().cpu() for w in weights.values()])
+    alive = torch.cat([m.flatten().cpu() for m in masks.values()])
+    keep = _prune_smallest(scores, alive, math.floor(rate * int(alive.sum())))
+    return _unflatten(keep, masks)
+
+
+def mask_at_sparsity(weights: Weights, sparsity: float, scope: str = "global") -> Masks:
+    """Magnitude mask of the *dense* ``weights`` with exactly ``floor(sparsity * N)`` weights removed (Early-Bird)."""
+    return magnitude_prune(weights, ones_like(weights), sparsity, scope)
+
+
+def random_prune(masks: Masks, rate: float, generator: torch.Generator, scope: str = "global") -> Masks:
+    """Remove ``floor(rate * alive)`` alive weights chosen uniformly at random (globally or per layer)."""
+    if scope == "local":
+        out = {}
+        for n, m in masks.items():
+            scores = torch.rand(m.numel(), generator=generator)
+            out[n] = _prune_smallest(scores, m.flatten().cpu(), math.floor(rate * int(m.sum()))).view_as(m).to(m.device)
+        return out
+    alive = torch.cat([m.flatten().cpu() for m in masks.values()])
+    scores = torch.rand(alive.numel(), generator=generator)
+    return _unflatten(_prune_smallest(scores, alive, math.floor(rate * int(alive.sum()))), masks)
+
+
+def random_like(reference: Masks, generator: torch.Generator) -> Masks:
+    """Random masks with the same number of survivors in every layer as ``reference``."""
+    out = {}
+    for n, m in reference.items():
+        keep = torch.zeros(m.numel(), dtype=torch.bool)
+        keep[torch.randperm(m.numel(), generator=generator)[: int(m.sum())]] = True
+        out[n] = keep.view_as(m).to(m.device)
+    return out
+
+
+def _unflatten(flat: torch.Tensor, like: Masks) -> Masks:
+    out, start = {}, 0
+    for n, m in like.items():
+        out[n] = flat[start: start + m.numel()].view_as(m).to(m.device)
+        start += m.numel()
+    return out
+
+
+def sparsity(masks: Masks) -> float:
+    """Fraction of prunable weights removed."""
+    total = count_total(masks)
+    return (total - count_alive(masks)) / total if total else 0.0
+
+
+def sparsity_all(masks: Masks, num_parameters: int) -> float:
+    """Fraction of *all* parameters that are pruned (the paper's tables count this way)."""
+    return (count_total(masks) - count_alive(masks)) / num_parameters
+
+
+def layer_sparsity(masks: Masks) -> dict[str, float]:
+    return {n: (m.numel() - int(m.sum())) / m.numel() for n, m in masks.items()}
+
+
+def hamming(a: Masks, b: Masks) -> float:
+    """Normalised Hamming distance: fraction of prunable entries whose mask differs."""
+    if list(a) != list(b):
+        raise ValueError("masks have different names")
+    diff = sum(int((a[n] != b[n].to(a[n].device)).sum()) for n in a)
+    return diff / count_total(a)
+
+
+def apply_(weights: Weights, masks: Masks) -> None:
+    """Zero the pruned entries of ``weights`` in place (by mask, never by value)."""
+    with torch.no_grad():
+        for n, w in weights.items():
+            w.mul_(masks[n].to(device=w.device, dtype=w.dtype))
+
+
+def pack(masks: Masks) -> dict[str, torch.Tensor]:
+    """Compress masks to 1 bit per entry: ``{name: uint8 bits}`` plus ``{name + ".shape": int64 shape}``."""
+    import numpy as np
+
+    out = {}
+    for n, m in masks.items():
+        out[n] = torch.from_numpy(np.packbits(m.detach().cpu().numpy().ravel()))
+        out[n + ".shape"] = torch.tensor(list(m.shape), dtype=torch.int64)
+    return out
+
+
+def unpack(packed: dict[str, torch.Tensor]) -> Masks:
+    """Inverse of :func:`pack`."""
+    import numpy as np
+
+    out = {}
+    for n, bits in packed.items():
+        if n.endswith(".shape"):
+            continue
+        shape = tuple(packed[n + ".shape"].tolist())
+        flat = np.unpackbits(bits.numpy(), count=math.prod(shape)).astype(bool)
+        out[n] = torch.from_numpy(flat).view(shape)
+    return out

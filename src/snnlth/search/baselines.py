@@ -1,0 +1,75 @@
+"""Baselines that reuse a finished search (``--from RUN_DIR``): ``reinit`` trains its masks from a fresh random
+init; ``random`` with ``--from`` prunes at random with the same per-layer counts as its masks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from snnlth import masks as M
+from snnlth.config import SearchRunConfig
+from snnlth.errors import ConfigError
+from snnlth.rundir.atomic import load_blob, read_json
+from snnlth.rundir.layout import RunDir
+from snnlth.search.base import SearchContext
+from snnlth.search.levels import level_entry, resolve_retrain_rounds
+
+REINIT_SEED_OFFSET = 1_000_003  # a fresh init, different from the source's even when both use the same seed
+
+
+def check_source(cfg: SearchRunConfig) -> RunDir | None:
+    """Validate ``--from`` before anything is written: a finished search of the same model and dataset."""
+    if not cfg.search.from_run:
+        return None
+    src = RunDir(Path(cfg.search.from_run))
+    if not src.config.exists() or not src.summary.exists():
+        raise ConfigError(f"--from {src.path} is not a finished search run (no config.json/summary.json there); "
+                          "point it at the seed_<s> directory of a finished `snnlth search`")
+    saved = read_json(src.config)
+    if saved.get("kind") != "search":
+        raise ConfigError(f"--from {src.path} holds a {saved.get('kind')} run, not a search; use a search run dir")
+    theirs = (saved["model"]["model"], saved["data"]["dataset"])
+    mine = (cfg.model.model, cfg.data.dataset)
+    if theirs != mine:
+        raise ConfigError(f"--from {src.path} has masks for model {theirs[0]} on {theirs[1]}, not {mine[0]} on "
+                          f"{mine[1]}; use a run of the same model and dataset")
+    if cfg.search.method == "random":
+        rounds = saved.get("search", {}).get("rounds")
+        if saved.get("search", {}).get("method") not in ("imp", "random") or (rounds or 0) < cfg.search.rounds:
+            raise ConfigError(f"--from {src.path} has no round masks for rounds 1..{cfg.search.rounds}; "
+                              "use an imp run with at least as many rounds")
+    return src
+
+
+def source_masks(src: RunDir, key: str, ctx: SearchContext, names: list[str]) -> M.Masks:
+    """Masks ``key`` of the source run, checked against this model's prunable tensors."""
+    path = src.path / "masks" / f"{key}.pt"
+    if not path.exists():
+        raise ConfigError(f"--from {src.path} lacks masks/{key}.pt; the source run is incomplete")
+    masks = M.unpack(load_blob(path))
+    params = dict(ctx.new_model().named_parameters())
+    bad = [n for n in masks if n not in params or tuple(params[n].shape) != tuple(masks[n].shape)]
+    if bad or set(names) - set(masks):
+        raise ConfigError(f"--from {src.path}: its masks do not fit this model ({(bad or sorted(set(names)))[0]}); "
+                          "use a run of the same architecture and input size")
+    return masks
+
+
+def run_reinit(ctx: SearchContext, src: RunDir) -> list[dict]:
+    cfg = ctx.cfg
+    full_t, epochs = cfg.model.timesteps, cfg.train.epochs
+    src_levels = read_json(src.summary)["levels"]
+    chosen = sorted(resolve_retrain_rounds(cfg.search.retrain_at, [lv["sparsity_prunable"] for lv in src_levels]))
+    model = ctx.new_model(seed_offset=REINIT_SEED_OFFSET)
+    fresh = ctx.save_state_once("init", model)
+    names = ctx.prunable_names(model)
+    levels = []
+    for j in chosen:
+        lv = src_levels[j]
+        key = f"round_{lv['round']:02d}" if lv["round"] is not None else f"eb_{j}"
+        masks = source_masks(src, key, ctx, names)
+        ctx.save_masks(f"level_{j:02d}", masks)
+        ctx.event(f"reinit: the {lv['sparsity_prunable']:.2%}-sparse mask from a fresh init, {epochs} epochs")
+        phase = ctx.run_phase(f"reinit_{j:02d}", model, fresh, masks, full_t, epochs, stream=300 + j,
+                              tags={"round": lv["round"], "retrain": True})
+        levels.append(level_entry(ctx, model, lv["round"], masks, phase, full_t, 0.0, True))
+    return levels

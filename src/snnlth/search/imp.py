@@ -1,0 +1,119 @@
+"""Iterative Magnitude Pruning with (late) rewinding, optionally searching at T_early; and the random-pruning
+baseline, which is the same loop with another pruning rule.
+
+Round 0 trains the dense net for E epochs from init and stores its state after R epochs. Round k >= 1 starts from
+that stored state (weights, biases, BN parameters and running statistics, masked), a fresh optimiser and a fresh
+cosine schedule over E - R epochs. After each round the surviving weights are pruned by ``prune_rate``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from snnlth import masks as M
+from snnlth.search.base import PhaseResult, SearchContext
+from snnlth.search.early_time import EarlyTimePlan
+from snnlth.search.levels import level_entry, resolve_retrain_rounds
+
+PruneFn = Callable[[int, M.Weights, M.Masks], M.Masks]  # (next round, trained weights, current masks) -> masks
+
+
+class RewindHook:
+    """Stores the model state after ``epoch`` epochs of the dense run as ``rewind.pt`` (late rewinding)."""
+
+    def __init__(self, ctx: SearchContext, epoch: int) -> None:
+        self.ctx, self.epoch = ctx, epoch
+
+    def after_epoch(self, model, state) -> bool:
+        if self.epoch > 0 and state.epoch == self.epoch:
+            self.ctx.save_state_once("rewind", model)
+        return False
+
+    def state(self) -> dict:
+        return {}
+
+    def load(self, state: dict) -> None:
+        pass
+
+
+def magnitude_rule(ctx: SearchContext) -> PruneFn:
+    s = ctx.cfg.search
+    return lambda _k, weights, masks: M.magnitude_prune(weights, masks, s.prune_rate, s.scope)
+
+
+def random_rule(ctx: SearchContext, reference: Callable[[int], M.Masks] | None = None) -> PruneFn:
+    """Random pruning at the same per-round rate; with ``reference``, the same per-layer counts as its round-k masks."""
+    s, seed = ctx.cfg.search, ctx.cfg.train.seed
+
+    def rule(k: int, _weights: M.Weights, masks: M.Masks) -> M.Masks:
+        gen = torch.Generator().manual_seed(seed * 7_919 + k)
+        return M.random_like(reference(k), gen) if reference else M.random_prune(masks, s.prune_rate, gen, s.scope)
+
+    return rule
+
+
+def run_rounds(ctx: SearchContext, prune: PruneFn) -> tuple[list[dict], EarlyTimePlan]:
+    """Rounds 0..K (and full-T retraining of the chosen levels when searching at T_early); returns the levels."""
+    cfg, s = ctx.cfg, ctx.cfg.search
+    epochs, rewind, k_max, full_t = cfg.train.epochs, s.rewind_epoch, s.rounds, cfg.model.timesteps
+    model = ctx.new_model()
+    init = ctx.save_state_once("init", model)
+    names = ctx.prunable_names(model)
+    plan = EarlyTimePlan(ctx)
+    masks = ctx.load_masks("round_00") or M.ones_like(ctx.weights(model, names))
+    ctx.save_masks("round_00", masks)
+
+    ctx.event(f"round 0/{k_max}: dense, {epochs} epochs")
+    trained: dict[int, PhaseResult] = {0: ctx.run_phase(
+        "round_00", model, init, None, plan.timesteps, epochs, stream=0, tags={"round": 0},
+        hooks=(RewindHook(ctx, rewind), plan))}
+    nominal = [1 - (1 - s.prune_rate) ** k for k in range(k_max + 1)]
+    retrain = resolve_retrain_rounds(s.retrain_at, nominal) if plan.active else set()
+    start = init if rewind == 0 else ctx.load_state("rewind")
+    for k in range(1, k_max + 1):
+        masks = _level_masks(ctx, k, names, prune, trained)
+        if plan.active and k == k_max and k in retrain:
+            break  # the last ticket is trained at full T below; training it at T_early would be wasted search
+        ctx.event(f"round {k}/{k_max}: sparsity {M.sparsity(masks):.2%}, {epochs - rewind} epochs at "
+                  f"T={plan.t_early}")
+        trained[k] = ctx.run_phase(f"round_{k:02d}", model, start, masks, plan.t_early, epochs - rewind,
+                                   stream=k, tags={"round": k})
+    retrained = {}
+    for k in sorted(retrain):
+        ctx.event(f"retraining the round-{k} ticket at full T={full_t}")
+        retrained[k] = ctx.run_phase(f"retrain_{k:02d}", model, start, ctx.load_masks(f"round_{k:02d}"),
+                                     full_t, epochs - rewind, stream=100 + k, tags={"round": k, "retrain": True})
+    return _levels(ctx, model, names, plan, trained, retrained), plan
+
+
+def _level_masks(ctx: SearchContext, k: int, names: list[str], prune: PruneFn,
+                 trained: dict[int, PhaseResult]) -> M.Masks:
+    """Masks of round k: stored ones, or pruned from round k-1's trained weights (then stored)."""
+    key = f"round_{k:02d}"
+    masks = ctx.load_masks(key)
+    if masks is None:
+        prev = ctx.load_masks(f"round_{k - 1:02d}")
+        weights = {n: trained[k - 1].model_state[n] for n in names}
+        masks = prune(k, weights, prev)
+        ctx.save_masks(key, masks)
+    return masks
+
+
+def _levels(ctx: SearchContext, model, names: list[str], plan: EarlyTimePlan, trained: dict[int, PhaseResult],
+            retrained: dict[int, PhaseResult]) -> list[dict]:
+    levels, search = [], plan.selection_seconds
+    for k in range(ctx.cfg.search.rounds + 1):
+        masks = ctx.load_masks(f"round_{k:02d}")
+        on_path = trained.get(k)
+        final = retrained.get(k)
+        if final is not None:
+            entry = level_entry(ctx, model, k, masks, final, ctx.cfg.model.timesteps, search, True)
+            entry["search_test_accuracy"] = on_path.test_accuracy if on_path else None
+        else:
+            entry = level_entry(ctx, model, k, masks, on_path, plan.t_early, search, not plan.active)
+        levels.append(entry)
+        if on_path is not None:
+            search += on_path.seconds
+    return levels
