@@ -67,3 +67,15 @@ def test_run_hash_is_pinned_and_ignores_defaults_and_paths():
     assert config_hash(same, "train") == config_hash(base, "train")
     other = TrainRunConfig(model=ModelConfig(timesteps=3))
     assert config_hash(other, "train") == "9bddaa22"
+
+
+def test_search_hash_is_pinned():
+    from snnlth.config import SearchConfig, SearchRunConfig
+
+    assert config_hash(SearchRunConfig(), "imp") == config_hash(SearchRunConfig(), "imp")
+    et = SearchRunConfig(search=SearchConfig(early_time="auto"))
+    assert config_hash(et, "imp") != config_hash(SearchRunConfig(), "imp")
+    assert (config_hash(SearchRunConfig(), "imp"), config_hash(et, "imp")) == PINNED_SEARCH
+
+
+PINNED_SEARCH = ("b2567f55", "ae330a10")
