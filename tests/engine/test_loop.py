@@ -89,3 +89,22 @@ def test_training_reduces_loss(fmnist_dir):
     assert st.history[-1]["train_loss"] < st.history[0]["train_loss"]
     assert st.best_test_accuracy >= st.history[-1]["test_accuracy"]
     assert [h["epoch"] for h in st.history] == [1, 2, 3]
+
+
+def test_evaluate_counts_spikes_per_image(fmnist_dir):
+    from snnlth.engine.evaluate import SpikeCounter, evaluate
+
+    cfg, data, model, _ = _setup(fmnist_dir)
+    res = evaluate(model, data, 2)
+    with SpikeCounter(model) as counter:
+        with torch.no_grad():
+            model.eval()
+            for i in range(0, 100, 50):
+                from snnlth.data.augment import normalize
+
+                model(normalize(data.test_x[i:i + 50], (0.5,), (0.5,)), 2)
+    assert set(counter.per_layer) == {"lif1", "lif2"}
+    assert res["spikes_per_image"] == pytest.approx(counter.total() / 100) and res["spikes_per_image"] > 0
+    assert not model.lif1._forward_hooks  # hooks removed
+    ann = create_model(ModelConfig(model="lenet300", neuron="relu"), 1, 28, 10)
+    assert evaluate(ann, data, 2)["spikes_per_image"] == 0.0

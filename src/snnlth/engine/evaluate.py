@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from snnlth.data.loader import DataBundle, eval_batches
+from snnlth.snn.neuron import LIF
 
 
 def seq_loss(logits_seq: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -29,21 +30,65 @@ def autocast(device: torch.device, enabled: bool):
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 
 
+class SpikeCounter:
+    """Counts the spikes every LIF layer emits while active (forward hooks, removed on exit).
+
+    ``per_layer[name]`` sums spikes over timesteps and images; divide by the number of images for spikes per image.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+        self.per_layer: dict[str, torch.Tensor] = {}
+        self._handles: list = []
+
+    def __enter__(self) -> SpikeCounter:
+        for name, module in self.model.named_modules():
+            if isinstance(module, LIF):
+                self.per_layer[name] = torch.zeros((), dtype=torch.float64, device=_device_of(module, self.model))
+                self._handles.append(module.register_forward_hook(self._hook(name)))
+        return self
+
+    def _hook(self, name: str):
+        def hook(_module, _inputs, output):
+            self.per_layer[name] += output.detach().sum(dtype=torch.float64)  # stays on the device: no sync
+
+        return hook
+
+    def __exit__(self, *exc) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles.clear()
+
+    def total(self) -> float:
+        return float(sum(v.item() for v in self.per_layer.values()))
+
+    def per_layer_totals(self) -> dict[str, float]:
+        return {name: v.item() for name, v in self.per_layer.items()}
+
+
+def _device_of(module: nn.Module, model: nn.Module) -> torch.device:
+    param = next(model.parameters(), None)
+    return param.device if param is not None else torch.device("cpu")
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, data: DataBundle, timesteps: int, batch_size: int = 256, amp: bool = False,
              split: str = "test") -> dict[str, float]:
-    """Accuracy (percent) and mean loss over ``split`` in eval mode; restores the model's previous mode."""
+    """Accuracy (percent), mean loss and spikes per image (all LIF layers, all timesteps) over ``split`` in eval
+    mode; restores the model's previous mode."""
     was_training = model.training
     model.eval()
     device = data.test_y.device
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
     n = 0
-    for x, y in eval_batches(data, batch_size, split):
-        with autocast(device, amp):
-            logits_seq = model(x, timesteps)
-        loss_sum += seq_loss(logits_seq, y) * len(y)
-        correct += seq_correct(logits_seq, y)
-        n += len(y)
+    with SpikeCounter(model) as spikes:
+        for x, y in eval_batches(data, batch_size, split):
+            with autocast(device, amp):
+                logits_seq = model(x, timesteps)
+            loss_sum += seq_loss(logits_seq, y) * len(y)
+            correct += seq_correct(logits_seq, y)
+            n += len(y)
     model.train(was_training)
-    return {"accuracy": 100.0 * correct.item() / max(n, 1), "loss": loss_sum.item() / max(n, 1)}
+    return {"accuracy": 100.0 * correct.item() / max(n, 1), "loss": loss_sum.item() / max(n, 1),
+            "spikes_per_image": spikes.total() / max(n, 1)}

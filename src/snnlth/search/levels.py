@@ -25,6 +25,7 @@ def level_entry(ctx, model, round_: int | None, masks: M.Masks, phase, timesteps
         "eval_seconds": (phase.seconds - phase.train_seconds) if phase else 0.0,
         "search_seconds": search_seconds,
         "final": bool(final and phase is not None),
+        "spikes_per_image": phase.history[-1].get("spikes_per_image") if phase else None,
         "layer_sparsity": M.layer_sparsity(masks),
     }
 
