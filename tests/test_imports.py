@@ -31,3 +31,14 @@ def test_imports_point_downwards():
 def test_only_cli_prints():
     offenders = [p.name for p in SRC.rglob("*.py") if p.name != "cli.py" and "print(" in p.read_text()]
     assert not offenders
+
+
+def test_report_does_not_import_torch():
+    offenders = []
+    for path in (SRC / "report").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module] if isinstance(node, ast.ImportFrom) and node.module else [])
+            offenders += [f"{path.name}: {n}" for n in names if n.split(".")[0] == "torch" or n in (
+                "snnlth.rundir.store", "snnlth.engine", "snnlth.models")]
+    assert not offenders

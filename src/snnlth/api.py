@@ -18,8 +18,9 @@ from snnlth.engine.loop import BatchInfo, FitState, fit
 from snnlth.engine.optim import make_optimizer, resolve_device
 from snnlth.models.catalog import MODELS, create_model
 from snnlth.models.protocol import SpikingNet
-from snnlth.rundir.atomic import atomic_write_json, atomic_write_text, load_blob, read_json, save_blob
+from snnlth.rundir.atomic import atomic_write_json, atomic_write_text, read_json
 from snnlth.rundir.layout import RunDir, default_run_dir, dumps_jsonl
+from snnlth.rundir.store import load_blob, save_blob
 from snnlth.search.base import Callbacks, SearchContext
 from snnlth.search.baselines import check_source
 from snnlth.search.runner import run_search

@@ -119,6 +119,21 @@ def _cmd_search(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    from snnlth.report.collect import load_runs
+    from snnlth.report.render import write_report
+    from snnlth.report.tables import table1, to_text
+
+    runs = load_runs(args.runs)
+    paths = write_report(runs, args.out)
+    for r in runs:
+        if r.missing:
+            print(f"note: {r.path} is missing {', '.join(r.missing)}; reported what is there")
+    print(to_text(table1(runs), max_rows=10))
+    print(f"\nreport: {paths['report.html']} (also {paths['report.md']} and {len(paths) - 2} figures)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="snnlth", description="Lottery tickets in deep spiking neural networks.")
     parser.add_argument("--version", action="version", version=f"snnlth {__version__}")
@@ -144,6 +159,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bar (per-epoch lines only)")
     add_config_flags(p, SearchRunConfig)
     p.set_defaults(func=_cmd_search)
+
+    p = sub.add_parser("report", help="tables and plots over search runs (methods, seeds) of one model",
+                       description="Write REPORT_DIR/report.md, a self-contained report.html and PNG figures.")
+    p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="search run directories, or parents holding them")
+    p.add_argument("--out", required=True, metavar="REPORT_DIR", help="directory for the report files")
+    p.set_defaults(func=_cmd_report)
     return parser
 
 

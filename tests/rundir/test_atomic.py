@@ -3,8 +3,9 @@ import torch
 
 from snnlth.config import ModelConfig, TrainRunConfig
 from snnlth.errors import RunDirError
-from snnlth.rundir.atomic import atomic_write_json, atomic_write_text, load_blob, read_json, save_blob
+from snnlth.rundir.atomic import atomic_write_json, atomic_write_text, read_json
 from snnlth.rundir.layout import RunDir, default_run_dir
+from snnlth.rundir.store import load_blob, save_blob
 
 
 def test_atomic_write_replaces_and_leaves_no_temp(tmp_path):

@@ -8,7 +8,7 @@ import torch
 from snnlth import masks as M
 from snnlth.api import search
 from snnlth.models import list_models
-from snnlth.rundir.atomic import load_blob
+from snnlth.rundir.store import load_blob
 from tests.helpers import search_cfg
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])

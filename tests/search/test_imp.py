@@ -9,8 +9,8 @@ from snnlth.data import load_data
 from snnlth.engine.loop import fit
 from snnlth.engine.masking import MaskEnforcer
 from snnlth.engine.optim import make_optimizer
-from snnlth.rundir.atomic import load_blob
 from snnlth.rundir.layout import RunDir
+from snnlth.rundir.store import load_blob
 from snnlth.search.base import SearchContext
 from tests.helpers import search_cfg
 

@@ -8,7 +8,7 @@ import sys
 import time
 
 from snnlth import masks as M
-from snnlth.rundir.atomic import load_blob
+from snnlth.rundir.store import load_blob
 
 TIMING = {"train_seconds", "eval_seconds", "images_per_second", "search_seconds", "search_seconds_total",
           "retrain_seconds_total", "total_seconds", "finished_at"}

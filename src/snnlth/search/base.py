@@ -22,8 +22,9 @@ from snnlth.engine.masking import MaskEnforcer
 from snnlth.engine.optim import make_optimizer
 from snnlth.models.catalog import create_model
 from snnlth.models.protocol import SpikingNet
-from snnlth.rundir.atomic import atomic_write_json, atomic_write_text, load_blob, read_json, save_blob
+from snnlth.rundir.atomic import atomic_write_json, atomic_write_text, read_json
 from snnlth.rundir.layout import RunDir, dumps_jsonl
+from snnlth.rundir.store import load_blob, save_blob
 
 
 class EpochHook(Protocol):

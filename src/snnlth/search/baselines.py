@@ -8,8 +8,9 @@ from pathlib import Path
 from snnlth import masks as M
 from snnlth.config import SearchRunConfig
 from snnlth.errors import ConfigError
-from snnlth.rundir.atomic import load_blob, read_json
+from snnlth.rundir.atomic import read_json
 from snnlth.rundir.layout import RunDir
+from snnlth.rundir.store import load_blob
 from snnlth.search.base import SearchContext
 from snnlth.search.levels import level_entry, resolve_retrain_rounds
 

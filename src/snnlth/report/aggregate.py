@@ -1,0 +1,72 @@
+"""Mean ± std over seeds per method and sparsity level: the one place where numbers are combined. Tables and plots
+both read these points, so they can never disagree."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from snnlth.report.collect import RunRecord
+
+ORDER = ["IMP", "IMP+ET", "EB", "EB+ET", "random", "reinit"]
+
+
+@dataclass
+class Point:
+    sparsity_all: float
+    sparsity_prunable: float
+    accuracy: float | None
+    accuracy_std: float
+    search_seconds: float | None
+    search_std: float
+    spikes: float | None
+    final: bool
+    n: int
+
+
+def mean_std(values: list[float]) -> tuple[float | None, float]:
+    vals = [v for v in values if v is not None]
+    if not vals:
+        return None, 0.0
+    m = sum(vals) / len(vals)
+    return m, math.sqrt(sum((v - m) ** 2 for v in vals) / (len(vals) - 1)) if len(vals) > 1 else 0.0
+
+
+def level_key(level: dict) -> float:
+    return round(level["sparsity_all"], 4)
+
+
+def labels(runs: list[RunRecord]) -> list[str]:
+    found = {r.label for r in runs}
+    return [x for x in ORDER if x in found] + sorted(found - set(ORDER))
+
+
+def curves(runs: list[RunRecord]) -> dict[str, list[Point]]:
+    """label -> points sorted by sparsity, each averaged over the runs (seeds) of that label."""
+    out = {}
+    for label in labels(runs):
+        groups: dict[float, list[dict]] = {}
+        for run in (r for r in runs if r.label == label):
+            for lv in run.levels:
+                groups.setdefault(level_key(lv), []).append(lv)
+        points = []
+        for key in sorted(groups):
+            lvs = groups[key]
+            acc, acc_std = mean_std([lv["test_accuracy"] for lv in lvs])
+            sec, sec_std = mean_std([lv.get("search_seconds") for lv in lvs])
+            spikes, _ = mean_std([lv.get("spikes_per_image") for lv in lvs])
+            points.append(Point(key, lvs[0]["sparsity_prunable"], acc, acc_std, sec, sec_std, spikes,
+                                all(lv["final"] for lv in lvs), len(lvs)))
+        out[label] = points
+    return out
+
+
+def dense_accuracy(runs: list[RunRecord]) -> float | None:
+    """Mean accuracy of the dense (sparsity 0) networks trained at full T, if any run has one."""
+    return mean_std([lv["test_accuracy"] for r in runs for lv in r.levels
+                     if lv["sparsity_all"] == 0 and lv["final"]])[0]
+
+
+def plain_of(label: str) -> str | None:
+    """``IMP+ET`` -> ``IMP``: the method an Early-Time variant is compared with."""
+    return label[:-3] if label.endswith("+ET") else None

@@ -1,0 +1,143 @@
+"""Read run directories tolerantly: a run may be finished, still running, or missing files."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from snnlth.errors import SnnlthError
+
+
+class ReportError(SnnlthError):
+    """Runs that cannot be reported together (other model or dataset) or paths that hold no run."""
+
+
+@dataclass
+class RunRecord:
+    path: Path
+    config: dict
+    summary: dict | None
+    metrics: list[dict]
+    missing: list[str] = field(default_factory=list)
+
+    @property
+    def method(self) -> str:
+        return self.config.get("search", {}).get("method", self.config.get("kind", "?"))
+
+    @property
+    def uses_early_time(self) -> bool:
+        return self.config.get("search", {}).get("early_time", "off") != "off"
+
+    @property
+    def label(self) -> str:
+        """Method name as the paper writes it: ``IMP``, ``IMP+ET``, ``EB``, ``EB+ET``, ``random``, ``reinit``."""
+        name = {"imp": "IMP", "eb": "EB"}.get(self.method, self.method)
+        return f"{name}+ET" if self.uses_early_time else name
+
+    @property
+    def seed(self) -> int:
+        return int(self.config.get("train", {}).get("seed", 0))
+
+    @property
+    def model(self) -> str:
+        return self.config.get("model", {}).get("model", "?")
+
+    @property
+    def dataset(self) -> str:
+        return self.config.get("data", {}).get("dataset", "?")
+
+    @property
+    def finished(self) -> bool:
+        return self.summary is not None
+
+    @property
+    def levels(self) -> list[dict]:
+        return self.summary["levels"] if self.summary else provisional_levels(self)
+
+
+def _read_json(path: Path, missing: list[str]) -> dict | None:
+    if not path.exists():
+        missing.append(path.name)
+        return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError:
+        missing.append(f"{path.name} (unreadable: mid-write or damaged)")
+        return None
+
+
+def _read_jsonl(path: Path, missing: list[str]) -> list[dict]:
+    if not path.exists():
+        missing.append(path.name)
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            missing.append(f"{path.name}: a line being written")
+    return rows
+
+
+def load_run(path: str | Path) -> RunRecord:
+    path = Path(path)
+    missing: list[str] = []
+    config = _read_json(path / "config.json", missing)
+    if config is None:
+        raise ReportError(f"{path} holds no readable config.json: not an snnlth run; pass run directories "
+                          "(…/seed_<s>) or their parents")
+    if config.get("kind") != "search":
+        raise ReportError(f"{path} is a {config.get('kind')} run; `snnlth report` reads search runs")
+    summary = _read_json(path / "summary.json", missing)
+    metrics = _read_jsonl(path / "metrics.jsonl", missing)
+    return RunRecord(path, config, summary, metrics, missing)
+
+
+def expand(paths: list[str | Path]) -> list[Path]:
+    """Run directories from the given paths: a run dir itself, or a parent holding ``seed_*`` or other run dirs."""
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if not p.exists():
+            raise ReportError(f"{p} does not exist; pass run directories of `snnlth search`")
+        if (p / "config.json").exists():
+            out.append(p)
+            continue
+        found = sorted(c.parent for c in p.glob("*/config.json")) or sorted(c.parent for c in p.glob("*/*/config.json"))
+        if not found:
+            raise ReportError(f"{p} holds no run (no config.json in it or below); pass run directories")
+        out.extend(found)
+    return list(dict.fromkeys(out))
+
+
+def load_runs(paths: list[str | Path]) -> list[RunRecord]:
+    """All runs, checked to share one model and dataset (a report compares methods, not architectures)."""
+    runs = [load_run(p) for p in expand(paths)]
+    kinds = sorted({(r.model, r.dataset) for r in runs})
+    if len(kinds) > 1:
+        listing = ", ".join(f"{m} on {d}" for m, d in kinds)
+        raise ReportError(f"these runs mix models/datasets ({listing}); report each model and dataset separately")
+    return runs
+
+
+def provisional_levels(run: RunRecord) -> list[dict]:
+    """Levels of a run that has no summary yet, from its finished rounds in ``metrics.jsonl`` (nominal sparsity)."""
+    s, epochs = run.config.get("search", {}), run.config.get("train", {}).get("epochs", 0)
+    rate, rewind = s.get("prune_rate", 0.25), s.get("rewind_epoch", 0)
+    by_phase: dict[str, list[dict]] = {}
+    for row in run.metrics:
+        by_phase.setdefault(row.get("phase", ""), []).append(row)
+    levels = []
+    for phase, rows in sorted(by_phase.items()):
+        if not phase.startswith("round_"):
+            continue
+        k = int(phase.split("_")[1])
+        if len(rows) < (epochs if k == 0 else epochs - rewind):
+            continue  # round still running
+        sparsity = 1 - (1 - rate) ** k
+        levels.append({"round": k, "sparsity_prunable": sparsity, "sparsity_all": sparsity, "timesteps":
+                       rows[-1]["timesteps"], "test_accuracy": rows[-1]["test_accuracy"],
+                       "best_test_accuracy": max(r["test_accuracy"] for r in rows), "final": False,
+                       "search_seconds": None, "spikes_per_image": rows[-1].get("spikes_per_image"),
+                       "layer_sparsity": {}, "provisional": True})
+    return levels

@@ -1,0 +1,169 @@
+"""Figures (matplotlib, Agg backend: no display). Each function returns a Figure, or None when the runs hold no data
+for it. All numbers come from :mod:`snnlth.report.aggregate` or straight from the run records."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from snnlth.report.aggregate import curves, dense_accuracy, plain_of  # noqa: E402
+from snnlth.report.collect import RunRecord  # noqa: E402
+
+
+def _fig(width: float = 6.4, height: float = 4.0) -> tuple[Figure, plt.Axes]:
+    fig, ax = plt.subplots(figsize=(width, height), dpi=110)
+    ax.grid(alpha=0.3)
+    return fig, ax
+
+
+def accuracy_vs_sparsity(runs: list[RunRecord]) -> Figure | None:
+    cs = curves(runs)
+    if not any(p.accuracy is not None for pts in cs.values() for p in pts):
+        return None
+    fig, ax = _fig()
+    for label, pts in cs.items():
+        pts = [p for p in pts if p.accuracy is not None]
+        x = [100 * (1 - p.sparsity_all) for p in pts]
+        y = [p.accuracy for p in pts]
+        lo = [p.accuracy - p.accuracy_std for p in pts]
+        hi = [p.accuracy + p.accuracy_std for p in pts]
+        (line,) = ax.plot(x, y, "-", label=label)
+        ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.2, linewidth=0)
+        ax.plot([xi for xi, p in zip(x, pts) if p.final], [p.accuracy for p in pts if p.final], "o",
+                color=line.get_color())
+        ax.plot([xi for xi, p in zip(x, pts) if not p.final], [p.accuracy for p in pts if not p.final], "o",
+                mfc="none", color=line.get_color())
+    dense = dense_accuracy(runs)
+    if dense is not None:
+        ax.axhline(dense, color="k", ls="--", lw=1, label=f"dense ({dense:.2f} %)")
+    ax.set_xscale("log")
+    ticks = sorted({round(100 * (1 - p.sparsity_all), 2) for pts in cs.values() for p in pts}, reverse=True)
+    ax.set_xticks(ticks, [f"{t:.3g}" for t in ticks], fontsize=8)
+    ax.minorticks_off()
+    ax.invert_xaxis()
+    ax.set_xlabel("remaining weights, % of all parameters (log scale)")
+    ax.set_ylabel("test accuracy %")
+    ax.set_title("Accuracy vs sparsity (band: ± std over seeds; hollow: search-path accuracy at T_early)",
+                 fontsize=8)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def search_time(runs: list[RunRecord]) -> Figure | None:
+    cs = {k: [p for p in v if p.search_seconds] for k, v in curves(runs).items()}
+    cs = {k: v for k, v in cs.items() if v}
+    if not cs:
+        return None
+    keys = sorted({p.sparsity_all for pts in cs.values() for p in pts})
+    fig, ax = _fig(max(6.4, 0.9 * len(keys) * len(cs) / 2 + 3))
+    width = 0.8 / len(cs)
+    at = {label: {p.sparsity_all: p for p in pts} for label, pts in cs.items()}
+    for i, label in enumerate(cs):
+        xs = [j + i * width for j, k in enumerate(keys) if k in at[label]]
+        ys = [at[label][k].search_seconds for k in keys if k in at[label]]
+        ax.bar(xs, ys, width, label=label)
+        plain = plain_of(label)
+        for x, k in zip(xs, [k for k in keys if k in at[label]]):
+            if plain in at and k in at[plain]:
+                speed = at[plain][k].search_seconds / at[label][k].search_seconds
+                ax.annotate(f"{speed:.2f}×", (x, at[label][k].search_seconds), ha="center", va="bottom", fontsize=7)
+    ax.set_xticks([j + width * (len(cs) - 1) / 2 for j in range(len(keys))], [f"{100 * k:.1f}" for k in keys])
+    ax.set_xlabel("sparsity, % of all parameters")
+    ax.set_ylabel("search time (s)")
+    ax.set_title("Search time per level (labels: speed-up of +ET over its plain method)", fontsize=9)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def layer_sparsity(runs: list[RunRecord]) -> Figure | None:
+    """Per-layer sparsity of the sparsest final ticket of each method (first seed), as the paper's Fig. 6c."""
+    tickets = {}
+    for r in runs:
+        finals = [lv for lv in r.levels if lv["final"] and lv.get("layer_sparsity")]
+        if finals and r.label not in tickets:
+            tickets[r.label] = max(finals, key=lambda lv: lv["sparsity_all"])
+    if not tickets:
+        return None
+    names = list(next(iter(tickets.values()))["layer_sparsity"])
+    fig, ax = _fig(max(6.4, 0.45 * len(names) + 2), 4.2)
+    for label, lv in tickets.items():
+        ls = lv["layer_sparsity"]
+        ax.plot(range(len(names)), [100 * ls.get(n, 0.0) for n in names], "o-",
+                label=f"{label} ({100 * lv['sparsity_all']:.1f} % overall)")
+    ax.set_xticks(range(len(names)), [n.removesuffix(".weight") for n in names], rotation=60, ha="right", fontsize=7)
+    ax.set_ylabel("sparsity of the layer %")
+    ax.set_title("Per-layer sparsity of the sparsest ticket", fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def early_time_kl(runs: list[RunRecord]) -> Figure | None:
+    ets = [(r, r.summary["early_time"]) for r in runs
+           if r.summary and (r.summary.get("early_time") or {}).get("mode") == "auto"]
+    if not ets:
+        return None
+    fig, ax = _fig()
+    for r, et in ets:
+        ts = sorted(int(t) for t in et["kl_normalized"])
+        (line,) = ax.plot(ts, [et["kl_normalized"][str(t)] for t in ts], "o-", label=f"{r.label} seed {r.seed}")
+        ax.axvline(et["t_early"], color=line.get_color(), ls=":", lw=1)
+    ax.axhline(ets[0][1]["threshold"], color="k", ls="--", lw=1, label=f"threshold λ = {ets[0][1]['threshold']}")
+    ax.set_xlabel("timesteps t")
+    ax.set_ylabel("KL(P_t, P_T) / KL(P_2, P_T)")
+    ax.set_title("Early-Time: normalised KL vs t (dotted: chosen T_early)", fontsize=9)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def early_bird_distance(runs: list[RunRecord]) -> Figure | None:
+    ebs = [r for r in runs if r.method == "eb" and any("eb_distance" in m for m in r.metrics)]
+    if not ebs:
+        return None
+    fig, ax = _fig()
+    tau = ebs[0].config["search"]["eb_threshold"]
+    for r in ebs:
+        rows = [m for m in r.metrics if m.get("phase") == "eb_search"]
+        targets = r.config["search"]["target_sparsity"]
+        for i, target in enumerate(targets):
+            pts = [(m["epoch"], m["eb_distance"][i]) for m in rows if m["eb_distance"][i] is not None]
+            if pts:
+                (line,) = ax.plot(*zip(*pts), "o-", ms=3, label=f"{r.label} seed {r.seed}, {100 * target:.0f} %")
+                for e in (r.summary or {}).get("eb") or []:
+                    if e["target_sparsity"] == target and e["converged"]:
+                        ax.axvline(e["detection_epoch"], color=line.get_color(), ls=":", lw=1)
+    ax.axhline(tau, color="k", ls="--", lw=1, label=f"τ = {tau}")
+    ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("max mask distance to the last masks")
+    ax.set_title("Early-Bird: mask distance vs epoch (dotted: detection)", fontsize=9)
+    ax.legend(fontsize=7)
+    return fig
+
+
+def spikes_vs_sparsity(runs: list[RunRecord]) -> Figure | None:
+    cs = {k: [p for p in v if p.spikes is not None] for k, v in curves(runs).items()}
+    cs = {k: v for k, v in cs.items() if v}
+    if not cs:
+        return None
+    fig, ax = _fig()
+    for label, pts in cs.items():
+        ax.plot([100 * p.sparsity_all for p in pts], [p.spikes for p in pts], "o-", label=label)
+    ax.set_xlabel("sparsity, % of all parameters")
+    ax.set_ylabel("spikes per test image (all LIF layers, all t)")
+    ax.set_title("Firing activity vs sparsity", fontsize=9)
+    ax.legend(fontsize=8)
+    return fig
+
+
+FIGURES = {
+    "accuracy_vs_sparsity.png": accuracy_vs_sparsity,
+    "search_time.png": search_time,
+    "layer_sparsity.png": layer_sparsity,
+    "early_time_kl.png": early_time_kl,
+    "early_bird_distance.png": early_bird_distance,
+    "spikes_vs_sparsity.png": spikes_vs_sparsity,
+}

@@ -1,0 +1,123 @@
+"""Write ``report.md``, a self-contained ``report.html`` (images embedded) and the PNGs, from one list of blocks."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from pathlib import Path
+
+from snnlth.report.aggregate import dense_accuracy
+from snnlth.report.collect import RunRecord
+from snnlth.report.plots import FIGURES
+from snnlth.report.tables import Table, run_table, table1, to_markdown
+
+CAPTIONS = {
+    "accuracy_vs_sparsity.png": "Test accuracy vs remaining weights, mean ± std over seeds; dashed: dense network.",
+    "search_time.png": "Search time per method and sparsity level, with the speed-up of each +ET variant.",
+    "layer_sparsity.png": "Per-layer sparsity of the sparsest ticket of each method.",
+    "early_time_kl.png": "Early-Time: normalised KL divergence vs timesteps, threshold and chosen T_early.",
+    "early_bird_distance.png": "Early-Bird: mask distance vs epoch, threshold τ and detection epochs.",
+    "spikes_vs_sparsity.png": "Spikes per test image (all LIF layers, all timesteps) vs sparsity.",
+}
+
+
+def build_blocks(runs: list[RunRecord], images: dict[str, bytes]) -> list[tuple]:
+    first = runs[0]
+    blocks: list[tuple] = [("h1", f"snnlth report: {first.model} on {first.dataset}")]
+    dense = dense_accuracy(runs)
+    blocks.append(("p", f"{len(runs)} run(s); methods: {', '.join(sorted({r.label for r in runs}))}; "
+                        f"final model T = {first.config['model']['timesteps']}"
+                        + (f"; dense accuracy {dense:.2f} %." if dense is not None else ".")))
+    blocks.append(("h2", "Accuracy and search time (layout of the paper's Table 1)"))
+    blocks.append(("table", table1(runs)))
+    blocks.append(("p", "Columns: sparsity as % of all parameters. † marks accuracy on the search path at T_early "
+                        "(not a ticket retrained at full T). Search time of a level = wall time of all training and "
+                        "selection before that ticket's final training. ± is the std over seeds."))
+    blocks.append(("h2", "Runs"))
+    blocks.append(("table", run_table(runs)))
+    notes = [f"{r.path}: missing {', '.join(r.missing)}" for r in runs if r.missing]
+    if notes:
+        blocks.append(("h2", "Incomplete runs"))
+        blocks.append(("p", "Reported from what is there (levels of unfinished runs come from finished rounds in "
+                            "metrics.jsonl, with nominal sparsity). " + "; ".join(notes)))
+    blocks.append(("h2", "Figures"))
+    for name, caption in CAPTIONS.items():
+        if name in images:
+            blocks.append(("img", name, caption))
+        else:
+            blocks.append(("p", f"({caption.split(':')[0].rstrip('.')}: no data in these runs.)"))
+    return blocks
+
+
+def render_markdown(blocks: list[tuple]) -> str:
+    out = []
+    for b in blocks:
+        if b[0] == "h1":
+            out.append(f"# {b[1]}")
+        elif b[0] == "h2":
+            out.append(f"## {b[1]}")
+        elif b[0] == "p":
+            out.append(b[1])
+        elif b[0] == "table":
+            out.append(to_markdown(b[1]))
+        elif b[0] == "img":
+            out.append(f"![{b[2]}]({b[1]})\n\n*{b[2]}*")
+    return "\n\n".join(out) + "\n"
+
+
+def _html_table(table: Table) -> str:
+    header, rows = table
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def render_html(blocks: list[tuple], images: dict[str, bytes]) -> str:
+    parts = []
+    for b in blocks:
+        if b[0] in ("h1", "h2", "p"):
+            parts.append(f"<{b[0]}>{html.escape(b[1])}</{b[0]}>")
+        elif b[0] == "table":
+            parts.append(_html_table(b[1]))
+        elif b[0] == "img":
+            data = base64.b64encode(images[b[1]]).decode()
+            parts.append(f'<figure><img alt="{html.escape(b[2])}" src="data:image/png;base64,{data}">'
+                         f"<figcaption>{html.escape(b[2])}</figcaption></figure>")
+    style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
+             "table{border-collapse:collapse;font-size:13px;margin:1em 0}td,th{border:1px solid #bbb;padding:3px 7px}"
+             "th{background:#eee}img{max-width:100%}figcaption{font-size:13px;color:#444}")
+    return ('<!DOCTYPE html>\n<html lang="en">\n<head><meta charset="utf-8"><title>snnlth report</title>'
+            f"<style>{style}</style></head>\n<body>\n" + "\n".join(parts) + "\n</body>\n</html>\n")
+
+
+def figures(runs: list[RunRecord]) -> dict[str, bytes]:
+    import matplotlib.pyplot as plt
+
+    images = {}
+    for name, make in FIGURES.items():
+        fig = make(runs)
+        if fig is None:
+            continue
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", bbox_inches="tight")
+        plt.close(fig)
+        images[name] = buf.getvalue()
+    return images
+
+
+def write_report(runs: list[RunRecord], out_dir: str | Path) -> dict[str, Path]:
+    """Write the report files atomically; returns their paths by name."""
+    from snnlth.rundir.atomic import atomic_write_bytes, atomic_write_text
+
+    out = Path(out_dir)
+    images = figures(runs)
+    blocks = build_blocks(runs, images)
+    paths = {}
+    for name, data in images.items():
+        atomic_write_bytes(out / name, data)
+        paths[name] = out / name
+    atomic_write_text(out / "report.md", render_markdown(blocks))
+    atomic_write_text(out / "report.html", render_html(blocks, images))
+    paths["report.md"], paths["report.html"] = out / "report.md", out / "report.html"
+    return paths

@@ -1,0 +1,86 @@
+"""Tables as (header, rows) of strings: the paper's Table 1 layout, and one line per run."""
+
+from __future__ import annotations
+
+from snnlth.report.aggregate import Point, curves, plain_of
+from snnlth.report.collect import RunRecord
+
+Table = tuple[list[str], list[list[str]]]
+
+
+def fmt_seconds(s: float | None) -> str:
+    if s is None:
+        return "–"
+    return f"{s / 3600:.2f} h" if s >= 3600 else f"{s:.1f} s"
+
+
+def fmt_acc(p: Point | None) -> str:
+    if p is None or p.accuracy is None:
+        return "–"
+    text = f"{p.accuracy:.2f}" + (f" ± {p.accuracy_std:.2f}" if p.n > 1 else "")
+    return text if p.final else text + " †"
+
+
+def table1(runs: list[RunRecord]) -> Table:
+    """Rows per method: accuracy and search time at each sparsity level (columns: % of all parameters pruned),
+    then for each +ET variant the accuracy difference and the search speed-up against its plain method."""
+    cs = curves(runs)
+    keys = sorted({p.sparsity_all for pts in cs.values() for p in pts})
+    header = ["method", "metric"] + [f"{100 * k:.2f} %" for k in keys]
+    at = {label: {p.sparsity_all: p for p in pts} for label, pts in cs.items()}
+    rows = []
+    for label in cs:
+        rows.append([label, "accuracy %"] + [fmt_acc(at[label].get(k)) for k in keys])
+        rows.append([label, "search time"] + [fmt_seconds(at[label][k].search_seconds) if k in at[label] else "–"
+                                              for k in keys])
+    for label in cs:
+        plain = plain_of(label)
+        if plain not in at:
+            continue
+        delta, speed = [], []
+        for k in keys:
+            a, b = at[plain].get(k), at[label].get(k)
+            ok = a is not None and b is not None
+            delta.append(f"{b.accuracy - a.accuracy:+.2f}" if ok and a.accuracy is not None and b.accuracy is not None
+                         else "–")
+            speed.append(f"{a.search_seconds / b.search_seconds:.2f}×" if ok and a.search_seconds and b.search_seconds
+                         else "–")
+        rows.append([f"{label} vs {plain}", "Δ accuracy"] + delta)
+        rows.append([f"{label} vs {plain}", "speed-up"] + speed)
+    return header, rows
+
+
+def run_table(runs: list[RunRecord]) -> Table:
+    header = ["run", "method", "seed", "T", "T_early", "EB epochs", "sparsest final ticket", "search", "total",
+              "status"]
+    rows = []
+    for r in runs:
+        s = r.summary or {}
+        et = s.get("early_time") or {}
+        eb = s.get("eb") or []
+        finals = [lv for lv in r.levels if lv["final"]]
+        sparsest = max(finals, key=lambda lv: lv["sparsity_all"]) if finals else None
+        ticket = (f"{100 * sparsest['sparsity_all']:.2f} % → {sparsest['test_accuracy']:.2f} %" if sparsest else "–")
+        status = "finished" if r.finished else "running or stopped"
+        if r.missing:
+            status += f"; missing {', '.join(r.missing)}"
+        rows.append([r.path.as_posix(), r.label, str(r.seed), str(r.config["model"]["timesteps"]),
+                     str(et.get("t_early", "–")), ", ".join(str(e["detection_epoch"]) for e in eb) or "–", ticket,
+                     fmt_seconds(s.get("search_seconds_total")), fmt_seconds(s.get("total_seconds")), status])
+    return header, rows
+
+
+def to_markdown(table: Table) -> str:
+    header, rows = table
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def to_text(table: Table, max_rows: int | None = None) -> str:
+    """Plain aligned text (for terminals)."""
+    header, rows = table
+    rows = rows[:max_rows] if max_rows else rows
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
+    fmt = lambda row: "  ".join(str(x).ljust(w) for x, w in zip(row, widths)).rstrip()  # noqa: E731
+    return "\n".join([fmt(header), *map(fmt, rows)])
