@@ -17,4 +17,11 @@ def search(*args, **kwargs):
     return _search(*args, **kwargs)
 
 
-__all__ = ["__version__", "search", "train"]
+def load_ticket(*args, **kwargs):
+    """Rebuild a model with its masks from a ticket file; see :func:`snnlth.export.load_ticket`."""
+    from snnlth.export import load_ticket as _load
+
+    return _load(*args, **kwargs)
+
+
+__all__ = ["__version__", "load_ticket", "search", "train"]

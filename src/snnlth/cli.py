@@ -134,6 +134,27 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    from snnlth.engine.energy import E_AC_PJ, E_MAC_PJ
+    from snnlth.export import export_ticket
+
+    if args.round is not None and args.sparsity is not None:
+        raise ConfigError("give --round or --sparsity, not both")
+    info = export_ticket(args.run, args.out, args.round, args.sparsity, half=args.fp16)
+    lv, size, dense = info["level"], info["file_bytes"], info["dense_bytes"]
+    where = f"round {lv['round']}" if lv["round"] is not None else "Early-Bird ticket"
+    print(f"{where}: {100 * lv['sparsity_prunable']:.2f} % of prunable weights pruned "
+          f"({100 * lv['sparsity_all']:.2f} % of all), test accuracy {lv['test_accuracy']:.2f} % "
+          f"at T={lv['timesteps']}")
+    print(f"wrote {args.out}: {size / 1024:.1f} KiB vs {dense / 1024:.1f} KiB dense fp32 state dict "
+          f"({dense / size:.1f}x smaller; mask bits + {'fp16' if args.fp16 else 'fp32'} survivors)")
+    if lv.get("synops_per_image") is not None:
+        print(f"per test image: {lv['synops_per_image'] / 1e6:.3f} M SynOps (AC) + {lv['macs_per_image'] / 1e6:.3f} M "
+              f"MACs (non-spiking input) ~ {lv['energy_uj_per_image']:.3f} uJ at {E_AC_PJ} pJ/AC, {E_MAC_PJ} pJ/MAC "
+              "(45 nm, Horowitz ISSCC 2014)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="snnlth", description="Lottery tickets in deep spiking neural networks.")
     parser.add_argument("--version", action="version", version=f"snnlth {__version__}")
@@ -165,6 +186,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="search run directories, or parents holding them")
     p.add_argument("--out", required=True, metavar="REPORT_DIR", help="directory for the report files")
     p.set_defaults(func=_cmd_report)
+
+    p = sub.add_parser("export", help="write one ticket as a safetensors file (mask bits + surviving values)",
+                       description="Export a ticket of a finished search; default: its sparsest final level.")
+    p.add_argument("run", metavar="RUN_DIR", help="a finished search run directory")
+    p.add_argument("--round", type=int, help="the round (level) to export")
+    p.add_argument("--sparsity", type=float, help="the level nearest this prunable sparsity (within 0.005)")
+    p.add_argument("--out", required=True, metavar="FILE", help="output .safetensors file")
+    p.add_argument("--fp16", action="store_true", help="store surviving values as fp16 (default fp32)")
+    p.set_defaults(func=_cmd_export)
     return parser
 
 

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from snnlth.data.loader import DataBundle, eval_batches
+from snnlth.engine.energy import OpCounter, energy_uj
 from snnlth.snn.neuron import LIF
 
 
@@ -74,15 +75,15 @@ def _device_of(module: nn.Module, model: nn.Module) -> torch.device:
 @torch.no_grad()
 def evaluate(model: nn.Module, data: DataBundle, timesteps: int, batch_size: int = 256, amp: bool = False,
              split: str = "test") -> dict[str, float]:
-    """Accuracy (percent), mean loss and spikes per image (all LIF layers, all timesteps) over ``split`` in eval
-    mode; restores the model's previous mode."""
+    """Accuracy (percent), mean loss, spikes per image (all LIF layers, all timesteps), SynOps, MACs and energy per
+    image (:mod:`snnlth.engine.energy`) over ``split`` in eval mode; restores the model's previous mode."""
     was_training = model.training
     model.eval()
     device = data.test_y.device
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
     n = 0
-    with SpikeCounter(model) as spikes:
+    with SpikeCounter(model) as spikes, OpCounter(model) as ops:
         for x, y in eval_batches(data, batch_size, split):
             with autocast(device, amp):
                 logits_seq = model(x, timesteps)
@@ -90,5 +91,7 @@ def evaluate(model: nn.Module, data: DataBundle, timesteps: int, batch_size: int
             correct += seq_correct(logits_seq, y)
             n += len(y)
     model.train(was_training)
+    synops, macs = (v / max(n, 1) for v in ops.totals())
     return {"accuracy": 100.0 * correct.item() / max(n, 1), "loss": loss_sum.item() / max(n, 1),
-            "spikes_per_image": spikes.total() / max(n, 1)}
+            "spikes_per_image": spikes.total() / max(n, 1), "synops_per_image": synops, "macs_per_image": macs,
+            "energy_uj_per_image": energy_uj(synops, macs)}

@@ -115,7 +115,8 @@ def fit(model: nn.Module, optimizer: torch.optim.Optimizer, data: DataBundle, cf
         test = evaluate(model, data, timesteps, cfg.eval_batch_size, cfg.amp)
         row = {"epoch": epoch + 1, "timesteps": timesteps, "lr": lr, **row, "test_loss": test["loss"],
                "test_accuracy": test["accuracy"], "spikes_per_image": test["spikes_per_image"],
-               "eval_seconds": time.perf_counter() - t0}
+               "synops_per_image": test["synops_per_image"], "macs_per_image": test["macs_per_image"],
+               "energy_uj_per_image": test["energy_uj_per_image"], "eval_seconds": time.perf_counter() - t0}
         state.history.append(row)
         state.epoch = epoch + 1
         if on_epoch_end is not None and on_epoch_end(state):

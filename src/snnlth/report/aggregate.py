@@ -22,6 +22,10 @@ class Point:
     spikes: float | None
     final: bool
     n: int
+    synops: float | None = None
+    energy_uj: float | None = None
+    ticket_bytes: float | None = None
+    dense_bytes: float | None = None
 
 
 def mean_std(values: list[float]) -> tuple[float | None, float]:
@@ -55,8 +59,10 @@ def curves(runs: list[RunRecord]) -> dict[str, list[Point]]:
             acc, acc_std = mean_std([lv["test_accuracy"] for lv in lvs])
             sec, sec_std = mean_std([lv.get("search_seconds") for lv in lvs])
             spikes, _ = mean_std([lv.get("spikes_per_image") for lv in lvs])
+            extra = [mean_std([lv.get(k) for lv in lvs])[0]
+                     for k in ("synops_per_image", "energy_uj_per_image", "ticket_bytes", "dense_bytes")]
             points.append(Point(key, lvs[0]["sparsity_prunable"], acc, acc_std, sec, sec_std, spikes,
-                                all(lv["final"] for lv in lvs), len(lvs)))
+                                all(lv["final"] for lv in lvs), len(lvs), *extra))
         out[label] = points
     return out
 

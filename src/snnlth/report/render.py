@@ -10,7 +10,7 @@ from pathlib import Path
 from snnlth.report.aggregate import dense_accuracy
 from snnlth.report.collect import RunRecord
 from snnlth.report.plots import FIGURES
-from snnlth.report.tables import Table, run_table, table1, to_markdown
+from snnlth.report.tables import Table, run_table, table1, ticket_table, to_markdown
 
 CAPTIONS = {
     "accuracy_vs_sparsity.png": "Test accuracy vs remaining weights, mean ± std over seeds; dashed: dense network.",
@@ -34,6 +34,14 @@ def build_blocks(runs: list[RunRecord], images: dict[str, bytes]) -> list[tuple]
     blocks.append(("p", "Columns: sparsity as % of all parameters. † marks accuracy on the search path at T_early "
                         "(not a ticket retrained at full T). Search time of a level = wall time of all training and "
                         "selection before that ticket's final training. ± is the std over seeds."))
+    tickets = ticket_table(runs)
+    if tickets[1]:
+        blocks.append(("h2", "Tickets: storage and energy"))
+        blocks.append(("table", tickets))
+        blocks.append(("p", "Ticket size: 1 mask bit per prunable weight + fp32 survivors + the other tensors (what "
+                            "`snnlth export` writes). SynOps: accumulates triggered by spikes, measured on the test "
+                            "set; energy at 0.9 pJ per AC and 4.6 pJ per MAC (first, non-spiking layer), 45 nm, "
+                            "M. Horowitz, ISSCC 2014."))
     blocks.append(("h2", "Runs"))
     blocks.append(("table", run_table(runs)))
     notes = [f"{r.path}: missing {', '.join(r.missing)}" for r in runs if r.missing]

@@ -50,6 +50,22 @@ def table1(runs: list[RunRecord]) -> Table:
     return header, rows
 
 
+def ticket_table(runs: list[RunRecord]) -> Table:
+    """Storage and estimated energy of every final ticket (mean over seeds)."""
+    header = ["method", "sparsity (all)", "accuracy %", "ticket size", "dense fp32", "smaller", "SynOps / image",
+              "energy / image"]
+    rows = []
+    for label, pts in curves(runs).items():
+        for p in pts:
+            if not p.final or p.ticket_bytes is None:
+                continue
+            rows.append([label, f"{100 * p.sparsity_all:.2f} %", fmt_acc(p), f"{p.ticket_bytes / 1024:.1f} KiB",
+                         f"{p.dense_bytes / 1024:.1f} KiB", f"{p.dense_bytes / p.ticket_bytes:.1f}×",
+                         "–" if p.synops is None else f"{p.synops / 1e6:.3f} M",
+                         "–" if p.energy_uj is None else f"{p.energy_uj:.3f} µJ"])
+    return header, rows
+
+
 def run_table(runs: list[RunRecord]) -> Table:
     header = ["run", "method", "seed", "T", "T_early", "EB epochs", "sparsest final ticket", "search", "total",
               "status"]

@@ -66,11 +66,11 @@ def run_reinit(ctx: SearchContext, src: RunDir) -> list[dict]:
     levels = []
     for j in chosen:
         lv = src_levels[j]
-        key = f"round_{lv['round']:02d}" if lv["round"] is not None else f"eb_{j}"
+        key = lv.get("masks") or (f"round_{lv['round']:02d}" if lv["round"] is not None else f"eb_{j}")
         masks = source_masks(src, key, ctx, names)
         ctx.save_masks(f"level_{j:02d}", masks)
         ctx.event(f"reinit: the {lv['sparsity_prunable']:.2%}-sparse mask from a fresh init, {epochs} epochs")
         phase = ctx.run_phase(f"reinit_{j:02d}", model, fresh, masks, full_t, epochs, stream=300 + j,
                               tags={"round": lv["round"], "retrain": True})
-        levels.append(level_entry(ctx, model, lv["round"], masks, phase, full_t, 0.0, True))
+        levels.append(level_entry(ctx, model, lv["round"], masks, phase, full_t, 0.0, True, f"level_{j:02d}"))
     return levels

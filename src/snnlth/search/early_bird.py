@@ -89,5 +89,5 @@ def run_early_bird(ctx: SearchContext) -> tuple[list[dict], EarlyTimePlan, list[
                               tags={"target": info["target_sparsity"], "retrain": True})
         seconds = plan.selection_seconds + sum(h["train_seconds"] + h["eval_seconds"]
                                                for h in search.history[: info["detection_epoch"]])
-        levels.append(level_entry(ctx, model, None, masks, phase, full_t, seconds, True))
+        levels.append(level_entry(ctx, model, None, masks, phase, full_t, seconds, True, f"eb_{i}"))
     return levels, plan, eb

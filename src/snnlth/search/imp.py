@@ -109,10 +109,11 @@ def _levels(ctx: SearchContext, model, names: list[str], plan: EarlyTimePlan, tr
         on_path = trained.get(k)
         final = retrained.get(k)
         if final is not None:
-            entry = level_entry(ctx, model, k, masks, final, ctx.cfg.model.timesteps, search, True)
+            entry = level_entry(ctx, model, k, masks, final, ctx.cfg.model.timesteps, search, True, f"round_{k:02d}")
             entry["search_test_accuracy"] = on_path.test_accuracy if on_path else None
         else:
-            entry = level_entry(ctx, model, k, masks, on_path, plan.t_early, search, not plan.active)
+            entry = level_entry(ctx, model, k, masks, on_path, plan.t_early, search, not plan.active,
+                                f"round_{k:02d}")
         levels.append(entry)
         if on_path is not None:
             search += on_path.seconds

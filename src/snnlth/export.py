@@ -1,0 +1,138 @@
+"""Tickets as safetensors files: per prunable tensor the mask packed as bits and only the surviving values, the
+other tensors dense, and metadata (model, dataset, T, sparsity, accuracy, config). ``load_ticket`` rebuilds the model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+
+from snnlth import masks as M
+from snnlth.config import ModelConfig
+from snnlth.config_io import config_from_dict
+from snnlth.errors import ConfigError, RunDirError
+from snnlth.models.catalog import create_model
+from snnlth.models.protocol import SpikingNet
+from snnlth.rundir.atomic import atomic_write_bytes, read_json
+from snnlth.rundir.store import load_blob
+
+FORMAT = "snnlth-ticket-1"
+
+
+@dataclass
+class Ticket:
+    model: SpikingNet
+    masks: M.Masks
+    metadata: dict[str, Any]
+
+
+def select_level(levels: list[dict], round_: int | None, sparsity: float | None) -> dict:
+    """The level of ``round_``, or the one nearest ``sparsity`` (prunable fraction, within 0.5 %), or the sparsest
+    final one; a :class:`ConfigError` listing what exists otherwise."""
+    listing = ", ".join(f"round {lv['round']} ({100 * lv['sparsity_prunable']:.2f} %)" if lv["round"] is not None
+                        else f"{100 * lv['sparsity_prunable']:.2f} %" for lv in levels)
+    if round_ is not None:
+        found = [lv for lv in levels if lv["round"] == round_]
+        if not found:
+            raise ConfigError(f"--round {round_} does not exist in this run; it has {listing}")
+        return found[0]
+    if sparsity is not None:
+        best = min(levels, key=lambda lv: abs(lv["sparsity_prunable"] - sparsity))
+        if abs(best["sparsity_prunable"] - sparsity) > 0.005:
+            raise ConfigError(f"--sparsity {sparsity} matches no level of this run; it has {listing}")
+        return best
+    finals = [lv for lv in levels if lv["final"]] or levels
+    return max(finals, key=lambda lv: lv["sparsity_prunable"])
+
+
+def ticket_tensors(state: dict[str, torch.Tensor], masks: M.Masks, half: bool) -> dict[str, torch.Tensor]:
+    out = {}
+    for name, t in state.items():
+        if name in masks:
+            m = masks[name].cpu()
+            out[f"{name}::mask"] = torch.from_numpy(np.packbits(m.numpy().ravel()))
+            values = t.detach().cpu()[m].contiguous()
+            out[f"{name}::values"] = values.half() if half else values.float()
+        else:
+            out[name] = t.detach().cpu().contiguous()
+    return out
+
+
+def export_ticket(run_dir: str | Path, out: str | Path, round_: int | None = None, sparsity: float | None = None,
+                  half: bool = False) -> dict[str, Any]:
+    """Write the ticket of one level of a finished search run; returns the metadata and the sizes."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "summary.json").exists() or not (run_dir / "config.json").exists():
+        raise RunDirError(f"{run_dir} is not a finished search run (no summary.json); finish or resume it first")
+    summary, config = read_json(run_dir / "summary.json"), read_json(run_dir / "config.json")
+    level = select_level(summary["levels"], round_, sparsity)
+    if not level.get("phase") or not (run_dir / "phases" / f"{level['phase']}.pt").exists():
+        raise RunDirError(f"{run_dir}: the trained state of this level is missing (phases/{level.get('phase')}.pt)")
+    state = load_blob(run_dir / "phases" / f"{level['phase']}.pt")["model"]
+    masks = M.unpack(load_blob(run_dir / "masks" / f"{level['masks']}.pt"))
+    env_shape = _shape_of(config, state)
+    meta = {"format": FORMAT, "model": config["model"]["model"], "dataset": config["data"]["dataset"],
+            "timesteps": str(level["timesteps"]), "sparsity_prunable": repr(level["sparsity_prunable"]),
+            "sparsity_all": repr(level["sparsity_all"]), "test_accuracy": repr(level["test_accuracy"]),
+            "round": str(level["round"]), "method": summary["method"], "values_dtype": "fp16" if half else "fp32",
+            "model_config": json.dumps(config["model"]), "config": json.dumps({k: config[k] for k in
+                                                                                ("data", "model", "train", "search")}),
+            "shapes": json.dumps({n: list(m.shape) for n, m in masks.items()}), **env_shape}
+    data = st_save(ticket_tensors(state, masks, half), metadata=meta)
+    atomic_write_bytes(out, data)
+    dense = sum(t.numel() * t.element_size() for t in state.values())
+    return {"metadata": meta, "file_bytes": len(data), "dense_bytes": dense, "level": level}
+
+
+def _shape_of(config: dict, state: dict[str, torch.Tensor]) -> dict[str, str]:
+    """Input channels, image size and classes, read back from the run (needed to rebuild the model)."""
+    from snnlth.data.catalog import DATASETS
+
+    spec = DATASETS.get(config["data"]["dataset"])
+    size = config["data"].get("resize") or spec.image_size
+    return {"in_channels": str(spec.in_channels), "image_size": str(size), "num_classes": str(spec.num_classes)}
+
+
+def load_ticket(path: str | Path, device: str | torch.device = "cpu") -> Ticket:
+    """Rebuild the model of a ticket file with its masks applied (pruned weights exactly 0)."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+        tensors = st_load(raw)
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as fh:
+            meta = fh.metadata() or {}
+    except FileNotFoundError:
+        raise ConfigError(f"{path} not found; give the file written by `snnlth export`") from None
+    except Exception as exc:  # noqa: BLE001 - any parse failure means this is not a ticket file
+        raise ConfigError(f"{path} is not a readable ticket file ({exc}); export it again") from None
+    if meta.get("format") != FORMAT:
+        raise ConfigError(f"{path} is not an snnlth ticket (format {meta.get('format')!r}); export it again")
+    cfg = config_from_dict(_ModelOnly, {"model": json.loads(meta["model_config"])}).model
+    cfg = dataclasses.replace(cfg, timesteps=int(meta["timesteps"]))
+    model = create_model(cfg, int(meta["in_channels"]), int(meta["image_size"]), int(meta["num_classes"]))
+    shapes = json.loads(meta["shapes"])
+    state, masks = {}, {}
+    for name, shape in shapes.items():
+        m = torch.from_numpy(np.unpackbits(tensors[f"{name}::mask"].numpy(), count=math.prod(shape)).astype(bool))
+        w = torch.zeros(math.prod(shape), dtype=torch.float32)
+        w[m] = tensors[f"{name}::values"].float()
+        state[name], masks[name] = w.view(shape), m.view(shape)
+    state.update({k: v for k, v in tensors.items() if "::" not in k})
+    model.load_state_dict(state)
+    return Ticket(model.to(device), masks, meta)
+
+
+@dataclass(frozen=True)
+class _ModelOnly:
+    model: ModelConfig = field(default_factory=ModelConfig)

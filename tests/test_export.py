@@ -1,0 +1,72 @@
+import json
+import math
+
+import pytest
+import torch
+
+from snnlth import load_ticket
+from snnlth import masks as M
+from snnlth.api import search
+from snnlth.cli import main
+from snnlth.data import load_data
+from snnlth.engine.evaluate import evaluate
+from snnlth.rundir.store import load_blob
+from tests.helpers import search_cfg
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    from tests.helpers import make_fmnist
+
+    root = tmp_path_factory.mktemp("exp")
+    cfg = search_cfg(make_fmnist(root / "data"), rounds=2, prune_rate=0.6)
+    return cfg, search(cfg, out=root / "run").run_dir
+
+
+def test_export_load_roundtrip_is_exact(run, tmp_path, capsys):
+    cfg, run_dir = run
+    out = tmp_path / "t.safetensors"
+    assert main(["export", str(run_dir), "--round", "2", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "smaller" in printed and "SynOps" in printed and "Horowitz" in printed
+    ticket = load_ticket(out)
+    state = load_blob(run_dir / "phases" / "round_02.pt")["model"]
+    masks = M.unpack(load_blob(run_dir / "masks" / "round_02.pt"))
+    assert all(torch.equal(ticket.model.state_dict()[k], v) for k, v in state.items())
+    assert all(torch.equal(ticket.masks[n], masks[n]) for n in masks)
+    level = json.loads((run_dir / "summary.json").read_text())["levels"][2]
+    acc = evaluate(ticket.model, load_data(cfg.data, torch.device("cpu")), int(ticket.metadata["timesteps"]))
+    assert acc["accuracy"] == level["test_accuracy"]
+    assert ticket.metadata["model"] == "lenet300" and float(ticket.metadata["sparsity_prunable"]) == \
+        level["sparsity_prunable"]
+
+    # size: mask bits + fp32 survivors + the other tensors, plus a small header
+    expected = sum(math.ceil(m.numel() / 8) + int(m.sum()) * 4 for m in masks.values())
+    expected += sum(v.numel() * v.element_size() for k, v in state.items() if k not in masks)
+    assert expected <= out.stat().st_size <= expected * 1.03
+    assert level["ticket_bytes"] == expected
+
+
+def test_fp16_and_default_level(run, tmp_path):
+    _, run_dir = run
+    out = tmp_path / "h.safetensors"
+    assert main(["export", str(run_dir), "--fp16", "--out", str(out)]) == 0  # default: the sparsest final level
+    ticket = load_ticket(out)
+    state = load_blob(run_dir / "phases" / "round_02.pt")["model"]
+    assert torch.allclose(ticket.model.state_dict()["fc1.weight"], state["fc1.weight"], atol=1e-3)
+    assert (ticket.model.state_dict()["fc1.weight"][~ticket.masks["fc1.weight"]] == 0).all()
+
+
+def test_export_errors(run, tmp_path, capsys):
+    _, run_dir = run
+    assert main(["export", str(run_dir), "--round", "9", "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert "--round 9 does not exist in this run; it has round 0 (0.00 %), round 1 (60.00 %)" in err
+    assert not (tmp_path / "x").exists()
+    assert main(["export", str(run_dir), "--sparsity", "0.3", "--out", str(tmp_path / "x")]) == 2
+    assert "matches no level" in capsys.readouterr().err
+    assert main(["export", str(tmp_path), "--out", str(tmp_path / "x")]) == 2
+    assert "not a finished search run" in capsys.readouterr().err
+    (tmp_path / "bad.safetensors").write_bytes(b"garbage")
+    with pytest.raises(Exception, match="not a readable ticket file"):
+        load_ticket(tmp_path / "bad.safetensors")
