@@ -28,8 +28,12 @@ data:
 	       "files in a directory and set SNNLTH_DATA=DIR"; exit 1; \
 	fi
 
+# The main job: IMP and IMP + Early-Time ticket searches on convnet / Fashion-MNIST (configs/demo.toml), then a
+# report over both. Rerunning reuses finished searches and resumes interrupted ones.
 demo: setup data
-	$(BIN)/snnlth train --dataset fmnist --model convnet --timesteps 5 --epochs 3 --train-subset 10000
+	$(BIN)/snnlth search --config configs/demo.toml --out runs/demo/imp
+	$(BIN)/snnlth search --config configs/demo.toml --early-time auto --out runs/demo/imp_et
+	$(BIN)/snnlth report runs/demo/imp runs/demo/imp_et --out runs/demo/report
 
 test: setup data
 	$(BIN)/python -m pytest

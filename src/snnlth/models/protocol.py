@@ -7,6 +7,7 @@ Prunable tensors are the weights of Conv and Linear layers, named as in ``named_
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Callable
 
 import torch
@@ -25,7 +26,7 @@ def neuron_factory(cfg: ModelConfig) -> NeuronFactory:
     return lambda: LIF(cfg.tau, cfg.v_threshold, cfg.surrogate, cfg.alpha)
 
 
-class SpikingNet(nn.Module):
+class SpikingNet(nn.Module, metaclass=abc.ABCMeta):
     """Base class: subclasses implement :meth:`forward_seq`; ``forward`` handles the ANN twin and the default T."""
 
     def __init__(self, neuron: NeuronFactory, timesteps: int = 5) -> None:
@@ -46,8 +47,9 @@ class SpikingNet(nn.Module):
             return self.forward_seq(x, 1).expand(t, -1, -1)
         return self.forward_seq(x, t)
 
+    @abc.abstractmethod
     def forward_seq(self, x: torch.Tensor, timesteps: int) -> torch.Tensor:
-        raise NotImplementedError  # abstract: every registered architecture overrides it
+        """Per-step logits ``[T, B, classes]`` of images ``x: [B, C, H, W]`` over ``timesteps`` steps."""
 
     def reset(self) -> None:
         """No-op: neurons are stateless across calls. Kept so engines written for stateful SNNs can call it."""
