@@ -76,3 +76,10 @@ def search_cfg(data_dir, **search):
                            model=ModelConfig(model=model, timesteps=timesteps),
                            train=TrainConfig(epochs=epochs, batch_size=50, lr=0.05, device="cpu"),
                            search=SearchConfig(**{"rounds": 2, **search}))
+
+
+def one_line_error(capsys) -> str:
+    """The single ``snnlth: error:`` line a failed CLI call printed on stderr (and no traceback)."""
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("snnlth: error: ") and "Traceback" not in err[0]
+    return err[0]

@@ -5,14 +5,13 @@ import sys
 import pytest
 
 from snnlth.cli import main
+from tests.helpers import one_line_error
 
 TINY = ["--model", "lenet300", "--timesteps", "2", "--epochs", "1", "--batch-size", "50", "--no-progress"]
 
 
 def _err(capsys):
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("snnlth: error: ") and "Traceback" not in err[0]
-    return err[0]
+    return one_line_error(capsys)
 
 
 @pytest.mark.parametrize("argv,match", [

@@ -3,15 +3,14 @@ import json
 import pytest
 
 from snnlth.cli import main
+from tests.helpers import one_line_error
 
 TINY = ["--model", "lenet300", "--timesteps", "3", "--epochs", "2", "--batch-size", "50", "--rounds", "1",
         "--no-progress"]
 
 
 def _err(capsys):
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("snnlth: error: ") and "Traceback" not in err[0]
-    return err[0]
+    return one_line_error(capsys)
 
 
 @pytest.mark.parametrize("argv,match", [

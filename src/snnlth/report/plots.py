@@ -145,7 +145,8 @@ def early_bird_distance(runs: list[RunRecord]) -> Figure | None:
 
 
 def spikes_vs_sparsity(runs: list[RunRecord]) -> Figure | None:
-    cs = {k: [p for p in v if p.spikes is not None] for k, v in curves(runs).items()}
+    """Only levels trained at full T: spikes summed over timesteps are not comparable across T."""
+    cs = {k: [p for p in v if p.spikes is not None and p.final] for k, v in curves(runs).items()}
     cs = {k: v for k, v in cs.items() if v}
     if not cs:
         return None
@@ -154,7 +155,7 @@ def spikes_vs_sparsity(runs: list[RunRecord]) -> Figure | None:
         ax.plot([100 * p.sparsity_all for p in pts], [p.spikes for p in pts], "o-", label=label)
     ax.set_xlabel("sparsity, % of all parameters")
     ax.set_ylabel("spikes per test image (all LIF layers, all t)")
-    ax.set_title("Firing activity vs sparsity", fontsize=9)
+    ax.set_title("Firing activity vs sparsity (tickets trained at full T)", fontsize=9)
     ax.legend(fontsize=8)
     return fig
 

@@ -18,7 +18,7 @@ CAPTIONS = {
     "layer_sparsity.png": "Per-layer sparsity of the sparsest ticket of each method.",
     "early_time_kl.png": "Early-Time: normalised KL divergence vs timesteps, threshold and chosen T_early.",
     "early_bird_distance.png": "Early-Bird: mask distance vs epoch, threshold τ and detection epochs.",
-    "spikes_vs_sparsity.png": "Spikes per test image (all LIF layers, all timesteps) vs sparsity.",
+    "spikes_vs_sparsity.png": "Spikes per test image (all LIF layers, all timesteps) vs sparsity, full-T tickets.",
 }
 
 
