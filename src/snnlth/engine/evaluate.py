@@ -45,7 +45,7 @@ class SpikeCounter:
     def __enter__(self) -> SpikeCounter:
         for name, module in self.model.named_modules():
             if isinstance(module, LIF):
-                self.per_layer[name] = torch.zeros((), dtype=torch.float64, device=_device_of(module, self.model))
+                self.per_layer[name] = torch.zeros((), dtype=torch.float64, device=_device_of(self.model))
                 self._handles.append(module.register_forward_hook(self._hook(name)))
         return self
 
@@ -63,11 +63,8 @@ class SpikeCounter:
     def total(self) -> float:
         return float(sum(v.item() for v in self.per_layer.values()))
 
-    def per_layer_totals(self) -> dict[str, float]:
-        return {name: v.item() for name, v in self.per_layer.items()}
 
-
-def _device_of(module: nn.Module, model: nn.Module) -> torch.device:
+def _device_of(model: nn.Module) -> torch.device:
     param = next(model.parameters(), None)
     return param.device if param is not None else torch.device("cpu")
 

@@ -8,6 +8,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from snnlth.report.aggregate import curves, dense_accuracy, plain_of  # noqa: E402
 from snnlth.report.collect import RunRecord  # noqa: E402
@@ -112,6 +113,7 @@ def early_time_kl(runs: list[RunRecord]) -> Figure | None:
         (line,) = ax.plot(ts, [et["kl_normalized"][str(t)] for t in ts], "o-", label=f"{r.label} seed {r.seed}")
         ax.axvline(et["t_early"], color=line.get_color(), ls=":", lw=1)
     ax.axhline(ets[0][1]["threshold"], color="k", ls="--", lw=1, label=f"threshold λ = {ets[0][1]['threshold']}")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("timesteps t")
     ax.set_ylabel("KL(P_t, P_T) / KL(P_2, P_T)")
     ax.set_title("Early-Time: normalised KL vs t (dotted: chosen T_early)", fontsize=9)
@@ -137,6 +139,7 @@ def early_bird_distance(runs: list[RunRecord]) -> Figure | None:
                         ax.axvline(e["detection_epoch"], color=line.get_color(), ls=":", lw=1)
     ax.axhline(tau, color="k", ls="--", lw=1, label=f"τ = {tau}")
     ax.set_yscale("log")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
     ax.set_ylabel("max mask distance to the last masks")
     ax.set_title("Early-Bird: mask distance vs epoch (dotted: detection)", fontsize=9)

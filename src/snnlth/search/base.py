@@ -6,7 +6,6 @@ artifact: a finished phase is loaded, not retrained; an interrupted one resumes 
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,7 +48,6 @@ class PhaseResult:
     name: str
     history: list[dict]
     model_state: dict[str, torch.Tensor]
-    extra: dict = field(default_factory=dict)
 
     @property
     def seconds(self) -> float:
@@ -127,7 +125,7 @@ class SearchContext:
             for hook, extra in zip(hooks, blob["extra"]):
                 hook.load(extra)
             self.rows.extend(blob["history"])
-            return PhaseResult(name, blob["history"], blob["model"], {"hooks": blob["extra"]})
+            return PhaseResult(name, blob["history"], blob["model"])
         model.load_state_dict(start_state)
         enforcer = MaskEnforcer(model, masks) if masks is not None else None
         if enforcer is not None:
@@ -164,7 +162,7 @@ class SearchContext:
         save_blob(done_path, blob)
         ckpt_path.unlink(missing_ok=True)
         self.rows.extend(state.history)
-        return PhaseResult(name, state.history, blob["model"], {"hooks": blob["extra"]})
+        return PhaseResult(name, state.history, blob["model"])
 
     def write_metrics(self, current: list[dict] = ()) -> None:
         atomic_write_text(self.run.metrics, dumps_jsonl([*self.rows, *current]))
@@ -203,6 +201,3 @@ def _fit_varying_t(model, optimizer, ctx: SearchContext, state: FitState, epochs
         fit(model, optimizer, ctx.data, ctx.cfg.train, t_fn(state.epoch), state, epochs=epochs,
             stop_epoch=state.epoch + 1, stream=stream, enforcer=enforcer, on_batch=on_batch, on_epoch_end=end)
 
-
-def now() -> float:
-    return time.perf_counter()
