@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from snnlth import __version__
 from snnlth.config import SearchRunConfig, TrainRunConfig
@@ -78,7 +79,7 @@ def _search_config(args: argparse.Namespace) -> SearchRunConfig:
     from snnlth.rundir.atomic import read_json
     from snnlth.rundir.layout import RunDir
 
-    run = RunDir(__import__("pathlib").Path(args.resume))
+    run = RunDir(Path(args.resume))
     if not run.config.exists():
         raise ConfigError(f"--resume {run.path}: no config.json there; give the run directory of a started search")
     saved = read_json(run.config)
