@@ -156,30 +156,29 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_run_args(p: argparse.ArgumentParser, cfg_cls: type, kind: str, tables: str) -> None:
+    """Flags shared by the commands that create a run directory, then one flag per config field."""
+    p.add_argument("--config", metavar="FILE.toml", help=f"TOML file with {tables} tables; flags override it")
+    p.add_argument("--out", metavar="DIR", help=f"run directory (default: runs/{kind}-<model>-<dataset>-T<T>-<hash>/"
+                   "seed_<seed>)")
+    p.add_argument("--runs-root", default="runs", metavar="DIR", help="parent of default run directories")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (per-epoch lines only)")
+    add_config_flags(p, cfg_cls)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="snnlth", description="Lottery tickets in deep spiking neural networks.")
     parser.add_argument("--version", action="version", version=f"snnlth {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     p = sub.add_parser("train", help="train one (dense) model and evaluate it after every epoch",
                        description="Train one model; rerunning the same command resumes it.")
-    p.add_argument("--config", metavar="FILE.toml", help="TOML file with [data], [model], [train] tables; "
-                   "flags override it")
-    p.add_argument("--out", metavar="DIR", help="run directory (default: runs/train-<model>-<dataset>-T<T>-<hash>/"
-                   "seed_<seed>)")
-    p.add_argument("--runs-root", default="runs", metavar="DIR", help="parent of default run directories")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar (per-epoch lines only)")
-    add_config_flags(p, TrainRunConfig)
+    _add_run_args(p, TrainRunConfig, "train", "[data], [model], [train]")
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("search", help="find a lottery ticket: imp, eb, random, reinit (+ --early-time)",
                        description="Ticket search. Rerunning the same command (or --resume DIR) resumes it.")
-    p.add_argument("--config", metavar="FILE.toml", help="TOML file with [data], [model], [train], [search] tables")
-    p.add_argument("--out", metavar="DIR", help="run directory (default: runs/<method>-<model>-<dataset>-T<T>-"
-                   "<hash>/seed_<seed>)")
+    _add_run_args(p, SearchRunConfig, "<method>", "[data], [model], [train], [search]")
     p.add_argument("--resume", metavar="DIR", help="continue the search in DIR with the config saved there")
-    p.add_argument("--runs-root", default="runs", metavar="DIR", help="parent of default run directories")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar (per-epoch lines only)")
-    add_config_flags(p, SearchRunConfig)
     p.set_defaults(func=_cmd_search)
 
     p = sub.add_parser("report", help="tables and plots over search runs (methods, seeds) of one model",

@@ -28,12 +28,10 @@ def flag_name(name: str) -> str:
     return _FLAG_OVERRIDES.get(name, "--" + name.replace("_", "-"))
 
 
-_flag = flag_name
-
 
 def _require(ok: bool, name: str, value: Any, rule: str, fix: str) -> None:
     if not ok:
-        raise ConfigError(f"{_flag(name)} {rule} (got {value!r}); {fix}")
+        raise ConfigError(f"{flag_name(name)} {rule} (got {value!r}); {fix}")
 
 
 def _check_choices(obj: Any) -> None:
@@ -41,13 +39,13 @@ def _check_choices(obj: Any) -> None:
         choices = f.metadata.get("choices")
         value = getattr(obj, f.name)
         if choices and value not in choices:
-            raise ConfigError(f"{_flag(f.name)} must be one of {', '.join(choices)} (got {value!r})")
+            raise ConfigError(f"{flag_name(f.name)} must be one of {', '.join(choices)} (got {value!r})")
 
 
 def _positive_or_none(obj: Any, name: str) -> None:
     value = getattr(obj, name)
     _require(value is None or value >= 1, name, value, "must be a positive number of images",
-             f"drop {_flag(name)} to use all images")
+             f"drop {flag_name(name)} to use all images")
 
 
 @dataclass(frozen=True)
@@ -133,7 +131,7 @@ def _parse_early_time(value: str) -> str | int:
         raise ConfigError(f"--early-time must be off, auto or a number of timesteps (got {value!r})") from None
 
 
-def _parse_retrain_at(item: str) -> str | int | float:
+def parse_retrain_at(item: str) -> str | int | float:
     if item in ("last", "all"):
         return item
     try:
@@ -190,7 +188,7 @@ class SearchConfig:
         _parse_early_time(self.early_time)
         _require(len(self.retrain_at) >= 1, "retrain_at", self.retrain_at, "needs at least one level", "use last")
         for item in self.retrain_at:
-            _parse_retrain_at(item)
+            parse_retrain_at(item)
 
     @property
     def early_time_mode(self) -> str | int:

@@ -20,6 +20,15 @@ def _fig(width: float = 6.4, height: float = 4.0) -> tuple[Figure, plt.Axes]:
     return fig, ax
 
 
+def _finish(ax: plt.Axes, xlabel: str, ylabel: str, title: str, legend_size: int = 8, integer_x: bool = False) -> None:
+    if integer_x:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=legend_size)
+
+
 def accuracy_vs_sparsity(runs: list[RunRecord]) -> Figure | None:
     cs = curves(runs)
     if not any(p.accuracy is not None for pts in cs.values() for p in pts):
@@ -113,11 +122,8 @@ def early_time_kl(runs: list[RunRecord]) -> Figure | None:
         (line,) = ax.plot(ts, [et["kl_normalized"][str(t)] for t in ts], "o-", label=f"{r.label} seed {r.seed}")
         ax.axvline(et["t_early"], color=line.get_color(), ls=":", lw=1)
     ax.axhline(ets[0][1]["threshold"], color="k", ls="--", lw=1, label=f"threshold λ = {ets[0][1]['threshold']}")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_xlabel("timesteps t")
-    ax.set_ylabel("KL(P_t, P_T) / KL(P_2, P_T)")
-    ax.set_title("Early-Time: normalised KL vs t (dotted: chosen T_early)", fontsize=9)
-    ax.legend(fontsize=8)
+    _finish(ax, "timesteps t", "KL(P_t, P_T) / KL(P_2, P_T)", "Early-Time: normalised KL vs t (dotted: chosen T_early)",
+            integer_x=True)
     return fig
 
 
@@ -139,11 +145,8 @@ def early_bird_distance(runs: list[RunRecord]) -> Figure | None:
                         ax.axvline(e["detection_epoch"], color=line.get_color(), ls=":", lw=1)
     ax.axhline(tau, color="k", ls="--", lw=1, label=f"τ = {tau}")
     ax.set_yscale("log")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("max mask distance to the last masks")
-    ax.set_title("Early-Bird: mask distance vs epoch (dotted: detection)", fontsize=9)
-    ax.legend(fontsize=7)
+    _finish(ax, "epoch", "max mask distance to the last masks",
+            "Early-Bird: mask distance vs epoch (dotted: detection)", legend_size=7, integer_x=True)
     return fig
 
 
@@ -156,10 +159,8 @@ def spikes_vs_sparsity(runs: list[RunRecord]) -> Figure | None:
     fig, ax = _fig()
     for label, pts in cs.items():
         ax.plot([100 * p.sparsity_all for p in pts], [p.spikes for p in pts], "o-", label=label)
-    ax.set_xlabel("sparsity, % of all parameters")
-    ax.set_ylabel("spikes per test image (all LIF layers, all t)")
-    ax.set_title("Firing activity vs sparsity (tickets trained at full T)", fontsize=9)
-    ax.legend(fontsize=8)
+    _finish(ax, "sparsity, % of all parameters", "spikes per test image (all LIF layers, all t)",
+            "Firing activity vs sparsity (tickets trained at full T)")
     return fig
 
 

@@ -74,12 +74,23 @@ class SearchContext:
     device: torch.device
     callbacks: Callbacks = field(default_factory=Callbacks)
     rows: list[dict] = field(default_factory=list)  # metrics of finished phases, in execution order
+    _shape_model: SpikingNet | None = field(default=None, repr=False)
 
     # ---- models and states -------------------------------------------------------------------------------------
     def new_model(self, seed_offset: int = 0) -> SpikingNet:
         torch.manual_seed(self.cfg.train.seed + seed_offset)
         spec = self.data.spec
         return create_model(self.cfg.model, spec.in_channels, self.data.image_size, spec.num_classes).to(self.device)
+
+    def shape_model(self) -> SpikingNet:
+        """A CPU model of the run's architecture, for names, shapes and counts only: built once, and without
+        consuming the global RNG (training results never depend on whether it was built)."""
+        if self._shape_model is None:
+            spec = self.data.spec
+            with torch.random.fork_rng(devices=[]):
+                self._shape_model = create_model(self.cfg.model, spec.in_channels, self.data.image_size,
+                                                 spec.num_classes)
+        return self._shape_model
 
     def prunable_names(self, model: SpikingNet) -> list[str]:
         """Prunable tensors minus ``--exclude`` (exact names or prefixes)."""

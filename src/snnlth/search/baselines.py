@@ -47,7 +47,7 @@ def source_masks(src: RunDir, key: str, ctx: SearchContext, names: list[str]) ->
     if not path.exists():
         raise ConfigError(f"--from {src.path} lacks masks/{key}.pt; the source run is incomplete")
     masks = M.unpack(load_blob(path))
-    params = dict(ctx.new_model().named_parameters())
+    params = dict(ctx.shape_model().named_parameters())
     bad = [n for n in masks if n not in params or tuple(params[n].shape) != tuple(masks[n].shape)]
     if bad or set(names) - set(masks):
         raise ConfigError(f"--from {src.path}: its masks do not fit this model ({(bad or sorted(set(names)))[0]}); "

@@ -64,6 +64,7 @@ def run_rounds(ctx: SearchContext, prune: PruneFn) -> tuple[list[dict], EarlyTim
     plan = EarlyTimePlan(ctx)
     masks = ctx.load_masks("round_00") or M.ones_like(ctx.weights(model, names))
     ctx.save_masks("round_00", masks)
+    by_round: dict[int, M.Masks] = {0: masks}  # every round's masks, stored once and kept here
 
     ctx.event(f"round 0/{k_max}: dense, {epochs} epochs")
     trained: dict[int, PhaseResult] = {0: ctx.run_phase(
@@ -73,7 +74,7 @@ def run_rounds(ctx: SearchContext, prune: PruneFn) -> tuple[list[dict], EarlyTim
     retrain = resolve_retrain_rounds(s.retrain_at, nominal) if plan.active else set()
     start = init if rewind == 0 else ctx.load_state("rewind")
     for k in range(1, k_max + 1):
-        masks = _level_masks(ctx, k, names, prune, trained)
+        masks = by_round[k] = _level_masks(ctx, k, names, prune, trained, by_round[k - 1])
         if plan.active and k == k_max and k in retrain:
             break  # the last ticket is trained at full T below; training it at T_early would be wasted search
         ctx.event(f"round {k}/{k_max}: sparsity {M.sparsity(masks):.2%}, {epochs - rewind} epochs at "
@@ -83,29 +84,27 @@ def run_rounds(ctx: SearchContext, prune: PruneFn) -> tuple[list[dict], EarlyTim
     retrained = {}
     for k in sorted(retrain):
         ctx.event(f"retraining the round-{k} ticket at full T={full_t}")
-        retrained[k] = ctx.run_phase(f"retrain_{k:02d}", model, start, ctx.load_masks(f"round_{k:02d}"),
-                                     full_t, epochs - rewind, stream=100 + k, tags={"round": k, "retrain": True})
-    return _levels(ctx, model, names, plan, trained, retrained), plan
+        retrained[k] = ctx.run_phase(f"retrain_{k:02d}", model, start, by_round[k], full_t, epochs - rewind,
+                                     stream=100 + k, tags={"round": k, "retrain": True})
+    return _levels(ctx, model, by_round, plan, trained, retrained), plan
 
 
 def _level_masks(ctx: SearchContext, k: int, names: list[str], prune: PruneFn,
-                 trained: dict[int, PhaseResult]) -> M.Masks:
-    """Masks of round k: stored ones, or pruned from round k-1's trained weights (then stored)."""
+                 trained: dict[int, PhaseResult], prev: M.Masks) -> M.Masks:
+    """Masks of round k: stored ones, or pruned from round k-1's trained weights and masks ``prev`` (then stored)."""
     key = f"round_{k:02d}"
     masks = ctx.load_masks(key)
     if masks is None:
-        prev = ctx.load_masks(f"round_{k - 1:02d}")
         weights = {n: trained[k - 1].model_state[n] for n in names}
         masks = prune(k, weights, prev)
         ctx.save_masks(key, masks)
     return masks
 
 
-def _levels(ctx: SearchContext, model, names: list[str], plan: EarlyTimePlan, trained: dict[int, PhaseResult],
-            retrained: dict[int, PhaseResult]) -> list[dict]:
+def _levels(ctx: SearchContext, model, by_round: dict[int, M.Masks], plan: EarlyTimePlan,
+            trained: dict[int, PhaseResult], retrained: dict[int, PhaseResult]) -> list[dict]:
     levels, search = [], plan.selection_seconds
-    for k in range(ctx.cfg.search.rounds + 1):
-        masks = ctx.load_masks(f"round_{k:02d}")
+    for k, masks in sorted(by_round.items()):
         on_path = trained.get(k)
         final = retrained.get(k)
         if final is not None:

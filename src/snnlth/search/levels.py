@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from snnlth import masks as M
+from snnlth.config import parse_retrain_at
 from snnlth.errors import ConfigError
 
 
@@ -37,12 +38,10 @@ def level_entry(ctx, model, round_: int | None, masks: M.Masks, phase, timesteps
 
 def resolve_retrain_rounds(items: tuple[str, ...], sparsities: list[float]) -> set[int]:
     """Rounds named by ``--retrain-at``: ``last``, ``all``, round numbers, or sparsities (nearest level)."""
-    from snnlth.config import _parse_retrain_at
-
     last = len(sparsities) - 1
     out: set[int] = set()
     for item in items:
-        value = _parse_retrain_at(item)
+        value = parse_retrain_at(item)
         if value == "last":
             out.add(last)
         elif value == "all":

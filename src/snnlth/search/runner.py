@@ -20,7 +20,7 @@ def run_search(ctx: SearchContext, src: RunDir | None) -> dict:
     elif s.method == "random":
         reference = None
         if src is not None:
-            names = ctx.prunable_names(ctx.new_model())
+            names = ctx.prunable_names(ctx.shape_model())
             reference = lambda k: source_masks(src, f"round_{k:02d}", ctx, names)  # noqa: E731
         levels, plan = run_rounds(ctx, random_rule(ctx, reference))
     elif s.method == "eb":
@@ -33,7 +33,7 @@ def run_search(ctx: SearchContext, src: RunDir | None) -> dict:
 def summarize(ctx: SearchContext, levels: list[dict], early_time: dict | None, eb: list[dict] | None,
               selection_seconds: float) -> dict:
     cfg = ctx.cfg
-    model = ctx.new_model()
+    model = ctx.shape_model()
     retrain = sum(r["train_seconds"] + r["eval_seconds"] for r in ctx.rows if r.get("retrain"))
     work = sum(r["train_seconds"] + r["eval_seconds"] for r in ctx.rows) + selection_seconds
     return {
