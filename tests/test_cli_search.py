@@ -78,3 +78,52 @@ def test_summary_contract_and_table(capsys, fmnist_dir, tmp_path):
     assert s["early_time"]["mode"] == "forced" and s["early_time"]["t_early"] == 2
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["kind"] == "search" and cfg["search"]["early_time"] == "2"
+
+
+def test_nan_weights_stop_pruning_with_one_line(capsys, fmnist_dir, tmp_path):
+    """A round that ended with NaN weights (a diverged run) is never pruned: one line names tensor and round."""
+    import torch
+
+    from snnlth.rundir.store import load_blob, save_blob
+
+    out = tmp_path / "r"
+    argv = ["search", "--data-dir", str(fmnist_dir), "--out", str(out), *TINY]
+    assert main(argv) == 0
+    for name in ("summary.json", "masks/round_01.pt", "phases/round_01.pt"):
+        (out / name).unlink()
+    blob = load_blob(out / "phases" / "round_00.pt")
+    blob["model"]["fc2.weight"][3, 4] = torch.nan
+    save_blob(out / "phases" / "round_00.pt", blob)
+    capsys.readouterr()
+    assert main(argv) == 2
+    line = _err(capsys)
+    assert "pruning for round 1 stopped: after round 0 fc2.weight holds 1 NaN/inf value" in line
+    assert not (out / "masks" / "round_01.pt").exists() and not (out / "summary.json").exists()
+
+
+@pytest.fixture(scope="module")
+def imp_source(tmp_path_factory):
+    from tests.helpers import make_fmnist
+
+    root = tmp_path_factory.mktemp("src")
+    data = make_fmnist(root / "data")
+    assert main(["search", "--data-dir", str(data), "--out", str(root / "imp"), *TINY, "--rounds", "2"]) == 0
+    return data, root / "imp"
+
+
+@pytest.mark.parametrize("method", ["random", "reinit"])
+@pytest.mark.parametrize("flag,value", [
+    ("--timesteps", "2"), ("--epochs", "3"), ("--rewind-epoch", "1"), ("--train-subset", "100"),
+    ("--test-subset", "50"), ("--resize", "32"), ("--prune-rate", "0.5"), ("--scope", "local"),
+    ("--lr", "0.3"), ("--batch-size", "40"),
+])
+def test_baseline_refuses_other_conditions_than_its_source(method, flag, value, imp_source, capsys, tmp_path):
+    data, src = imp_source
+    capsys.readouterr()
+    out = tmp_path / "b"
+    argv = ["search", "--data-dir", str(data), "--out", str(out), *TINY, "--rounds", "2", "--method", method,
+            "--from", str(src), flag, value]
+    assert main(argv) == 2
+    line = _err(capsys)
+    assert f"--from {src} was trained with {flag} " in line and f"use {flag} " in line
+    assert not out.exists()

@@ -111,3 +111,18 @@ def test_pack_roundtrip_is_compact():
     assert packed["l0.weight"].numel() == math.ceil(33 * 17 / 8)
     back = M.unpack(packed)
     assert list(back) == list(m) and all(torch.equal(back[n], m[n]) for n in m)
+
+
+def test_nan_or_inf_weights_are_never_ranked():
+    import pytest
+
+    from snnlth.errors import NumericalError
+
+    w = _weights(0)
+    w["l2.weight"][0, 1, 2] = float("nan")
+    with pytest.raises(NumericalError, match=r"^l2\.weight holds 1 NaN/inf value$"):
+        M.magnitude_prune(w, M.ones_like(w), 0.5)
+    w["l2.weight"][0, 1, 2] = float("inf")
+    w["l0.weight"][0, 0] = float("-inf")
+    with pytest.raises(NumericalError, match=r"^l0\.weight holds 1 NaN/inf value$"):
+        M.mask_at_sparsity(w, 0.5, "local")

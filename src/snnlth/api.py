@@ -141,7 +141,7 @@ def search(cfg: SearchRunConfig, out: str | Path | None = None, runs_root: str |
         return SearchResult(run.path, read_json(run.summary), "done")
     data = load_data(cfg.data, device, seed=cfg.train.seed)
     ctx = SearchContext(cfg, run, data, device, callbacks or Callbacks())
-    ctx.shape_model()  # fail on a model/data mismatch before writing
+    ctx.prunable_names(ctx.shape_model())  # fail on a model/data mismatch or a bad --exclude before writing
     run.write_header("search", cfg)
     summary = run_search(ctx, src)
     atomic_write_json(run.summary, summary)

@@ -16,3 +16,7 @@ class DataError(SnnlthError):
 
 class RunDirError(SnnlthError):
     """A run directory that holds another run, or whose files are damaged."""
+
+
+class NumericalError(SnnlthError):
+    """NaN or inf where a finite number is needed (weights to prune, a loss)."""

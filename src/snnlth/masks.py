@@ -11,6 +11,8 @@ import math
 
 import torch
 
+from snnlth.errors import NumericalError
+
 Masks = dict[str, torch.Tensor]
 Weights = dict[str, torch.Tensor]
 
@@ -33,6 +35,15 @@ def _check_keys(weights: Weights, masks: Masks) -> None:
         raise ValueError(f"weights and masks have different names: {sorted(set(weights) ^ set(masks))[:5]}")
 
 
+def check_finite(weights: Weights) -> None:
+    """A :class:`NumericalError` naming the first tensor that holds NaN or inf: ranking such weights by magnitude
+    would keep them (NaN and inf sort last), so a diverged run must never be pruned."""
+    for n, w in weights.items():
+        bad = int((~torch.isfinite(w.detach())).sum())
+        if bad:
+            raise NumericalError(f"{n} holds {bad} NaN/inf value{'s' if bad > 1 else ''}")
+
+
 def _prune_smallest(scores: torch.Tensor, alive: torch.Tensor, n_remove: int) -> torch.Tensor:
     """Flat bool mask with the ``n_remove`` alive entries of smallest score removed (stable tie-break by index)."""
     keep = alive.clone()
@@ -46,8 +57,9 @@ def _prune_smallest(scores: torch.Tensor, alive: torch.Tensor, n_remove: int) ->
 
 def magnitude_prune(weights: Weights, masks: Masks, rate: float, scope: str = "global") -> Masks:
     """Remove ``floor(rate * alive)`` alive weights of smallest |w|: across all layers (``global``) or in each layer
-    (``local``, ``floor(rate * alive_layer)`` per layer)."""
+    (``local``, ``floor(rate * alive_layer)`` per layer). NaN/inf weights are a :class:`NumericalError`."""
     _check_keys(weights, masks)
+    check_finite(weights)
     if not 0 <= rate < 1:
         raise ValueError(f"prune rate must be in [0, 1), got {rate}")
     if scope == "local":

@@ -97,3 +97,18 @@ def test_cutout_zeroes_a_square():
     zeros = (out == 0).all(1).flatten(1).sum(1)
     assert ((zeros > 0) & (zeros <= 256)).all()
     assert (out[:, 0] == out[:, 2]).all()  # same hole in every channel
+
+
+def test_cutout_hole_is_black_before_normalisation():
+    """The official transform cuts the hole before normalising: hole pixels are (0 - mean) / std, not 0."""
+    from snnlth.data.augment import augment
+
+    mean, std = (0.4913, 0.4821, 0.4465), (0.2023, 0.1994, 0.2010)
+    x = torch.full((6, 3, 32, 32), 200, dtype=torch.uint8)
+    out = augment(x, mean, std, padding=0, hflip=False, cutout_size=16, gen=torch.Generator().manual_seed(0))
+    black = torch.tensor([-m / s for m, s in zip(mean, std)]).view(1, 3, 1, 1)
+    lit = torch.tensor([(200 / 255 - m) / s for m, s in zip(mean, std)]).view(1, 3, 1, 1)
+    in_hole = torch.isclose(out, black.expand_as(out), atol=1e-5)
+    assert (in_hole.all(1) | torch.isclose(out, lit.expand_as(out), atol=1e-5).all(1)).all()
+    holes = in_hole.all(1).flatten(1).sum(1)
+    assert ((holes >= 64) & (holes <= 256)).all()  # a 16-px square, clipped at most to a quarter

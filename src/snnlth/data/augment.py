@@ -1,4 +1,4 @@
-"""Batched, on-device augmentation: random crop with zero padding, horizontal flip, normalisation, Cutout.
+"""Batched, on-device augmentation: random crop with zero padding, horizontal flip, Cutout, normalisation.
 
 Random draws come from a CPU ``torch.Generator`` (a few numbers per image), so a given seed gives the same images on
 CPU and CUDA, and a resumed run sees exactly the batches it would have seen.
@@ -37,7 +37,8 @@ def random_hflip(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
 
 
 def cutout(x: torch.Tensor, size: int, gen: torch.Generator) -> torch.Tensor:
-    """Zero one ``size``×``size`` square per image, centred anywhere (clipped at the border), as DeVries & Taylor."""
+    """Zero one ``size``×``size`` square per image, centred anywhere (clipped at the border), as DeVries & Taylor.
+    Applied to raw pixels, before normalisation, so the hole is black (as in the official code's transform)."""
     if size <= 0:
         return x
     b, _, h, w = x.shape
@@ -51,8 +52,8 @@ def cutout(x: torch.Tensor, size: int, gen: torch.Generator) -> torch.Tensor:
 
 def augment(x_u8: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...], padding: int, hflip: bool,
             cutout_size: int, gen: torch.Generator) -> torch.Tensor:
-    """The training transform of the paper's code, batched: crop(pad) -> flip -> normalise -> Cutout."""
+    """The training transform of the paper's code, batched: crop(pad) -> flip -> Cutout (black hole) -> normalise."""
     x = random_crop(x_u8, padding, gen)
     if hflip:
         x = random_hflip(x, gen)
-    return cutout(normalize(x, mean, std), cutout_size, gen)
+    return normalize(cutout(x, cutout_size, gen), mean, std)

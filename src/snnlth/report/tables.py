@@ -21,9 +21,26 @@ def fmt_acc(p: Point | None) -> str:
     return text if p.final else text + " †"
 
 
+def fmt_delta(base: Point | None, other: Point | None) -> str:
+    """Accuracy difference, only between two tickets trained at full T (a search-path accuracy at T_early is not a
+    ticket's accuracy, so it is never compared)."""
+    if base is None or other is None or not (base.final and other.final):
+        return "–"
+    if base.accuracy is None or other.accuracy is None:
+        return "–"
+    return f"{other.accuracy - base.accuracy:+.2f}"
+
+
+def fmt_speedup(base: Point | None, other: Point | None) -> str:
+    if base is None or other is None or not base.search_seconds or not other.search_seconds:
+        return "–"
+    return f"{base.search_seconds / other.search_seconds:.2f}×"
+
+
 def table1(runs: list[RunRecord]) -> Table:
     """Rows per method: accuracy and search time at each sparsity level (columns: % of all parameters pruned),
-    then for each +ET variant the accuracy difference and the search speed-up against its plain method."""
+    then for each +ET variant the accuracy difference (tickets at full T only) and the search speed-up against its
+    plain method."""
     cs = curves(runs)
     keys = sorted({p.sparsity_all for pts in cs.values() for p in pts})
     header = ["method", "metric"] + [f"{100 * k:.2f} %" for k in keys]
@@ -37,14 +54,8 @@ def table1(runs: list[RunRecord]) -> Table:
         plain = plain_of(label)
         if plain not in at:
             continue
-        delta, speed = [], []
-        for k in keys:
-            a, b = at[plain].get(k), at[label].get(k)
-            ok = a is not None and b is not None
-            delta.append(f"{b.accuracy - a.accuracy:+.2f}" if ok and a.accuracy is not None and b.accuracy is not None
-                         else "–")
-            speed.append(f"{a.search_seconds / b.search_seconds:.2f}×" if ok and a.search_seconds and b.search_seconds
-                         else "–")
+        delta = [fmt_delta(at[plain].get(k), at[label].get(k)) for k in keys]
+        speed = [fmt_speedup(at[plain].get(k), at[label].get(k)) for k in keys]
         rows.append([f"{label} vs {plain}", "Δ accuracy"] + delta)
         rows.append([f"{label} vs {plain}", "speed-up"] + speed)
     return header, rows

@@ -19,6 +19,7 @@ from snnlth.data.loader import DataBundle
 from snnlth.engine.loop import BatchInfo, FitState, fit
 from snnlth.engine.masking import MaskEnforcer
 from snnlth.engine.optim import make_optimizer
+from snnlth.errors import ConfigError
 from snnlth.models.catalog import create_model
 from snnlth.models.protocol import SpikingNet
 from snnlth.rundir.atomic import atomic_write_json, atomic_write_text, read_json
@@ -93,9 +94,8 @@ class SearchContext:
         return self._shape_model
 
     def prunable_names(self, model: SpikingNet) -> list[str]:
-        """Prunable tensors minus ``--exclude`` (exact names or prefixes)."""
-        excl = self.cfg.search.exclude
-        return [n for n in model.prunable_names() if not any(n == e or n.startswith(e) for e in excl)]
+        """Prunable tensors minus ``--exclude``."""
+        return select_prunable(model.prunable_names(), self.cfg.search.exclude)
 
     def weights(self, model: SpikingNet, names: list[str]) -> M.Weights:
         params = dict(model.named_parameters())
@@ -191,6 +191,17 @@ class SearchContext:
         value = compute()
         atomic_write_json(path, value)
         return value
+
+
+def select_prunable(names: list[str], exclude: tuple[str, ...]) -> list[str]:
+    """``names`` minus those ``exclude`` names, as a whole tensor name or a whole dotted prefix (``features.1`` drops
+    ``features.1.0.weight``, never ``features.10.0.weight``). An entry that matches nothing is an error."""
+    hit = lambda n, e: n == e or n.startswith(e + ".")  # noqa: E731
+    for e in exclude:
+        if not any(hit(n, e) for n in names):
+            raise ConfigError(f"--exclude {e} matches no prunable tensor; give whole names or dotted prefixes of: "
+                              f"{', '.join(names[:6])}{', ...' if len(names) > 6 else ''}")
+    return [n for n in names if not any(hit(n, e) for e in exclude)]
 
 
 def _label(tags: dict[str, Any]) -> str:

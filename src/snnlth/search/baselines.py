@@ -6,7 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from snnlth import masks as M
-from snnlth.config import SearchRunConfig
+from snnlth.config import SearchRunConfig, flag_name
+from snnlth.config_io import config_to_dict
 from snnlth.errors import ConfigError
 from snnlth.rundir.atomic import read_json
 from snnlth.rundir.layout import RunDir
@@ -33,12 +34,32 @@ def check_source(cfg: SearchRunConfig) -> RunDir | None:
     if theirs != mine:
         raise ConfigError(f"--from {src.path} has masks for model {theirs[0]} on {theirs[1]}, not {mine[0]} on "
                           f"{mine[1]}; use a run of the same model and dataset")
+    _check_same_conditions(cfg, saved, src.path)
     if cfg.search.method == "random":
         rounds = saved.get("search", {}).get("rounds")
         if saved.get("search", {}).get("method") not in ("imp", "random") or (rounds or 0) < cfg.search.rounds:
             raise ConfigError(f"--from {src.path} has no round masks for rounds 1..{cfg.search.rounds}; "
                               "use an imp run with at least as many rounds")
     return src
+
+
+# A baseline is only comparable with its source when it trains under the same conditions.
+SAME_AS_SOURCE = (("model", "timesteps"), ("train", "epochs"), ("search", "rewind_epoch"), ("data", "train_subset"),
+                  ("data", "test_subset"), ("data", "resize"), ("search", "prune_rate"), ("search", "scope"),
+                  ("data", "augment"), ("model", "neuron"), ("train", "lr"), ("train", "batch_size"),
+                  ("train", "momentum"), ("train", "weight_decay"))
+
+
+def _check_same_conditions(cfg: SearchRunConfig, saved: dict, where: Path) -> None:
+    mine = config_to_dict(cfg)
+    for section, key in SAME_AS_SOURCE:
+        theirs, ours = saved.get(section, {}).get(key), mine[section][key]
+        if isinstance(ours, tuple):
+            ours = list(ours)
+        if theirs != ours:
+            flag = flag_name(key)
+            raise ConfigError(f"--from {where} was trained with {flag} {theirs}, this {cfg.search.method} run with "
+                              f"{ours}; a baseline must match its source: use {flag} {theirs}")
 
 
 def source_masks(src: RunDir, key: str, ctx: SearchContext, names: list[str]) -> M.Masks:

@@ -5,6 +5,7 @@ from each of the previous q-1 by less than tau. Then each ticket is retrained at
 from __future__ import annotations
 
 from snnlth import masks as M
+from snnlth.errors import NumericalError
 from snnlth.search.base import SearchContext
 from snnlth.search.early_time import EarlyTimePlan
 from snnlth.search.imp import RewindHook
@@ -29,6 +30,11 @@ class EarlyBirdTracker:
 
     def after_epoch(self, model, state) -> bool:
         weights = self.ctx.weights(model, self.names)
+        try:
+            M.check_finite(weights)
+        except NumericalError as exc:
+            raise NumericalError(f"Early-Bird mask at epoch {state.epoch} stopped: {exc} (the training diverged; "
+                                 "lower --lr or turn off --amp)") from None
         distances = []
         for i, target in enumerate(self.targets):
             if self.detected[i] is not None:

@@ -13,6 +13,7 @@ from collections.abc import Callable
 import torch
 
 from snnlth import masks as M
+from snnlth.errors import NumericalError
 from snnlth.search.base import PhaseResult, SearchContext
 from snnlth.search.early_time import EarlyTimePlan
 from snnlth.search.levels import level_entry, resolve_retrain_rounds
@@ -96,6 +97,11 @@ def _level_masks(ctx: SearchContext, k: int, names: list[str], prune: PruneFn,
     masks = ctx.load_masks(key)
     if masks is None:
         weights = {n: trained[k - 1].model_state[n] for n in names}
+        try:
+            M.check_finite(weights)
+        except NumericalError as exc:
+            raise NumericalError(f"pruning for round {k} stopped: after round {k - 1} {exc} (the training diverged; "
+                                 "lower --lr or turn off --amp)") from None
         masks = prune(k, weights, prev)
         ctx.save_masks(key, masks)
     return masks
