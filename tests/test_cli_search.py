@@ -16,7 +16,8 @@ def _err(capsys):
 @pytest.mark.parametrize("argv,match", [
     (["--prune-rate", "1.0"], "--prune-rate must be in (0, 1)"),
     (["--prune-rate", "0"], "--prune-rate must be in (0, 1)"),
-    (["--method", "eb", "--target-sparsity", "0.5", "1.2"], "--target-sparsity must be one or more values in (0, 1)"),
+    (["--method", "eb", "--target-sparsity", "0.5", "1.2"], "--target-sparsity takes imp or sparsities in (0, 1)"),
+    (["--method", "eb", "--target-sparsity", "IMP"], "--target-sparsity takes imp or sparsities in (0, 1)"),
     (["--rounds", "0"], "--rounds must be >= 1"),
     (["--rewind-epoch", "2"], "--rewind-epoch must be < --epochs (2)"),
     (["--early-time", "3"], "--early-time must be in [1, --timesteps) = [1, 3)"),

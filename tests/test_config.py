@@ -62,20 +62,32 @@ def test_flag_type_errors():
 
 def test_run_hash_is_pinned_and_ignores_defaults_and_paths():
     base = TrainRunConfig()
-    assert config_hash(base, "train") == "1c8392ad"
-    same = TrainRunConfig(data=DataConfig(data_dir="/x"), train=TrainConfig(device="cpu", seed=3))
+    assert config_hash(base, "train") == "5618b398"
+    same = TrainRunConfig(data=DataConfig(data_dir="/x"), train=TrainConfig(device="cpu", seed=3, eval_every=7,
+                                                                          eval_batch_size=1000))
     assert config_hash(same, "train") == config_hash(base, "train")
     other = TrainRunConfig(model=ModelConfig(timesteps=3))
-    assert config_hash(other, "train") == "9bddaa22"
+    assert config_hash(other, "train") == "022b915a"
+    # before --bn-time existed BN was pooled over T·B: --bn-time pooled keeps the names those runs had
+    assert config_hash(TrainRunConfig(model=ModelConfig(bn_time="pooled")), "train") == "1c8392ad"
+    assert config_hash(TrainRunConfig(model=ModelConfig(timesteps=3, bn_time="pooled")), "train") == "9bddaa22"
 
 
-def test_search_hash_is_pinned():
+def test_search_hash_is_pinned_and_follows_every_semantic_field():
     from snnlth.config import SearchConfig, SearchRunConfig
 
-    assert config_hash(SearchRunConfig(), "imp") == config_hash(SearchRunConfig(), "imp")
+    base = SearchRunConfig()
     et = SearchRunConfig(search=SearchConfig(early_time="auto"))
-    assert config_hash(et, "imp") != config_hash(SearchRunConfig(), "imp")
-    assert (config_hash(SearchRunConfig(), "imp"), config_hash(et, "imp")) == PINNED_SEARCH
+    assert (config_hash(base, "imp"), config_hash(et, "imp")) == PINNED_SEARCH
+    assert config_hash(base, "eb") != config_hash(base, "imp")
+    changed = [SearchRunConfig(search=SearchConfig(prune_rate=0.2)), SearchRunConfig(search=SearchConfig(rounds=5)),
+               SearchRunConfig(train=TrainConfig(lr=0.3)), SearchRunConfig(data=DataConfig(train_subset=100)),
+               SearchRunConfig(model=ModelConfig(bn_time="pooled")), et]
+    hashes = {config_hash(c, "imp") for c in changed}
+    assert len(hashes) == len(changed) and config_hash(base, "imp") not in hashes
+    unchanged = SearchRunConfig(train=TrainConfig(eval_every=50, device="cpu"),
+                                search=SearchConfig(checkpoint_every=3))
+    assert config_hash(unchanged, "imp") == config_hash(base, "imp")
 
 
-PINNED_SEARCH = ("b2567f55", "ae330a10")
+PINNED_SEARCH = ("aeb6d699", "f6f9f63c")

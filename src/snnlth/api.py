@@ -14,7 +14,7 @@ from snnlth.config import SearchRunConfig, TrainRunConfig
 from snnlth.config_io import config_to_dict
 from snnlth.data.catalog import DATASETS
 from snnlth.data.loader import DataBundle, load_data
-from snnlth.engine.loop import BatchInfo, FitState, fit
+from snnlth.engine.loop import BatchInfo, FitState, Schedule, fit
 from snnlth.engine.optim import make_optimizer, resolve_device
 from snnlth.models.catalog import MODELS, create_model
 from snnlth.models.protocol import SpikingNet
@@ -88,7 +88,8 @@ def train(cfg: TrainRunConfig, out: str | Path | None = None, runs_root: str | P
         if on_epoch is not None:
             on_epoch(st.history[-1])
 
-    fit(model, optimizer, data, cfg.train, cfg.model.timesteps, state, on_batch=on_batch, on_epoch_end=persist)
+    schedule = Schedule(cfg.train.epochs, cfg.model.timesteps, eval_every=cfg.train.eval_every)
+    fit(model, optimizer, data, cfg.train, schedule, state, on_batch=on_batch, on_epoch_end=persist)
     summary = make_summary(cfg, model, state, device)
     atomic_write_json(run.summary, summary)
     return TrainResult(run.path, summary, "resumed" if status == "resume" else "trained", model)

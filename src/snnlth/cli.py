@@ -43,9 +43,10 @@ class _Progress:
         self.close()
         self.epoch = None
         where = f"{row['phase']:<14}" if "phase" in row else ""
+        test = "     –  " if row["test_accuracy"] is None else f"{row['test_accuracy']:6.2f}%"
         print(f"{where}epoch {row['epoch']:>3}  T={row['timesteps']}  lr {row['lr']:.4f}  "
               f"train loss {row['train_loss']:.4f}  "
-              f"train acc {row['train_accuracy']:6.2f}%  test acc {row['test_accuracy']:6.2f}%  "
+              f"train acc {row['train_accuracy']:6.2f}%  test acc {test}  "
               f"{row['images_per_second']:.0f} img/s  {row['train_seconds']:.1f}s", flush=True)
 
 

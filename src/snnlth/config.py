@@ -14,10 +14,17 @@ from typing import Any
 
 from snnlth.errors import ConfigError
 
+_SAME = object()
+
 
 def _f(default: Any, help: str, semantic: bool = True, choices: tuple[str, ...] | None = None,
-       flag: str | None = None) -> Any:
-    return field(default=default, metadata={"help": help, "semantic": semantic, "choices": choices, "flag": flag})
+       flag: str | None = None, identity_default: Any = _SAME) -> Any:
+    """A config field. ``identity_default``: the value the run hash leaves out, when it differs from ``default``.
+    It is the value that reproduces runs made before the field existed (or before its default changed), so a
+    changed default gives runs a new name instead of resuming a directory whose results were computed otherwise."""
+    meta = {"help": help, "semantic": semantic, "choices": choices, "flag": flag,
+            "identity_default": default if identity_default is _SAME else identity_default}
+    return field(default=default, metadata=meta)
 
 
 _FLAG_OVERRIDES = {"from_run": "--from"}
@@ -78,6 +85,9 @@ class ModelConfig:
     v_threshold: float = _f(1.0, "LIF firing threshold")
     surrogate: str = _f("atan", "surrogate gradient (atan, sigmoid)")
     alpha: float = _f(2.0, "surrogate sharpness alpha")
+    bn_time: str = _f("per-step", "BatchNorm over time: per-step (statistics of each timestep, running statistics "
+                      "updated T times per batch, as the paper's code) or pooled (over all T·B samples)",
+                      choices=("per-step", "pooled"), identity_default="pooled")
 
     def __post_init__(self) -> None:
         _check_choices(self)
@@ -100,6 +110,8 @@ class TrainConfig:
     device: str = _f("auto", "auto, cpu or cuda", semantic=False, choices=("auto", "cpu", "cuda"))
     amp: bool = _f(False, "bf16 autocast (CUDA; LIF state stays fp32)")
     eval_batch_size: int = _f(256, "evaluation batch size", semantic=False)
+    eval_every: int = _f(1, "evaluate on the test set every N epochs (the last epoch of every phase always is; "
+                         "the paper's code: 50)", semantic=False)
 
     def __post_init__(self) -> None:
         _check_choices(self)
@@ -107,6 +119,7 @@ class TrainConfig:
         _require(self.batch_size >= 1, "batch_size", self.batch_size, "must be >= 1", "use e.g. --batch-size 128")
         _require(self.eval_batch_size >= 1, "eval_batch_size", self.eval_batch_size, "must be >= 1",
                  "use e.g. --eval-batch-size 1000")
+        _require(self.eval_every >= 1, "eval_every", self.eval_every, "must be >= 1", "use e.g. --eval-every 10")
         _require(self.lr > 0, "lr", self.lr, "must be > 0", "use e.g. --lr 0.1")
         _require(0 <= self.momentum < 1, "momentum", self.momentum, "must be in [0, 1)", "use 0.9")
         _require(self.weight_decay >= 0, "weight_decay", self.weight_decay, "must be >= 0", "use 5e-4")
@@ -147,6 +160,24 @@ def parse_retrain_at(item: str) -> str | int | float:
     return value
 
 
+def _parse_targets(items: tuple[Any, ...]) -> tuple[str, ...]:
+    """Early-Bird targets in canonical form: ``imp``, or sparsities in (0, 1) written as ``repr(float)``."""
+    out = []
+    for item in items:
+        if item == "imp":
+            out.append("imp")
+            continue
+        try:
+            value = float(item)
+        except (TypeError, ValueError):
+            value = -1.0
+        _require(0 < value < 1, "target_sparsity", item, "takes imp or sparsities in (0, 1)",
+                 "use e.g. --target-sparsity imp or --target-sparsity 0.5 0.9")
+        out.append(repr(value))
+    _require(len(out) >= 1, "target_sparsity", items, "needs at least one target", "use --target-sparsity imp")
+    return tuple(dict.fromkeys(out))
+
+
 @dataclass(frozen=True)
 class SearchConfig:
     """How to search for the ticket. Early-Time is a modifier of ``imp`` and ``eb``, not a method."""
@@ -158,7 +189,9 @@ class SearchConfig:
                     choices=("global", "local"))
     exclude: tuple[str, ...] = _f((), "prunable tensors never pruned (names or name prefixes, e.g. conv1.weight)")
     rewind_epoch: int = _f(0, "rewind survivors to their values after this many epochs of the dense run (0 = init)")
-    target_sparsity: tuple[float, ...] = _f((0.9,), "Early-Bird: target sparsities tracked in one dense run")
+    target_sparsity: tuple[str, ...] = _f(("imp",), "Early-Bird: target sparsities tracked in one dense run; imp = "
+                                          "the sparsities IMP reaches in --rounds rounds at --prune-rate",
+                                          identity_default=("0.9",))
     eb_window: int = _f(5, "Early-Bird: number of recent masks compared (q)")
     eb_threshold: float = _f(0.02, "Early-Bird: stop when the max mask distance falls below this (tau)")
     early_time: str = _f("off", "Early-Time ticket: off, auto (choose T_early by KL) or a number of timesteps")
@@ -177,8 +210,7 @@ class SearchConfig:
         _require(self.rounds >= 1, "rounds", self.rounds, "must be >= 1", "use e.g. --rounds 4")
         _require(0 < self.prune_rate < 1, "prune_rate", self.prune_rate, "must be in (0, 1)", "the paper uses 0.25")
         _require(self.rewind_epoch >= 0, "rewind_epoch", self.rewind_epoch, "must be >= 0", "use 0 to rewind to init")
-        _require(len(self.target_sparsity) >= 1 and all(0 < s < 1 for s in self.target_sparsity), "target_sparsity",
-                 self.target_sparsity, "must be one or more values in (0, 1)", "use e.g. --target-sparsity 0.5 0.9")
+        object.__setattr__(self, "target_sparsity", _parse_targets(self.target_sparsity))
         _require(self.eb_window >= 2, "eb_window", self.eb_window, "must be >= 2", "the paper uses 5")
         _require(0 < self.eb_threshold < 1, "eb_threshold", self.eb_threshold, "must be in (0, 1)", "use 0.02")
         _require(0 < self.et_threshold, "et_threshold", self.et_threshold, "must be > 0", "the paper uses 0.6")

@@ -152,15 +152,21 @@ def resolve_config(cfg_cls: type, config_file: str | None, overrides: dict[str, 
 
 
 def semantic_dict(cfg: Any) -> dict[str, dict[str, Any]]:
-    """The fields that change results and differ from their default: the identity of a run."""
+    """The fields that change results and differ from their identity default (normally the default): the identity
+    of a run."""
     out: dict[str, dict[str, Any]] = {}
     for sec in dataclasses.fields(cfg):
         section = getattr(cfg, sec.name)
         for f in dataclasses.fields(section):
             value = getattr(section, f.name)
-            if f.metadata.get("semantic", True) and value != f.default:
+            if f.metadata.get("semantic", True) and _json(value) != _json(f.metadata.get("identity_default",
+                                                                                             f.default)):
                 out.setdefault(sec.name, {})[f.name] = value
     return out
+
+
+def _json(value: Any) -> Any:
+    return json.loads(json.dumps(value))  # tuples -> lists, so a saved value compares equal to a fresh one
 
 
 def config_hash(cfg: Any, kind: str) -> str:

@@ -44,6 +44,45 @@ def check_finite(weights: Weights) -> None:
             raise NumericalError(f"{n} holds {bad} NaN/inf value{'s' if bad > 1 else ''}")
 
 
+def n_to_prune(rate: float, alive: int) -> int:
+    """The one rounding rule of every pruning step: ``floor(rate · alive)`` of the ``alive`` weights go."""
+    return math.floor(rate * alive)
+
+
+Survivors = int | dict[str, int]  # global: one count; local: a count per tensor
+
+
+def imp_survivors(dense: Masks, rate: float, rounds: int, scope: str = "global") -> list[Survivors]:
+    """Survivors after rounds 0..``rounds`` of IMP at ``rate``, with IMP's own arithmetic (``n_k = n_{k-1} -
+    floor(rate · n_{k-1})``, globally or per tensor), so other methods can produce tickets of exactly IMP's sizes."""
+    def chain(n: int) -> list[int]:
+        out = [n]
+        for _ in range(rounds):
+            out.append(out[-1] - n_to_prune(rate, out[-1]))
+        return out
+
+    if scope == "global":
+        return chain(count_alive(dense))
+    per = {n: chain(int(m.sum())) for n, m in dense.items()}
+    return [{n: c[k] for n, c in per.items()} for k in range(rounds + 1)]
+
+
+def survivors_total(keep: Survivors) -> int:
+    return keep if isinstance(keep, int) else sum(keep.values())
+
+
+def mask_with_survivors(weights: Weights, keep: Survivors) -> Masks:
+    """Magnitude mask of the *dense* ``weights`` keeping exactly ``keep`` weights: the largest |w| globally (an int)
+    or in each tensor (a dict by name). NaN/inf weights are a :class:`NumericalError`."""
+    check_finite(weights)
+    if isinstance(keep, int):
+        scores = torch.cat([w.detach().abs().flatten().float().cpu() for w in weights.values()])
+        alive = torch.ones_like(scores, dtype=torch.bool)
+        return _unflatten(_prune_smallest(scores, alive, scores.numel() - keep), ones_like(weights))
+    return {n: _prune_smallest(w.detach().abs().flatten().float().cpu(), torch.ones(w.numel(), dtype=torch.bool),
+                               w.numel() - keep[n]).view(w.shape).to(w.device) for n, w in weights.items()}
+
+
 def _prune_smallest(scores: torch.Tensor, alive: torch.Tensor, n_remove: int) -> torch.Tensor:
     """Flat bool mask with the ``n_remove`` alive entries of smallest score removed (stable tie-break by index)."""
     keep = alive.clone()
@@ -64,13 +103,13 @@ def magnitude_prune(weights: Weights, masks: Masks, rate: float, scope: str = "g
         raise ValueError(f"prune rate must be in [0, 1), got {rate}")
     if scope == "local":
         return {n: _prune_smallest(w.detach().abs().flatten().float().cpu(), masks[n].flatten().cpu(),
-                                   math.floor(rate * int(masks[n].sum()))).view_as(masks[n]).to(masks[n].device)
+                                   n_to_prune(rate, int(masks[n].sum()))).view_as(masks[n]).to(masks[n].device)
                 for n, w in weights.items()}
     if scope != "global":
         raise ValueError(f"scope must be 'global' or 'local', got {scope!r}")
     scores = torch.cat([w.detach().abs().flatten().float().cpu() for w in weights.values()])
     alive = torch.cat([m.flatten().cpu() for m in masks.values()])
-    keep = _prune_smallest(scores, alive, math.floor(rate * int(alive.sum())))
+    keep = _prune_smallest(scores, alive, n_to_prune(rate, int(alive.sum())))
     return _unflatten(keep, masks)
 
 
@@ -85,11 +124,11 @@ def random_prune(masks: Masks, rate: float, generator: torch.Generator, scope: s
         out = {}
         for n, m in masks.items():
             scores = torch.rand(m.numel(), generator=generator)
-            out[n] = _prune_smallest(scores, m.flatten().cpu(), math.floor(rate * int(m.sum()))).view_as(m).to(m.device)
+            out[n] = _prune_smallest(scores, m.flatten().cpu(), n_to_prune(rate, int(m.sum()))).view_as(m).to(m.device)
         return out
     alive = torch.cat([m.flatten().cpu() for m in masks.values()])
     scores = torch.rand(alive.numel(), generator=generator)
-    return _unflatten(_prune_smallest(scores, alive, math.floor(rate * int(alive.sum()))), masks)
+    return _unflatten(_prune_smallest(scores, alive, n_to_prune(rate, int(alive.sum()))), masks)
 
 
 def random_like(reference: Masks, generator: torch.Generator) -> Masks:

@@ -64,4 +64,7 @@ def test_run_dir_status(tmp_path):
 
 
 def test_default_run_dir_name():
-    assert str(default_run_dir("train", TrainRunConfig(), "runs")) == "runs/train-convnet-fmnist-T5-1c8392ad/seed_0"
+    assert str(default_run_dir("train", TrainRunConfig(), "runs")) == "runs/train-convnet-fmnist-T5-5618b398/seed_0"
+    # pooled BatchNorm is what runs did before --bn-time existed: those keep their old names and stay resumable
+    pooled = TrainRunConfig(model=ModelConfig(bn_time="pooled"))
+    assert str(default_run_dir("train", pooled, "runs")) == "runs/train-convnet-fmnist-T5-1c8392ad/seed_0"

@@ -3,7 +3,7 @@ import torch
 from snnlth import masks as M
 from snnlth.api import search
 from snnlth.engine.loop import FitState
-from snnlth.search.early_bird import EarlyBirdTracker
+from snnlth.search.early_bird import EarlyBirdTracker, resolve_targets
 from tests.helpers import search_cfg
 
 
@@ -37,10 +37,14 @@ def _drive(tracker, ctx, weight_seq):
     return None, state
 
 
+def _targets(cfg, n):
+    return resolve_targets(cfg.search, {"w": torch.ones(n, dtype=torch.bool)})
+
+
 def test_detects_at_the_right_epoch(fmnist_dir):
-    cfg = search_cfg(fmnist_dir, target_sparsity=(0.5,), eb_window=3, eb_threshold=0.02)
+    cfg = search_cfg(fmnist_dir, target_sparsity=("0.5",), eb_window=3, eb_threshold=0.02)
     ctx = StubCtx(cfg)
-    tracker = EarlyBirdTracker(ctx, ["w"])
+    tracker = EarlyBirdTracker(ctx, ["w"], _targets(cfg, 1000))
     g = torch.Generator().manual_seed(0)
     moving = [torch.randn(1000, generator=g) for _ in range(3)]
     stable = torch.randn(1000, generator=g)
@@ -51,14 +55,16 @@ def test_detects_at_the_right_epoch(fmnist_dir):
     assert state.history[2]["eb_distance"][0] > 0.3 and state.history[5]["eb_distance"][0] < 0.02
     assert state.history[0]["eb_distance"] == [None]
     info = tracker.finish(stop)
-    assert info == [{"target_sparsity": 0.5, "detection_epoch": 6, "converged": True}]
+    assert info == [{"target_sparsity": 0.5, "imp_round": None, "survivors": 500, "detection_epoch": 6,
+                     "converged": True}]
+    assert all(isinstance(r["eb_seconds"], float) for r in state.history)
     assert torch.equal(ctx.saved["eb_0"]["w"], M.mask_at_sparsity({"w": seq[5]}, 0.5)["w"])
 
 
 def test_never_converges_uses_the_last_mask(fmnist_dir):
-    cfg = search_cfg(fmnist_dir, target_sparsity=(0.5, 0.9), eb_window=3)
+    cfg = search_cfg(fmnist_dir, target_sparsity=("0.5", "0.9"), eb_window=3)
     ctx = StubCtx(cfg)
-    tracker = EarlyBirdTracker(ctx, ["w"])
+    tracker = EarlyBirdTracker(ctx, ["w"], _targets(cfg, 500))
     g = torch.Generator().manual_seed(1)
     seq = [torch.randn(500, generator=g) for _ in range(6)]
     stop, _ = _drive(tracker, ctx, seq)
@@ -70,17 +76,43 @@ def test_never_converges_uses_the_last_mask(fmnist_dir):
 
 
 def test_tracker_state_roundtrip(fmnist_dir):
-    cfg = search_cfg(fmnist_dir, target_sparsity=(0.5,), eb_window=3)
+    cfg = search_cfg(fmnist_dir, target_sparsity=("0.5",), eb_window=3)
     ctx = StubCtx(cfg)
-    a = EarlyBirdTracker(ctx, ["w"])
+    a = EarlyBirdTracker(ctx, ["w"], _targets(cfg, 100))
     _drive(a, ctx, [torch.randn(100) for _ in range(2)])
-    b = EarlyBirdTracker(ctx, ["w"])
+    b = EarlyBirdTracker(ctx, ["w"], _targets(cfg, 100))
     b.load(a.state())
     assert all(torch.equal(x["w"], y["w"]) for x, y in zip(a.windows[0], b.windows[0]))
 
 
+def test_imp_targets_have_exactly_imp_survivor_counts(fmnist_dir):
+    cfg = search_cfg(fmnist_dir, method="eb", target_sparsity=("imp", "0.5"), rounds=4, prune_rate=0.3)
+    dense = {"a": torch.ones(333, dtype=torch.bool), "b": torch.ones(101, dtype=torch.bool)}
+    targets = resolve_targets(cfg.search, dense)
+    n, expected = 434, []
+    for _ in range(4):  # IMP's own arithmetic, by hand: floor(0.3 * alive) go each round
+        n -= int(0.3 * n)
+        expected.append(n)
+    assert expected == [304, 213, 150, 105]
+    assert [t.keep for t in targets] == [304, 217, 213, 150, 105]  # 0.5 -> 434 - 217 = 217 survivors
+    assert [t.imp_round for t in targets] == [1, None, 2, 3, 4]
+    local = resolve_targets(search_cfg(fmnist_dir, method="eb", rounds=1, prune_rate=0.3, scope="local").search, dense)
+    assert [t.keep for t in local] == [{"a": 333 - 99, "b": 101 - 30}]
+
+
+def test_eb_tickets_fall_in_imp_columns(fmnist_dir, tmp_path):
+    """EB at IMP's levels: each EB ticket has exactly as many survivors as the IMP ticket of that round."""
+    imp = search(search_cfg(fmnist_dir, rounds=2, epochs=2), out=tmp_path / "imp")
+    eb = search(search_cfg(fmnist_dir, method="eb", rounds=2, epochs=2), out=tmp_path / "eb")
+    assert [lv["pruned_weights"] for lv in eb.summary["levels"]] == \
+        [lv["pruned_weights"] for lv in imp.summary["levels"][1:]]
+    assert [lv["sparsity_all"] for lv in eb.summary["levels"]] == \
+        [lv["sparsity_all"] for lv in imp.summary["levels"][1:]]
+    assert [e["imp_round"] for e in eb.summary["eb"]] == [1, 2]
+
+
 def test_eb_search_end_to_end(fmnist_dir, tmp_path):
-    cfg = search_cfg(fmnist_dir, method="eb", target_sparsity=(0.5, 0.8), eb_window=2, eb_threshold=0.5, epochs=4)
+    cfg = search_cfg(fmnist_dir, method="eb", target_sparsity=("0.5", "0.8"), eb_window=2, eb_threshold=0.5, epochs=4)
     res = search(cfg, out=tmp_path / "r")
     s = res.summary
     assert [e["target_sparsity"] for e in s["eb"]] == [0.5, 0.8]

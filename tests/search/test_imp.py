@@ -6,12 +6,12 @@ import torch
 from snnlth import masks as M
 from snnlth.api import search
 from snnlth.data import load_data
-from snnlth.engine.loop import fit
+from snnlth.engine.loop import Schedule, fit
 from snnlth.engine.masking import MaskEnforcer
 from snnlth.engine.optim import make_optimizer
 from snnlth.rundir.layout import RunDir
 from snnlth.rundir.store import load_blob
-from snnlth.search.base import SearchContext
+from snnlth.search.base import Phase, SearchContext
 from tests.helpers import search_cfg
 
 
@@ -46,39 +46,32 @@ def test_late_rewind_snapshot_is_the_dense_run_after_r_epochs(fmnist_dir, tmp_pa
     rewind = load_blob(res.run_dir / "rewind.pt")
     ctx = SearchContext(cfg, RunDir(tmp_path / "x"), load_data(cfg.data, torch.device("cpu")), torch.device("cpu"))
     model = ctx.new_model()
-    fit(model, make_optimizer(model, cfg.train), ctx.data, cfg.train, 3, epochs=3, stop_epoch=1)
+    fit(model, make_optimizer(model, cfg.train), ctx.data, cfg.train, Schedule(3, 3, stop_epoch=1))
     assert all(torch.equal(rewind[k], v) for k, v in model.state_dict().items())  # incl. BN running stats
     rows = [json.loads(x) for x in (res.run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [r["phase"] for r in rows] == ["round_00"] * 3 + ["round_01"] * 2  # E - R epochs after rewinding
     assert [r["lr"] for r in rows if r["phase"] == "round_01"][0] == cfg.train.lr  # fresh schedule
 
 
-def test_run_phase_starts_from_stored_state_times_mask(fmnist_dir, tmp_path):
+def test_run_phase_starts_from_stored_state_times_mask_and_is_skipped_once_done(fmnist_dir, tmp_path):
     cfg = search_cfg(fmnist_dir)
     ctx = SearchContext(cfg, RunDir(tmp_path / "r"), load_data(cfg.data, torch.device("cpu")), torch.device("cpu"))
     model = ctx.new_model()
-    start = {k: v.clone() + 0.5 for k, v in model.state_dict().items()}  # running stats included
+    start = {k: v.clone() + 0.5 for k, v in model.state_dict().items()}  # BN running stats included
     names = ctx.prunable_names(model)
     masks = M.magnitude_prune(ctx.weights(model, names), M.ones_like(ctx.weights(model, names)), 0.5)
-    seen = {}
-    cb_model = model
-
-    class Capture:
-        def after_epoch(self, m, st):
-            return False
-
-        def state(self):
-            return {}
-
-        def load(self, s):
-            pass
-
     # zero epochs of training: the phase's model is exactly the start state with the masks applied
-    ctx.run_phase("p", cb_model, start, masks, 3, 0, stream=0, tags={}, hooks=(Capture(),))
+    ctx.run_phase(model, Phase("p0", start, masks, 3, 0, stream=0))
     for k, v in model.state_dict().items():
-        expected = start[k] * masks[k] if k in masks else start[k]
-        seen[k] = torch.equal(v, expected)
-    assert all(seen.values())
+        assert torch.equal(v, start[k] * masks[k] if k in masks else start[k]), k
+    # one epoch: trained from the start state, pruned weights stay exactly 0; a second call loads, not trains
+    res = ctx.run_phase(model, Phase("p1", start, masks, 3, 1, stream=0, tags={"round": 1}))
+    assert all((res.model_state[n][~masks[n]] == 0).all() for n in masks)
+    assert not torch.equal(res.model_state["fc1.weight"], start["fc1.weight"] * masks["fc1.weight"])
+    other = ctx.new_model(seed_offset=5)
+    again = ctx.run_phase(other, Phase("p1", start, masks, 3, 1, stream=0, tags={"round": 1}))
+    assert again.history == res.history and res.history[0]["phase"] == "p1" and res.history[0]["round"] == 1
+    assert all(torch.equal(v, res.model_state[k]) for k, v in other.state_dict().items())
 
 
 def test_enforcer_keeps_pruned_at_zero_and_trains_tiny_survivors():

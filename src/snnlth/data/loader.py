@@ -13,6 +13,7 @@ from snnlth.config import DataConfig
 from snnlth.data.augment import augment, normalize
 from snnlth.data.catalog import DATASETS, DatasetSpec, find_dataset_dir
 from snnlth.errors import ConfigError
+from snnlth.rng import epoch_generator  # noqa: F401  (re-exported: the engine draws its epochs here)
 
 
 @dataclass
@@ -70,11 +71,6 @@ def load_data(cfg: DataConfig, device: torch.device, seed: int = 0) -> DataBundl
     tensors[0], tensors[2] = _resize(tensors[0], cfg.resize), _resize(tensors[2], cfg.resize)
     tensors = [t.to(device) for t in tensors]
     return DataBundle(spec, *tensors, image_size=int(tensors[0].shape[-1]), augment=cfg.augment)
-
-
-def epoch_generator(seed: int, epoch: int, stream: int = 0) -> torch.Generator:
-    """CPU generator for one epoch's order and augmentation: a pure function of (seed, stream, epoch)."""
-    return torch.Generator().manual_seed(seed * 1_000_003 + stream * 10_007 + epoch)
 
 
 Batch = tuple[torch.Tensor, torch.Tensor]

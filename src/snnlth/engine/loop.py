@@ -4,8 +4,9 @@ through ``on_epoch_end``), so every search strategy drives this same loop."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import torch
 from torch import nn
@@ -52,7 +53,8 @@ class FitState:
 
     @property
     def best_test_accuracy(self) -> float | None:
-        accs = [h["test_accuracy"] for h in self.history]
+        """Best of the evaluated epochs (``--eval-every`` leaves others without a test accuracy)."""
+        accs = [h["test_accuracy"] for h in self.history if h.get("test_accuracy") is not None]
         return max(accs) if accs else None
 
 
@@ -94,31 +96,67 @@ def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, data: DataBu
             "train_seconds": seconds, "images_per_second": seen / max(seconds, 1e-9)}
 
 
-def fit(model: nn.Module, optimizer: torch.optim.Optimizer, data: DataBundle, cfg: TrainConfig, timesteps: int,
-        state: FitState | None = None, epochs: int | None = None, stop_epoch: int | None = None, stream: int = 0,
-        enforcer: MaskEnforcer | None = None, on_batch: Callable[[BatchInfo], None] | None = None,
-        on_epoch_end: Callable[[FitState], bool | None] | None = None) -> FitState:
-    """Train from ``state.epoch`` up to ``stop_epoch`` (default: ``epochs``, itself defaulting to ``cfg.epochs``)
-    with a per-epoch cosine schedule over ``epochs``, evaluating on the test set after every epoch.
+@dataclass(frozen=True)
+class Schedule:
+    """What one call of :func:`fit` trains: a cosine schedule over ``epochs``, at ``timesteps`` (a number, or a
+    function of the epoch: Early-Time decides T_early only at the end of its warm-up), on data stream ``stream``.
+    The test set is evaluated every ``eval_every`` epochs and always after the last epoch (or an early stop)."""
 
-    ``on_epoch_end`` may return True to stop early (Early-Bird). Data order and augmentation of epoch e are a pure
-    function of (seed, stream, e), so resuming from a checkpointed state replays exactly the same batches."""
+    epochs: int
+    timesteps: int | Callable[[int], int]
+    stream: int = 0
+    eval_every: int = 1
+    stop_epoch: int | None = None  # train only up to this epoch (the schedule still spans ``epochs``)
+
+    def timesteps_at(self, epoch: int) -> int:
+        return int(self.timesteps(epoch)) if callable(self.timesteps) else int(self.timesteps)
+
+
+class EpochHook(Protocol):
+    """Runs after every training epoch, before the evaluation; returns True to stop training (Early-Bird). It may
+    add fields to ``state.history[-1]``."""
+
+    def after_epoch(self, model: nn.Module, state: FitState) -> bool: ...
+
+
+_NOT_EVALUATED = {"test_loss": None, "test_accuracy": None, "spikes_per_image": None, "synops_per_image": None,
+                  "macs_per_image": None, "energy_uj_per_image": None, "eval_seconds": 0.0}
+
+
+def fit(model: nn.Module, optimizer: torch.optim.Optimizer, data: DataBundle, cfg: TrainConfig, schedule: Schedule,
+        state: FitState | None = None, *, enforcer: MaskEnforcer | None = None, hooks: Sequence[EpochHook] = (),
+        on_batch: Callable[[BatchInfo], None] | None = None,
+        on_epoch_end: Callable[[FitState], None] | None = None) -> FitState:
+    """Train from ``state.epoch`` to the end of ``schedule`` (or a hook's stop), one history row per epoch.
+
+    Per epoch: train, run ``hooks``, evaluate when due, then ``on_epoch_end`` (the caller persists). Data order and
+    augmentation of epoch e are a pure function of (seed, stream, e), so resuming from a checkpointed state replays
+    exactly the same batches. ``wall_seconds`` of a row covers training, hooks and evaluation."""
     state = state or FitState()
-    epochs = cfg.epochs if epochs is None else epochs
-    for epoch in range(state.epoch, epochs if stop_epoch is None else min(stop_epoch, epochs)):
-        lr = cosine_lr(cfg.lr, epoch, epochs)
+    end = schedule.epochs if schedule.stop_epoch is None else min(schedule.stop_epoch, schedule.epochs)
+    for epoch in range(state.epoch, end):
+        start = time.perf_counter()
+        timesteps = schedule.timesteps_at(epoch)
+        lr = cosine_lr(cfg.lr, epoch, schedule.epochs)
         set_lr(optimizer, lr)
-        gen = epoch_generator(cfg.seed, epoch, stream)
+        gen = epoch_generator(cfg.seed, epoch, schedule.stream)
         row = train_epoch(model, optimizer, data, cfg.batch_size, timesteps, gen, cfg.amp, enforcer, on_batch,
-                          epoch, epochs)
-        t0 = time.perf_counter()
-        test = evaluate(model, data, timesteps, cfg.eval_batch_size, cfg.amp)
-        row = {"epoch": epoch + 1, "timesteps": timesteps, "lr": lr, **row, "test_loss": test["loss"],
-               "test_accuracy": test["accuracy"], "spikes_per_image": test["spikes_per_image"],
-               "synops_per_image": test["synops_per_image"], "macs_per_image": test["macs_per_image"],
-               "energy_uj_per_image": test["energy_uj_per_image"], "eval_seconds": time.perf_counter() - t0}
-        state.history.append(row)
+                          epoch, schedule.epochs)
+        state.history.append({"epoch": epoch + 1, "timesteps": timesteps, "lr": lr, **row})
         state.epoch = epoch + 1
-        if on_epoch_end is not None and on_epoch_end(state):
+        stop = any([hook.after_epoch(model, state) for hook in hooks])  # a list: every hook runs
+        if stop or state.epoch == schedule.epochs or state.epoch % schedule.eval_every == 0:
+            t0 = time.perf_counter()
+            test = evaluate(model, data, timesteps, cfg.eval_batch_size, cfg.amp)
+            state.history[-1].update(test_loss=test["loss"], test_accuracy=test["accuracy"],
+                                     **{k: test[k] for k in ("spikes_per_image", "synops_per_image",
+                                                             "macs_per_image", "energy_uj_per_image")},
+                                     eval_seconds=time.perf_counter() - t0)
+        else:
+            state.history[-1].update(_NOT_EVALUATED)
+        state.history[-1]["wall_seconds"] = time.perf_counter() - start
+        if on_epoch_end is not None:
+            on_epoch_end(state)
+        if stop:
             break
     return state

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from snnlth.config import ModelConfig
 from snnlth.models.convnet import ConvNet, LeNet300
-from snnlth.models.protocol import SpikingNet, neuron_factory
+from snnlth.models.protocol import SpikingNet, parts_from
 from snnlth.models.resnet import ResNet19
 from snnlth.models.vgg import VGG
 from snnlth.registry import Registry
@@ -23,4 +23,4 @@ def list_models() -> list[str]:
 def create_model(cfg: ModelConfig, in_channels: int, image_size: int, num_classes: int) -> SpikingNet:
     """Build the named architecture for inputs ``[B, in_channels, image_size, image_size]``."""
     cls = MODELS.get(cfg.model)
-    return cls(in_channels, image_size, num_classes, neuron_factory(cfg), timesteps=cfg.timesteps)
+    return cls(in_channels, image_size, num_classes, parts_from(cfg), timesteps=cfg.timesteps)

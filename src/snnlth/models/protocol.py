@@ -1,38 +1,85 @@
-"""The model protocol every search strategy relies on (and that adapters for foreign SNNs will implement).
+"""The model protocol: what the engine and every search strategy need from a network, written down in one place.
 
-A :class:`SpikingNet` maps a batch of images ``x: [B, C, H, W]`` and a number of timesteps to per-step logits
-``[T, B, classes]``. The number of timesteps is an argument of ``forward`` because Early-Time search changes it.
-Prunable tensors are the weights of Conv and Linear layers, named as in ``named_parameters()``.
+A model for snnlth (:class:`TicketModel`) is an ``nn.Module`` that
+
+- maps a batch ``x: [B, ...]`` and a number of timesteps T to per-step logits ``[T, B, classes]``
+  (``model(x, timesteps)``; Early-Time search changes T from call to call);
+- resets any neuron state between batches (``reset()``; a no-op for stateless multi-step neurons);
+- names its prunable tensors (``prunable_names()``: keys of ``named_parameters()``);
+- can draw a fresh initialisation of itself in place from a seed (``reinitialize(seed)``; the reinit baseline);
+- says what it is (``identity()``: a JSON-able dict, part of a run's identity).
+
+snnlth's own architectures implement it natively by subclassing :class:`SpikingNet`; adapters wrap foreign SNNs.
+:class:`SpikingNet` keeps input coding apart from the network body: ``encode(x, T) -> x_seq`` (direct coding: the
+first layer runs once per image and its output is fed at every step) and ``body(x_seq) -> logits_seq``.
 """
 
 from __future__ import annotations
 
 import abc
+import hashlib
+import json
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 
 import torch
 from torch import nn
 
 from snnlth.config import ModelConfig
+from snnlth.snn.layers import SeqBatchNorm2d
 from snnlth.snn.neuron import LIF, SeqReLU
 
 NeuronFactory = Callable[[], nn.Module]
+NormFactory = Callable[[int], nn.Module]
 
 
-def neuron_factory(cfg: ModelConfig) -> NeuronFactory:
-    """A zero-argument constructor of the configured neuron (a fresh module per layer, never a shared instance)."""
+@runtime_checkable
+class TicketModel(Protocol):
+    """What snnlth needs of a model (see the module docstring); ``nn.Module`` supplies the rest."""
+
+    def __call__(self, x: torch.Tensor, timesteps: int) -> torch.Tensor: ...
+
+    def reset(self) -> None: ...
+
+    def prunable_names(self) -> list[str]: ...
+
+    def reinitialize(self, seed: int) -> None: ...
+
+    def identity(self) -> dict: ...
+
+
+@dataclass(frozen=True)
+class Parts:
+    """The layer choices a model config makes for every architecture: a fresh neuron per call (never a shared
+    instance), a BatchNorm for ``c`` channels, and whether the network is the ANN twin."""
+
+    neuron: NeuronFactory
+    norm: NormFactory
+    is_ann: bool = False
+
+
+def parts_from(cfg: ModelConfig) -> Parts:
+    per_step = cfg.bn_time == "per-step"
+    norm = lambda c: SeqBatchNorm2d(c, per_step=per_step)  # noqa: E731
     if cfg.neuron == "relu":
-        return SeqReLU
-    return lambda: LIF(cfg.tau, cfg.v_threshold, cfg.surrogate, cfg.alpha)
+        return Parts(SeqReLU, norm, is_ann=True)
+    return Parts(lambda: LIF(cfg.tau, cfg.v_threshold, cfg.surrogate, cfg.alpha), norm)
+
+
+def default_parts() -> Parts:
+    return parts_from(ModelConfig())
 
 
 class SpikingNet(nn.Module, metaclass=abc.ABCMeta):
-    """Base class: subclasses implement :meth:`forward_seq`; ``forward`` handles the ANN twin and the default T."""
+    """Base class of snnlth's architectures: subclasses build their layers from :class:`Parts`, implement
+    :meth:`encode` and :meth:`body`, and give their weight init in :meth:`init_weights`."""
 
-    def __init__(self, neuron: NeuronFactory, timesteps: int = 5) -> None:
+    def __init__(self, parts: Parts, timesteps: int = 5) -> None:
         super().__init__()
         self.timesteps = timesteps
-        self.is_ann = neuron is SeqReLU
+        self.is_ann = parts.is_ann
+        self.input_transform: nn.Module = nn.Identity()  # e.g. input normalisation inside an exported ticket
 
     def forward(self, x: torch.Tensor, timesteps: int | None = None) -> torch.Tensor:
         """Per-step logits ``[T, B, classes]`` for images ``x: [B, C, H, W]``.
@@ -43,13 +90,21 @@ class SpikingNet(nn.Module, metaclass=abc.ABCMeta):
         t = self.timesteps if timesteps is None else int(timesteps)
         if t < 1:
             raise ValueError(f"timesteps must be >= 1, got {t}")
+        x = self.input_transform(x)
         if self.is_ann:
-            return self.forward_seq(x, 1).expand(t, -1, -1)
-        return self.forward_seq(x, t)
+            return self.body(self.encode(x, 1)).expand(t, -1, -1)
+        return self.body(self.encode(x, t))
 
     @abc.abstractmethod
-    def forward_seq(self, x: torch.Tensor, timesteps: int) -> torch.Tensor:
-        """Per-step logits ``[T, B, classes]`` of images ``x: [B, C, H, W]`` over ``timesteps`` steps."""
+    def encode(self, x: torch.Tensor, timesteps: int) -> torch.Tensor:
+        """Input coding: images ``x: [B, C, H, W]`` -> the input sequence of the body ``[T, B, ...]``."""
+
+    @abc.abstractmethod
+    def body(self, x_seq: torch.Tensor) -> torch.Tensor:
+        """The network after the input coding: ``x_seq: [T, B, ...]`` -> per-step logits ``[T, B, classes]``."""
+
+    def init_weights(self) -> None:
+        """The architecture's own initialisation, after every layer's default ``reset_parameters``."""
 
     def reset(self) -> None:
         """No-op: neurons are stateless across calls. Kept so engines written for stateful SNNs can call it."""
@@ -58,6 +113,34 @@ class SpikingNet(nn.Module, metaclass=abc.ABCMeta):
         """Names of the prunable tensors: weights of every Conv and Linear layer, in definition order."""
         return [f"{name}.weight" if name else "weight" for name, m in self.named_modules()
                 if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Linear))]
+
+    def reinitialize(self, seed: int) -> None:
+        """A fresh initialisation in place, from ``seed`` alone (the global RNG is left as it was): every layer's
+        ``reset_parameters`` in definition order, then :meth:`init_weights`. Equal to building the model anew after
+        ``torch.manual_seed(seed)``; BN running statistics are reset too."""
+        devices = [self._device()] if self._device().type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed)
+            for m in self.modules():
+                if m is not self and hasattr(m, "reset_parameters"):
+                    m.reset_parameters()
+            self.init_weights()
+
+    def identity(self) -> dict:
+        return model_identity(self)
+
+    def _device(self) -> torch.device:
+        p = next(self.parameters(), None)
+        return p.device if p is not None else torch.device("cpu")
+
+
+def model_identity(model: nn.Module) -> dict:
+    """Class and a digest of the parameter names and shapes: two models with equal identity have the same
+    architecture as far as masks and state dicts are concerned."""
+    shapes = [(n, list(p.shape)) for n, p in model.named_parameters()]
+    digest = hashlib.sha256(json.dumps(shapes).encode()).hexdigest()[:12]
+    return {"class": f"{type(model).__module__}.{type(model).__qualname__}", "parameters": digest,
+            "num_parameters": sum(p.numel() for p in model.parameters())}
 
 
 def paper_vgg_init(model: nn.Module) -> None:

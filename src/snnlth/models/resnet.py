@@ -6,52 +6,55 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from snnlth.models.protocol import NeuronFactory, SpikingNet
+from snnlth.models.protocol import Parts, SpikingNet
 from snnlth.snn.layers import repeat_timesteps, seq_apply
 
 
 class BasicBlock(nn.Module):
     """``LIF(BN(conv3×3)) -> BN(conv3×3) + shortcut -> LIF`` over ``[T, B, C, H, W]``."""
 
-    def __init__(self, c_in: int, c_out: int, stride: int, neuron: NeuronFactory) -> None:
+    def __init__(self, c_in: int, c_out: int, stride: int, parts: Parts) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(c_out)
-        self.lif1 = neuron()
+        self.bn1 = parts.norm(c_out)
+        self.lif1 = parts.neuron()
         self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(c_out)
-        self.lif2 = neuron()
+        self.bn2 = parts.norm(c_out)
+        self.lif2 = parts.neuron()
         self.shortcut = nn.Sequential()
         if stride != 1 or c_in != c_out:
-            self.shortcut = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out))
+            self.shortcut = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), parts.norm(c_out))
 
     def forward(self, x_seq: torch.Tensor) -> torch.Tensor:
-        out = self.lif1(seq_apply(lambda z: self.bn1(self.conv1(z)), x_seq))
-        out = seq_apply(lambda z: self.bn2(self.conv2(z)), out) + seq_apply(self.shortcut, x_seq)
+        out = self.lif1(self.bn1(seq_apply(self.conv1, x_seq)))
+        out = self.bn2(seq_apply(self.conv2, out)) + seq_apply(self.shortcut, x_seq)
         return self.lif2(out)
 
 
 class ResNet19(SpikingNet):
-    def __init__(self, in_channels: int, image_size: int, num_classes: int, neuron: NeuronFactory,
+    def __init__(self, in_channels: int, image_size: int, num_classes: int, parts: Parts,
                  timesteps: int = 5, blocks: tuple[int, ...] = (3, 3, 2),
                  widths: tuple[int, ...] = (128, 256, 512)) -> None:
-        super().__init__(neuron, timesteps)
+        super().__init__(parts, timesteps)
         self.conv1 = nn.Conv2d(in_channels, 64, 3, 1, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(64)
-        self.lif_input = neuron()
+        self.bn1 = parts.norm(64)
+        self.lif_input = parts.neuron()
         c = 64
         for i, (n, w) in enumerate(zip(blocks, widths), start=1):
-            layer = [BasicBlock(c if j == 0 else w, w, 2 if j == 0 else 1, neuron) for j in range(n)]
+            layer = [BasicBlock(c if j == 0 else w, w, 2 if j == 0 else 1, parts) for j in range(n)]
             self.add_module(f"layer{i}", nn.Sequential(*layer))
             c = w
         self.n_layers = len(blocks)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc1 = nn.Linear(c, 256)
-        self.lif_fc = neuron()
+        self.lif_fc = parts.neuron()
         self.fc2 = nn.Linear(256, num_classes)
 
-    def forward_seq(self, x: torch.Tensor, timesteps: int) -> torch.Tensor:
-        x_seq = self.lif_input(repeat_timesteps(self.bn1(self.conv1(x)), timesteps))  # [T, B, 64, H, W]
+    def encode(self, x: torch.Tensor, timesteps: int) -> torch.Tensor:
+        return repeat_timesteps(self.bn1(self.conv1(x)), timesteps)  # [T, B, 64, H, W]
+
+    def body(self, x_seq: torch.Tensor) -> torch.Tensor:
+        x_seq = self.lif_input(x_seq)
         for i in range(1, self.n_layers + 1):
             x_seq = getattr(self, f"layer{i}")(x_seq)
         feats = seq_apply(self.avgpool, x_seq).flatten(2)  # [T, B, 512]

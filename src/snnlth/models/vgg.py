@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from snnlth.models.convnet import conv_bn
-from snnlth.models.protocol import NeuronFactory, SpikingNet, paper_vgg_init
+from snnlth.models.protocol import Parts, SpikingNet, paper_vgg_init
 from snnlth.snn.layers import repeat_timesteps, seq_apply
 
 VGG16_CFG = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
@@ -19,27 +19,32 @@ class VGG(SpikingNet):
     input sizes end in 512 features and have the same parameter count.
     """
 
-    def __init__(self, in_channels: int, image_size: int, num_classes: int, neuron: NeuronFactory,
+    def __init__(self, in_channels: int, image_size: int, num_classes: int, parts: Parts,
                  timesteps: int = 5, cfg: tuple = VGG16_CFG) -> None:
-        super().__init__(neuron, timesteps)
+        super().__init__(parts, timesteps)
         convs, pool_after, c, side = [], [], in_channels, image_size
         for item in cfg:
             if item == "M":
                 if side >= 2:
                     pool_after[-1], side = True, side // 2
                 continue
-            convs.append(conv_bn(c, item, bias=True))
+            convs.append(conv_bn(c, item, parts.norm, bias=True))
             pool_after.append(False)
             c = item
         self.features = nn.ModuleList(convs)
-        self.neurons = nn.ModuleList(neuron() for _ in convs)
+        self.neurons = nn.ModuleList(parts.neuron() for _ in convs)
         self.pool_after = tuple(pool_after)
         self.pool = nn.MaxPool2d(2)
         self.classifier = nn.Linear(c * side * side, num_classes)
+        self.init_weights()
+
+    def init_weights(self) -> None:
         paper_vgg_init(self)
 
-    def forward_seq(self, x: torch.Tensor, timesteps: int) -> torch.Tensor:
-        x_seq = repeat_timesteps(self.features[0](x), timesteps)  # [T, B, 64, H, W]
+    def encode(self, x: torch.Tensor, timesteps: int) -> torch.Tensor:
+        return repeat_timesteps(self.features[0](x), timesteps)  # [T, B, 64, H, W]
+
+    def body(self, x_seq: torch.Tensor) -> torch.Tensor:
         for i, (conv, neuron) in enumerate(zip(self.features, self.neurons)):
             if i > 0:
                 x_seq = seq_apply(conv, x_seq)

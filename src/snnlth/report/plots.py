@@ -134,15 +134,15 @@ def early_bird_distance(runs: list[RunRecord]) -> Figure | None:
     fig, ax = _fig()
     tau = ebs[0].config["search"]["eb_threshold"]
     for r in ebs:
-        rows = [m for m in r.metrics if m.get("phase") == "eb_search"]
-        targets = r.config["search"]["target_sparsity"]
-        for i, target in enumerate(targets):
+        rows = [m for m in r.metrics if m.get("phase") == "eb_search" and "eb_distance" in m]
+        found = (r.summary or {}).get("eb") or []  # targets are known once the run is finished
+        for i in range(len(rows[0]["eb_distance"]) if rows else 0):
             pts = [(m["epoch"], m["eb_distance"][i]) for m in rows if m["eb_distance"][i] is not None]
+            target = f"{100 * found[i]['target_sparsity']:.1f} %" if i < len(found) else f"target {i + 1}"
             if pts:
-                (line,) = ax.plot(*zip(*pts), "o-", ms=3, label=f"{r.label} seed {r.seed}, {100 * target:.0f} %")
-                for e in (r.summary or {}).get("eb") or []:
-                    if e["target_sparsity"] == target and e["converged"]:
-                        ax.axvline(e["detection_epoch"], color=line.get_color(), ls=":", lw=1)
+                (line,) = ax.plot(*zip(*pts), "o-", ms=3, label=f"{r.label} seed {r.seed}, {target}")
+                if i < len(found) and found[i]["converged"]:
+                    ax.axvline(found[i]["detection_epoch"], color=line.get_color(), ls=":", lw=1)
     ax.axhline(tau, color="k", ls="--", lw=1, label=f"τ = {tau}")
     ax.set_yscale("log")
     _finish(ax, "epoch", "max mask distance to the last masks",

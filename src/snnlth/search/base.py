@@ -6,6 +6,7 @@ artifact: a finished phase is loaded, not retrained; an interrupted one resumes 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +17,7 @@ import torch
 from snnlth import masks as M
 from snnlth.config import SearchRunConfig
 from snnlth.data.loader import DataBundle
-from snnlth.engine.loop import BatchInfo, FitState, fit
+from snnlth.engine.loop import BatchInfo, EpochHook, FitState, Schedule, fit
 from snnlth.engine.masking import MaskEnforcer
 from snnlth.engine.optim import make_optimizer
 from snnlth.errors import ConfigError
@@ -27,10 +28,8 @@ from snnlth.rundir.layout import RunDir, dumps_jsonl
 from snnlth.rundir.store import load_blob, save_blob
 
 
-class EpochHook(Protocol):
-    """Runs after every epoch of a phase; returns True to stop the phase. Its state rides in the checkpoint."""
-
-    def after_epoch(self, model: SpikingNet, state: FitState) -> bool: ...
+class ResumableHook(EpochHook, Protocol):
+    """An epoch hook of a phase whose state rides in the phase's checkpoint (Early-Bird windows)."""
 
     def state(self) -> dict: ...
 
@@ -44,6 +43,43 @@ class Callbacks:
     on_event: Callable[[str], None] | None = None
 
 
+@dataclass(frozen=True)
+class Spent:
+    """Seconds spent, the way the paper counts search time: ``search`` is training (plus the Early-Time selection and
+    the Early-Bird mask-distance work); evaluation is apart; ``wall`` is everything, checkpoints included."""
+
+    search: float = 0.0
+    eval: float = 0.0
+    wall: float = 0.0
+
+    def __add__(self, other: Spent) -> Spent:
+        return Spent(self.search + other.search, self.eval + other.eval, self.wall + other.wall)
+
+    @classmethod
+    def of_rows(cls, rows: list[dict]) -> Spent:
+        return cls(sum(r["train_seconds"] + r.get("eb_seconds", 0.0) for r in rows),
+                   sum(r["eval_seconds"] for r in rows), sum(r["wall_seconds"] for r in rows))
+
+    @classmethod
+    def selection(cls, seconds: float) -> Spent:
+        return cls(seconds, 0.0, seconds)
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One named, resumable call of the training loop: from ``start_state`` (masked by ``masks``) with a fresh
+    optimiser and cosine schedule over ``epochs``, at ``timesteps`` (or T as a function of the epoch)."""
+
+    name: str
+    start_state: dict[str, torch.Tensor]
+    masks: M.Masks | None
+    timesteps: int | Callable[[int], int]
+    epochs: int
+    stream: int
+    tags: dict[str, Any] = field(default_factory=dict)
+    hooks: tuple[ResumableHook, ...] = ()
+
+
 @dataclass
 class PhaseResult:
     name: str
@@ -51,20 +87,24 @@ class PhaseResult:
     model_state: dict[str, torch.Tensor]
 
     @property
-    def seconds(self) -> float:
-        return sum(h["train_seconds"] + h["eval_seconds"] for h in self.history)
+    def spent(self) -> Spent:
+        return Spent.of_rows(self.history)
 
     @property
     def train_seconds(self) -> float:
         return sum(h["train_seconds"] for h in self.history)
 
     @property
+    def eval_seconds(self) -> float:
+        return sum(h["eval_seconds"] for h in self.history)
+
+    @property
     def test_accuracy(self) -> float:
-        return self.history[-1]["test_accuracy"]
+        return self.history[-1]["test_accuracy"]  # the last epoch of a phase is always evaluated
 
     @property
     def best_test_accuracy(self) -> float:
-        return max(h["test_accuracy"] for h in self.history)
+        return max(h["test_accuracy"] for h in self.history if h.get("test_accuracy") is not None)
 
 
 @dataclass
@@ -97,6 +137,20 @@ class SearchContext:
         """Prunable tensors minus ``--exclude``."""
         return select_prunable(model.prunable_names(), self.cfg.search.exclude)
 
+    def sparsity_fields(self, masks: M.Masks) -> dict[str, Any]:
+        """Exact sparsity of ``masks``: of the prunable tensors (excluded ones count as dense), of all parameters,
+        and the count of pruned weights that report columns are matched by."""
+        model = self.shape_model()
+        prunable = sum(p.numel() for n, p in model.named_parameters() if n in set(model.prunable_names()))
+        pruned = M.count_total(masks) - M.count_alive(masks)
+        return {"sparsity_prunable": pruned / prunable,
+                "sparsity_all": pruned / sum(p.numel() for p in model.parameters()), "pruned_weights": pruned}
+
+    def level_tags(self, round_: int, masks: M.Masks) -> dict[str, Any]:
+        """Fields every metrics row of a round carries, so a report of an unfinished run shows true sparsities."""
+        fields = self.sparsity_fields(masks)
+        return {"round": round_, "sparsity_all": fields["sparsity_all"], "pruned_weights": fields["pruned_weights"]}
+
     def weights(self, model: SpikingNet, names: list[str]) -> M.Weights:
         params = dict(model.named_parameters())
         return {n: params[n] for n in names}
@@ -123,22 +177,19 @@ class SearchContext:
         save_blob(self.masks_path(key), M.pack(masks))
 
     # ---- phases --------------------------------------------------------------------------------------------------
-    def run_phase(self, name: str, model: SpikingNet, start_state: dict[str, torch.Tensor],
-                  masks: M.Masks | None, timesteps: int | Callable[[int], int], epochs: int, stream: int,
-                  tags: dict[str, Any], hooks: tuple[EpochHook, ...] = ()) -> PhaseResult:
-        """Train ``model`` from ``start_state`` (masked) for ``epochs`` epochs with a fresh optimiser and cosine
-        schedule; resumable and skipped once done. ``timesteps`` may depend on the epoch (Early-Time warm-up)."""
-        done_path = self.run.path / "phases" / f"{name}.pt"
-        ckpt_path = self.run.path / "phases" / f"{name}.ckpt.pt"
+    def run_phase(self, model: SpikingNet, phase: Phase) -> PhaseResult:
+        """Train ``model`` through ``phase``; resumable from its last checkpoint, and skipped once done."""
+        done_path = self.run.path / "phases" / f"{phase.name}.pt"
+        ckpt_path = self.run.path / "phases" / f"{phase.name}.ckpt.pt"
         if done_path.exists():
             blob = load_blob(done_path, map_location=self.device)
             model.load_state_dict(blob["model"])
-            for hook, extra in zip(hooks, blob["extra"]):
+            for hook, extra in zip(phase.hooks, blob["extra"]):
                 hook.load(extra)
             self.rows.extend(blob["history"])
-            return PhaseResult(name, blob["history"], blob["model"])
-        model.load_state_dict(start_state)
-        enforcer = MaskEnforcer(model, masks) if masks is not None else None
+            return PhaseResult(phase.name, blob["history"], blob["model"])
+        model.load_state_dict(phase.start_state)
+        enforcer = MaskEnforcer(model, phase.masks) if phase.masks is not None else None
         if enforcer is not None:
             enforcer.weights_()
         optimizer = make_optimizer(model, self.cfg.train)
@@ -148,32 +199,33 @@ class SearchContext:
             model.load_state_dict(ckpt["model"])
             optimizer.load_state_dict(ckpt["optimizer"])
             state = FitState(ckpt["epoch"], list(ckpt["history"]))
-            for hook, extra in zip(hooks, ckpt["extra"]):
+            for hook, extra in zip(phase.hooks, ckpt["extra"]):
                 hook.load(extra)
-        label = _label(tags)
+        label = _label(phase.tags)
 
-        def on_epoch_end(st: FitState) -> bool:
-            st.history[-1].update(phase=name, **tags)
-            stop = any([hook.after_epoch(model, st) for hook in hooks])
+        def on_epoch_end(st: FitState) -> None:
+            start, row = time.perf_counter(), st.history[-1]
+            row.update(phase=phase.name, **phase.tags)
             every = self.cfg.search.checkpoint_every
-            if st.epoch % every == 0 or stop or st.epoch == epochs:
+            if st.epoch % every == 0 or row["test_accuracy"] is not None:  # evaluated: possibly the last epoch
                 save_blob(ckpt_path, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                                       "epoch": st.epoch, "history": st.history,
-                                      "extra": [hook.state() for hook in hooks]})
+                                      "extra": [hook.state() for hook in phase.hooks]})
+            row["wall_seconds"] += time.perf_counter() - start
             self.write_metrics(st.history)
             if self.callbacks.on_epoch:
-                self.callbacks.on_epoch(st.history[-1])
-            return stop
+                self.callbacks.on_epoch(row)
 
         on_batch = (lambda info: self.callbacks.on_batch(info, label)) if self.callbacks.on_batch else None
-        t_fn = timesteps if callable(timesteps) else (lambda _e, t=timesteps: t)
-        _fit_varying_t(model, optimizer, self, state, epochs, stream, enforcer, on_batch, on_epoch_end, t_fn)
+        schedule = Schedule(phase.epochs, phase.timesteps, phase.stream, self.cfg.train.eval_every)
+        fit(model, optimizer, self.data, self.cfg.train, schedule, state, enforcer=enforcer, hooks=phase.hooks,
+            on_batch=on_batch, on_epoch_end=on_epoch_end)
         blob = {"model": {k: v.detach().clone() for k, v in model.state_dict().items()}, "history": state.history,
-                "extra": [hook.state() for hook in hooks]}
+                "extra": [hook.state() for hook in phase.hooks]}
         save_blob(done_path, blob)
         ckpt_path.unlink(missing_ok=True)
         self.rows.extend(state.history)
-        return PhaseResult(name, state.history, blob["model"])
+        return PhaseResult(phase.name, state.history, blob["model"])
 
     def write_metrics(self, current: list[dict] = ()) -> None:
         atomic_write_text(self.run.metrics, dumps_jsonl([*self.rows, *current]))
@@ -206,20 +258,3 @@ def select_prunable(names: list[str], exclude: tuple[str, ...]) -> list[str]:
 
 def _label(tags: dict[str, Any]) -> str:
     return " ".join(f"{k} {v}" for k, v in tags.items() if v is not None)
-
-
-def _fit_varying_t(model, optimizer, ctx: SearchContext, state: FitState, epochs: int, stream: int, enforcer,
-                   on_batch, on_epoch_end, t_fn: Callable[[int], int]) -> None:
-    """``fit`` epoch by epoch, asking ``t_fn`` for each epoch's T only when that epoch starts: an Early-Time hook
-    decides T_early at the end of the warm-up, so later epochs' T is unknown before then."""
-    stopped = False
-
-    def end(st: FitState) -> bool:
-        nonlocal stopped
-        stopped = bool(on_epoch_end(st))
-        return stopped
-
-    while state.epoch < epochs and not stopped:
-        fit(model, optimizer, ctx.data, ctx.cfg.train, t_fn(state.epoch), state, epochs=epochs,
-            stop_epoch=state.epoch + 1, stream=stream, enforcer=enforcer, on_batch=on_batch, on_epoch_end=end)
-

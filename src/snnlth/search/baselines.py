@@ -9,13 +9,12 @@ from snnlth import masks as M
 from snnlth.config import SearchRunConfig, flag_name
 from snnlth.config_io import config_to_dict
 from snnlth.errors import ConfigError
+from snnlth.rng import REINIT_SEED_OFFSET, STREAM
 from snnlth.rundir.atomic import read_json
 from snnlth.rundir.layout import RunDir
 from snnlth.rundir.store import load_blob
-from snnlth.search.base import SearchContext
-from snnlth.search.levels import level_entry, resolve_retrain_rounds
-
-REINIT_SEED_OFFSET = 1_000_003  # a fresh init, different from the source's even when both use the same seed
+from snnlth.search.base import Phase, SearchContext, Spent
+from snnlth.search.levels import LevelSpec, level_entry, resolve_retrain_rounds
 
 
 def check_source(cfg: SearchRunConfig) -> RunDir | None:
@@ -91,7 +90,8 @@ def run_reinit(ctx: SearchContext, src: RunDir) -> list[dict]:
         masks = source_masks(src, key, ctx, names)
         ctx.save_masks(f"level_{j:02d}", masks)
         ctx.event(f"reinit: the {lv['sparsity_prunable']:.2%}-sparse mask from a fresh init, {epochs} epochs")
-        phase = ctx.run_phase(f"reinit_{j:02d}", model, fresh, masks, full_t, epochs, stream=300 + j,
-                              tags={"round": lv["round"], "retrain": True})
-        levels.append(level_entry(ctx, model, lv["round"], masks, phase, full_t, 0.0, True, f"level_{j:02d}"))
+        phase = ctx.run_phase(model, Phase(f"reinit_{j:02d}", fresh, masks, full_t, epochs, stream=STREAM.reinit(j),
+                                           tags={**ctx.level_tags(lv["round"], masks), "retrain": True}))
+        # the masks come from --from: this run spends no search time of its own
+        levels.append(level_entry(ctx, LevelSpec(lv["round"], masks, f"level_{j:02d}", phase, full_t, Spent(), True)))
     return levels

@@ -1,15 +1,21 @@
 """Early-Bird tickets, unstructured (You et al. 2020, as the paper uses them): during one dense run, draw the global
 magnitude mask at each target sparsity after every epoch; a target's ticket is found when the newest mask differs
-from each of the previous q-1 by less than tau. Then each ticket is retrained at full T."""
+from each of the previous q-1 by less than tau. Then each ticket is retrained at full T. By default the targets are
+IMP's ticket sizes (``--target-sparsity imp``), so EB and IMP tickets share the paper's Table-1 columns."""
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass
+
 from snnlth import masks as M
+from snnlth.config import SearchConfig
 from snnlth.errors import NumericalError
-from snnlth.search.base import SearchContext
+from snnlth.rng import STREAM
+from snnlth.search.base import Phase, SearchContext, Spent
 from snnlth.search.early_time import EarlyTimePlan
 from snnlth.search.imp import RewindHook
-from snnlth.search.levels import level_entry
+from snnlth.search.levels import LevelSpec, level_entry
 
 
 def max_distance(window: list[M.Masks]) -> float:
@@ -17,18 +23,50 @@ def max_distance(window: list[M.Masks]) -> float:
     return max(M.hamming(window[-1], other) for other in window[:-1])
 
 
-class EarlyBirdTracker:
-    """Epoch hook: keeps the last q masks per target sparsity and records each target's detection epoch.
-    Stops the dense run once every target is detected and the rewind epoch has been reached."""
+@dataclass(frozen=True)
+class Target:
+    """One Early-Bird target: the exact number of survivors ``keep`` (a total, or per tensor for ``--scope local``),
+    its prunable sparsity, and the IMP round whose ticket size it copies (``--target-sparsity imp``)."""
 
-    def __init__(self, ctx: SearchContext, names: list[str], min_epochs: int = 0) -> None:
+    sparsity: float
+    keep: M.Survivors
+    imp_round: int | None = None
+
+
+def resolve_targets(s: SearchConfig, dense: M.Masks) -> list[Target]:
+    """``--target-sparsity`` as exact survivor counts, sparsest last: ``imp`` expands to IMP's rounds 1..K with
+    IMP's per-round floor arithmetic (so EB and IMP tickets have the same sizes); a sparsity s keeps
+    ``N - floor(s·N)`` (per tensor with ``--scope local``). Equal counts are tracked once."""
+    total = M.count_total(dense)
+    found: dict[int, Target] = {}
+    for item in s.target_sparsity:
+        if item == "imp":
+            rounds = M.imp_survivors(dense, s.prune_rate, s.rounds, s.scope)
+            new = [Target(1 - M.survivors_total(keep) / total, keep, k) for k, keep in enumerate(rounds) if k > 0]
+        else:
+            value = float(item)
+            keep = (total - M.n_to_prune(value, total) if s.scope == "global"
+                    else {n: m.numel() - M.n_to_prune(value, m.numel()) for n, m in dense.items()})
+            new = [Target(value, keep)]
+        for t in new:
+            found.setdefault(M.survivors_total(t.keep), t)
+    return [found[k] for k in sorted(found, reverse=True)]
+
+
+class EarlyBirdTracker:
+    """Epoch hook: keeps the last q masks per target and records each target's detection epoch. Stops the dense run
+    once every target is detected and the rewind epoch has been reached. Its own time is search work: each row
+    gets ``eb_seconds``."""
+
+    def __init__(self, ctx: SearchContext, names: list[str], targets: list[Target], min_epochs: int = 0) -> None:
         s = ctx.cfg.search
-        self.ctx, self.names, self.min_epochs = ctx, names, min_epochs
-        self.targets, self.q, self.tau = list(s.target_sparsity), s.eb_window, s.eb_threshold
+        self.ctx, self.names, self.targets, self.min_epochs = ctx, names, targets, min_epochs
+        self.q, self.tau = s.eb_window, s.eb_threshold
         self.windows: list[list[M.Masks]] = [[] for _ in self.targets]
         self.detected: list[int | None] = [None for _ in self.targets]
 
     def after_epoch(self, model, state) -> bool:
+        start = time.perf_counter()
         weights = self.ctx.weights(model, self.names)
         try:
             M.check_finite(weights)
@@ -41,16 +79,16 @@ class EarlyBirdTracker:
                 distances.append(None)
                 continue
             window = self.windows[i]
-            window.append(M.mask_at_sparsity(weights, target, self.ctx.cfg.search.scope))
+            window.append(M.mask_with_survivors(weights, target.keep))
             del window[: -self.q]
             dist = max_distance(window) if len(window) == self.q else None
             distances.append(dist)
             if dist is not None and dist < self.tau:
                 self.detected[i] = state.epoch
                 self.ctx.save_masks(f"eb_{i}", window[-1])
-                self.ctx.event(f"Early-Bird: ticket at sparsity {target:.2%} found at epoch {state.epoch} "
+                self.ctx.event(f"Early-Bird: ticket at sparsity {target.sparsity:.2%} found at epoch {state.epoch} "
                                f"(max mask distance {dist:.4f} < {self.tau})")
-        state.history[-1]["eb_distance"] = distances
+        state.history[-1].update(eb_distance=distances, eb_seconds=time.perf_counter() - start)
         return all(d is not None for d in self.detected) and state.epoch >= self.min_epochs
 
     def finish(self, last_epoch: int) -> list[dict]:
@@ -60,10 +98,11 @@ class EarlyBirdTracker:
             converged = self.detected[i] is not None
             if not converged and self.ctx.load_masks(f"eb_{i}") is None:
                 self.ctx.save_masks(f"eb_{i}", self.windows[i][-1])
-                self.ctx.event(f"Early-Bird: no ticket at sparsity {target:.2%} within {last_epoch} epochs "
-                               f"(masks never settled below {self.tau}); using the last mask")
-            out.append({"target_sparsity": target, "detection_epoch": self.detected[i] if converged else last_epoch,
-                        "converged": converged})
+                self.ctx.event(f"Early-Bird: no ticket at sparsity {target.sparsity:.2%} within {last_epoch} "
+                               f"epochs (masks never settled below {self.tau}); using the last mask")
+            out.append({"target_sparsity": target.sparsity, "imp_round": target.imp_round,
+                        "survivors": M.survivors_total(target.keep),
+                        "detection_epoch": self.detected[i] if converged else last_epoch, "converged": converged})
         return out
 
     def state(self) -> dict:
@@ -81,19 +120,24 @@ def run_early_bird(ctx: SearchContext) -> tuple[list[dict], EarlyTimePlan, list[
     init = ctx.save_state_once("init", model)
     names = ctx.prunable_names(model)
     plan = EarlyTimePlan(ctx)
-    tracker = EarlyBirdTracker(ctx, names, min_epochs=rewind)
-    ctx.event(f"Early-Bird search: dense training up to {epochs} epochs, targets {list(tracker.targets)}")
-    search = ctx.run_phase("eb_search", model, init, None, plan.timesteps, epochs, stream=0, tags={"round": 0},
-                           hooks=(RewindHook(ctx, rewind), plan, tracker))
+    targets = resolve_targets(s, M.ones_like(ctx.weights(model, names)))
+    tracker = EarlyBirdTracker(ctx, names, targets, min_epochs=rewind)
+    ctx.event(f"Early-Bird search: dense training up to {epochs} epochs, targets "
+              f"{', '.join(f'{t.sparsity:.2%}' for t in targets)}")
+    search = ctx.run_phase(model, Phase("eb_search", init, None, plan.timesteps, epochs, stream=STREAM.round(0),
+                                        tags={"round": 0, "sparsity_all": 0.0, "pruned_weights": 0},
+                                        hooks=(RewindHook(ctx, rewind), plan, tracker)))
     eb = tracker.finish(len(search.history))
     start = init if rewind == 0 else ctx.load_state("rewind")
     levels = []
     for i, info in enumerate(eb):
         masks = ctx.load_masks(f"eb_{i}")
         ctx.event(f"retraining the Early-Bird ticket at sparsity {info['target_sparsity']:.2%} at full T={full_t}")
-        phase = ctx.run_phase(f"retrain_eb_{i}", model, start, masks, full_t, epochs - rewind, stream=200 + i,
-                              tags={"target": info["target_sparsity"], "retrain": True})
-        seconds = plan.selection_seconds + sum(h["train_seconds"] + h["eval_seconds"]
-                                               for h in search.history[: info["detection_epoch"]])
-        levels.append(level_entry(ctx, model, None, masks, phase, full_t, seconds, True, f"eb_{i}"))
+        phase = ctx.run_phase(model, Phase(f"retrain_eb_{i}", start, masks, full_t, epochs - rewind,
+                                           stream=STREAM.eb_retrain(i),
+                                           tags={"target": info["target_sparsity"], "retrain": True}))
+        detected = info["detection_epoch"]
+        spent = Spent.of_rows(search.history[:detected]) + (plan.spent if detected >= plan.warmup else Spent())
+        entry = level_entry(ctx, LevelSpec(None, masks, f"eb_{i}", phase, full_t, spent, True))
+        levels.append({**entry, "eb_target": i, "imp_round": info["imp_round"]})
     return levels, plan, eb

@@ -11,6 +11,8 @@ from torch import nn
 
 from snnlth.data.augment import normalize
 from snnlth.data.loader import DataBundle
+from snnlth.rng import ET_BATCH_OFFSET
+from snnlth.search.base import SearchContext, Spent
 
 
 def kl_by_timestep(logits_seq: torch.Tensor, direction: str = "paper") -> dict[int, float]:
@@ -44,7 +46,7 @@ def choose_t_early(kl: dict[int, float], threshold: float) -> tuple[int, dict[in
 
 def fixed_batch(data: DataBundle, size: int, seed: int) -> torch.Tensor:
     """The same ``size`` training images (normalised, not augmented) for a given seed: ``[N, C, H, W]``."""
-    gen = torch.Generator().manual_seed(seed + 7919)
+    gen = torch.Generator().manual_seed(seed + ET_BATCH_OFFSET)
     idx = torch.randperm(data.num_train, generator=gen)[: min(size, data.num_train)].to(data.train_y.device)
     return normalize(data.train_x[idx], data.spec.mean, data.spec.std)
 
@@ -69,7 +71,7 @@ class EarlyTimePlan:
     The choice is stored in ``early_time.json`` and reused on resume.
     """
 
-    def __init__(self, ctx) -> None:  # ctx: snnlth.search.base.SearchContext (not imported: avoids a cycle)
+    def __init__(self, ctx: SearchContext) -> None:
         self.ctx = ctx
         s = ctx.cfg.search
         self.full_t = ctx.cfg.model.timesteps
@@ -129,3 +131,8 @@ class EarlyTimePlan:
     @property
     def selection_seconds(self) -> float:
         return float(self.info.get("seconds", 0.0)) if self.info else 0.0
+
+    @property
+    def spent(self) -> Spent:
+        """The selection counts as search work (and wall clock), once."""
+        return Spent.selection(self.selection_seconds)

@@ -14,9 +14,10 @@ import torch
 
 from snnlth import masks as M
 from snnlth.errors import NumericalError
-from snnlth.search.base import PhaseResult, SearchContext
+from snnlth.rng import RANDOM_PRUNE_STRIDE, STREAM
+from snnlth.search.base import Phase, PhaseResult, SearchContext, Spent
 from snnlth.search.early_time import EarlyTimePlan
-from snnlth.search.levels import level_entry, resolve_retrain_rounds
+from snnlth.search.levels import LevelSpec, level_entry, resolve_retrain_rounds
 
 PruneFn = Callable[[int, M.Weights, M.Masks], M.Masks]  # (next round, trained weights, current masks) -> masks
 
@@ -49,7 +50,7 @@ def random_rule(ctx: SearchContext, reference: Callable[[int], M.Masks] | None =
     s, seed = ctx.cfg.search, ctx.cfg.train.seed
 
     def rule(k: int, _weights: M.Weights, masks: M.Masks) -> M.Masks:
-        gen = torch.Generator().manual_seed(seed * 7_919 + k)
+        gen = torch.Generator().manual_seed(seed * RANDOM_PRUNE_STRIDE + k)
         return M.random_like(reference(k), gen) if reference else M.random_prune(masks, s.prune_rate, gen, s.scope)
 
     return rule
@@ -68,11 +69,10 @@ def run_rounds(ctx: SearchContext, prune: PruneFn) -> tuple[list[dict], EarlyTim
     by_round: dict[int, M.Masks] = {0: masks}  # every round's masks, stored once and kept here
 
     ctx.event(f"round 0/{k_max}: dense, {epochs} epochs")
-    trained: dict[int, PhaseResult] = {0: ctx.run_phase(
-        "round_00", model, init, None, plan.timesteps, epochs, stream=0, tags={"round": 0},
-        hooks=(RewindHook(ctx, rewind), plan))}
-    nominal = [1 - (1 - s.prune_rate) ** k for k in range(k_max + 1)]
-    retrain = resolve_retrain_rounds(s.retrain_at, nominal) if plan.active else set()
+    trained: dict[int, PhaseResult] = {0: ctx.run_phase(model, Phase(
+        "round_00", init, None, plan.timesteps, epochs, stream=STREAM.round(0), tags=ctx.level_tags(0, masks),
+        hooks=(RewindHook(ctx, rewind), plan)))}
+    retrain = resolve_retrain_rounds(s.retrain_at, imp_sparsities(ctx, masks)) if plan.active else set()
     start = init if rewind == 0 else ctx.load_state("rewind")
     for k in range(1, k_max + 1):
         masks = by_round[k] = _level_masks(ctx, k, names, prune, trained, by_round[k - 1])
@@ -80,14 +80,22 @@ def run_rounds(ctx: SearchContext, prune: PruneFn) -> tuple[list[dict], EarlyTim
             break  # the last ticket is trained at full T below; training it at T_early would be wasted search
         ctx.event(f"round {k}/{k_max}: sparsity {M.sparsity(masks):.2%}, {epochs - rewind} epochs at "
                   f"T={plan.t_early}")
-        trained[k] = ctx.run_phase(f"round_{k:02d}", model, start, masks, plan.t_early, epochs - rewind,
-                                   stream=k, tags={"round": k})
+        trained[k] = ctx.run_phase(model, Phase(f"round_{k:02d}", start, masks, plan.t_early, epochs - rewind,
+                                                stream=STREAM.round(k), tags=ctx.level_tags(k, masks)))
     retrained = {}
     for k in sorted(retrain):
         ctx.event(f"retraining the round-{k} ticket at full T={full_t}")
-        retrained[k] = ctx.run_phase(f"retrain_{k:02d}", model, start, by_round[k], full_t, epochs - rewind,
-                                     stream=100 + k, tags={"round": k, "retrain": True})
-    return _levels(ctx, model, by_round, plan, trained, retrained), plan
+        retrained[k] = ctx.run_phase(model, Phase(f"retrain_{k:02d}", start, by_round[k], full_t, epochs - rewind,
+                                                  stream=STREAM.retrain(k),
+                                                  tags={**ctx.level_tags(k, by_round[k]), "retrain": True}))
+    return _levels(ctx, by_round, plan, trained, retrained), plan
+
+
+def imp_sparsities(ctx: SearchContext, dense: M.Masks) -> list[float]:
+    """Prunable sparsity of every round's ticket, from IMP's exact survivor counts."""
+    s = ctx.cfg.search
+    total = M.count_total(dense)
+    return [1 - M.survivors_total(k) / total for k in M.imp_survivors(dense, s.prune_rate, s.rounds, s.scope)]
 
 
 def _level_masks(ctx: SearchContext, k: int, names: list[str], prune: PruneFn,
@@ -107,19 +115,21 @@ def _level_masks(ctx: SearchContext, k: int, names: list[str], prune: PruneFn,
     return masks
 
 
-def _levels(ctx: SearchContext, model, by_round: dict[int, M.Masks], plan: EarlyTimePlan,
+def _levels(ctx: SearchContext, by_round: dict[int, M.Masks], plan: EarlyTimePlan,
             trained: dict[int, PhaseResult], retrained: dict[int, PhaseResult]) -> list[dict]:
-    levels, search = [], plan.selection_seconds
+    """Level k's search time is what rounds 0..k-1 spent (plus the Early-Time selection, once the search is past it):
+    the training a user needs before that ticket's own training."""
+    levels, spent = [], Spent()
     for k, masks in sorted(by_round.items()):
-        on_path = trained.get(k)
-        final = retrained.get(k)
+        on_path, final = trained.get(k), retrained.get(k)
         if final is not None:
-            entry = level_entry(ctx, model, k, masks, final, ctx.cfg.model.timesteps, search, True, f"round_{k:02d}")
+            entry = level_entry(ctx, LevelSpec(k, masks, f"round_{k:02d}", final, ctx.cfg.model.timesteps, spent,
+                                               True))
             entry["search_test_accuracy"] = on_path.test_accuracy if on_path else None
         else:
-            entry = level_entry(ctx, model, k, masks, on_path, plan.t_early, search, not plan.active,
-                                f"round_{k:02d}")
+            entry = level_entry(ctx, LevelSpec(k, masks, f"round_{k:02d}", on_path, plan.t_early, spent,
+                                               not plan.active))
         levels.append(entry)
         if on_path is not None:
-            search += on_path.seconds
+            spent = spent + on_path.spent + (plan.spent if k == 0 else Spent())
     return levels

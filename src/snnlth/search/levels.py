@@ -2,37 +2,54 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from snnlth import masks as M
 from snnlth.config import parse_retrain_at
 from snnlth.errors import ConfigError
+from snnlth.search.base import PhaseResult, Spent
 
 
-def level_entry(ctx, model, round_: int | None, masks: M.Masks, phase, timesteps: int, search_seconds: float,
-                final: bool, masks_key: str) -> dict:
-    """The contract keys of a level, plus ``layer_sparsity``, ``eval_seconds``, the ``phase`` and ``masks`` files
-    that hold the ticket, its activity and energy, and its storage size. ``phase`` is the training that gives the
-    level its accuracy (None if the level was never trained)."""
-    all_prunable = dict(model.named_parameters())
-    prunable_total = sum(all_prunable[n].numel() for n in model.prunable_names())
-    num_parameters = sum(p.numel() for p in model.parameters())
-    pruned = M.count_total(masks) - M.count_alive(masks)
+@dataclass(frozen=True)
+class LevelSpec:
+    """What a level is made of: its masks (stored under ``masks_key``), the phase that gives its accuracy (None if
+    never trained), the T of that phase, the search work spent before it, and whether it is a ticket trained at the
+    final T (``final``) or a search-path accuracy at T_early."""
+
+    round: int | None
+    masks: M.Masks
+    masks_key: str
+    phase: PhaseResult | None
+    timesteps: int
+    spent: Spent
+    final: bool
+
+
+def level_entry(ctx, spec: LevelSpec) -> dict:
+    """One entry of ``summary.json["levels"]``: the contract keys, plus ``layer_sparsity``, the ``phase`` and
+    ``masks`` files that hold the ticket, its activity and energy, its storage size, and the seconds spent:
+    ``search_seconds`` (training before this ticket, as the paper counts it), ``search_eval_seconds`` and
+    ``search_wall_seconds`` (the wall clock of that search), then ``train_seconds``/``eval_seconds`` of its phase."""
+    model, phase = ctx.shape_model(), spec.phase
+    evaluated = phase.history[-1] if phase else {}
     return {
-        "round": round_,
-        "sparsity_prunable": pruned / prunable_total,
-        "sparsity_all": pruned / num_parameters,
-        "timesteps": timesteps,
+        "round": spec.round,
+        **ctx.sparsity_fields(spec.masks),
+        "timesteps": spec.timesteps,
         "test_accuracy": phase.test_accuracy if phase else None,
         "best_test_accuracy": phase.best_test_accuracy if phase else None,
         "train_seconds": phase.train_seconds if phase else 0.0,
-        "eval_seconds": (phase.seconds - phase.train_seconds) if phase else 0.0,
-        "search_seconds": search_seconds,
-        "final": bool(final and phase is not None),
+        "eval_seconds": phase.eval_seconds if phase else 0.0,
+        "search_seconds": spec.spent.search,
+        "search_eval_seconds": spec.spent.eval,
+        "search_wall_seconds": spec.spent.wall,
+        "final": bool(spec.final and phase is not None),
         "phase": phase.name if phase else None,
-        "masks": masks_key,
-        **{k: (phase.history[-1].get(k) if phase else None)
-           for k in ("spikes_per_image", "synops_per_image", "macs_per_image", "energy_uj_per_image")},
-        **storage_bytes(model, masks),
-        "layer_sparsity": M.layer_sparsity(masks),
+        "masks": spec.masks_key,
+        **{k: evaluated.get(k) for k in ("spikes_per_image", "synops_per_image", "macs_per_image",
+                                         "energy_uj_per_image")},
+        **storage_bytes(model, spec.masks),
+        "layer_sparsity": M.layer_sparsity(spec.masks),
     }
 
 

@@ -97,6 +97,9 @@ class LIF(nn.Module):
         [1.0, 1.0, 1.0]
     """
 
+    multistep = True  # takes the whole sequence (see snnlth.snn.layers.seq_apply)
+    spiking_neuron = True  # found by is_spiking_neuron for spike counts
+
     def __init__(self, tau: float = 4.0 / 3.0, v_threshold: float = 1.0, surrogate: str = "atan",
                  alpha: float = 2.0, detach_reset: bool = True) -> None:
         super().__init__()
@@ -113,6 +116,8 @@ class LIF(nn.Module):
 
 class SeqReLU(nn.Module):
     """ReLU over a sequence: the neuron of the ANN twin (same place in the graph, same parameter names)."""
+
+    multistep = True
 
     def forward(self, x_seq: torch.Tensor) -> torch.Tensor:
         return torch.relu(x_seq)
