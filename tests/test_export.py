@@ -1,5 +1,8 @@
+import dataclasses
 import json
 import math
+import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -35,6 +38,7 @@ def test_export_load_roundtrip_is_exact(run, tmp_path, capsys):
     assert all(torch.equal(ticket.model.state_dict()[k], v) for k, v in state.items())
     assert all(torch.equal(ticket.masks[n], masks[n]) for n in masks)
     level = json.loads((run_dir / "summary.json").read_text())["levels"][2]
+    ticket.model.input_transform = torch.nn.Identity()  # evaluate() feeds normalised images
     acc = evaluate(ticket.model, load_data(cfg.data, torch.device("cpu")), int(ticket.metadata["timesteps"]))
     assert acc["accuracy"] == level["test_accuracy"]
     assert ticket.metadata["model"] == "lenet300" and float(ticket.metadata["sparsity_prunable"]) == \
@@ -70,3 +74,29 @@ def test_export_errors(run, tmp_path, capsys):
     (tmp_path / "bad.safetensors").write_bytes(b"garbage")
     with pytest.raises(Exception, match="not a readable ticket file"):
         load_ticket(tmp_path / "bad.safetensors")
+
+
+def _readme_ticket_example() -> str:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", readme, flags=re.S)
+    return next(b for b in blocks if "snnlth.load_ticket(" in b)
+
+
+def test_readme_ticket_example_verbatim_on_raw_images(tmp_path, monkeypatch):
+    """The README's code, unchanged, on raw test images in [0, 1] gives exactly the run's accuracy (a convnet: it has
+    BatchNorm, whose eval-mode statistics and input normalisation a raw-image user cannot get wrong any more)."""
+    from tests.helpers import make_fmnist
+
+    data_dir = make_fmnist(tmp_path / "data")
+    cfg = search_cfg(data_dir, model="convnet", rounds=1, epochs=3, timesteps=2)
+    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, batch_size=20, lr=0.1))
+    res = search(cfg, out=tmp_path / "run")
+    monkeypatch.chdir(tmp_path)
+    assert main(["export", str(res.run_dir), "--out", "ticket.safetensors"]) == 0
+    data = load_data(cfg.data, torch.device("cpu"))
+    scope = {"images": data.test_x.float() / 255}
+    exec(_readme_ticket_example(), scope)
+    accuracy = 100.0 * int((scope["predictions"] == data.test_y).sum()) / len(data.test_y)
+    level = res.summary["levels"][-1]
+    assert accuracy == level["test_accuracy"] and accuracy > 30.0
+    assert not scope["ticket"].model.training and scope["logits_seq"].shape == (2, 100, 10)

@@ -21,7 +21,7 @@ from snnlth.config import ModelConfig
 from snnlth.config_io import config_from_dict
 from snnlth.errors import ConfigError, RunDirError
 from snnlth.models.catalog import create_model
-from snnlth.models.protocol import SpikingNet
+from snnlth.models.protocol import Normalize, SpikingNet
 from snnlth.rundir.atomic import atomic_write_bytes, read_json
 from snnlth.rundir.store import load_blob
 
@@ -99,11 +99,15 @@ def _shape_of(config: dict, state: dict[str, torch.Tensor]) -> dict[str, str]:
 
     spec = DATASETS.get(config["data"]["dataset"])
     size = config["data"].get("resize") or spec.image_size
-    return {"in_channels": str(spec.in_channels), "image_size": str(size), "num_classes": str(spec.num_classes)}
+    return {"in_channels": str(spec.in_channels), "image_size": str(size), "num_classes": str(spec.num_classes),
+            "mean": json.dumps(list(spec.mean)), "std": json.dumps(list(spec.std)),
+            "resize": json.dumps(config["data"].get("resize"))}
 
 
 def load_ticket(path: str | Path, device: str | torch.device = "cpu") -> Ticket:
-    """Rebuild the model of a ticket file with its masks applied (pruned weights exactly 0)."""
+    """Rebuild the model of a ticket file with its masks applied (pruned weights exactly 0), ready to use: in eval
+    mode (train mode would rewrite the BatchNorm statistics from whatever it is shown) and with the run's input
+    normalisation inside, so ``ticket.model(images)`` takes raw images in [0, 1] and gives the run's accuracy."""
     path = Path(path)
     try:
         raw = path.read_bytes()
@@ -130,7 +134,10 @@ def load_ticket(path: str | Path, device: str | torch.device = "cpu") -> Ticket:
         state[name], masks[name] = w.view(shape), m.view(shape)
     state.update({k: v for k, v in tensors.items() if "::" not in k})
     model.load_state_dict(state)
-    return Ticket(model.to(device), masks, meta)
+    if "mean" in meta:  # tickets exported before 0.2 carry no normalisation: their model takes normalised input
+        model.input_transform = Normalize(tuple(json.loads(meta["mean"])), tuple(json.loads(meta["std"])),
+                                          json.loads(meta["resize"]))
+    return Ticket(model.to(device).eval(), masks, meta)
 
 
 @dataclass(frozen=True)

@@ -87,7 +87,8 @@ def test_training_reduces_loss(fmnist_dir):
     cfg, data, model, opt = _setup(fmnist_dir)
     st = fit(model, opt, data, cfg.train, Schedule(3, 2))
     assert st.history[-1]["train_loss"] < st.history[0]["train_loss"]
-    assert st.best_test_accuracy >= st.history[-1]["test_accuracy"]
+    accs = [h["test_accuracy"] for h in st.history]
+    assert st.best_test_accuracy == max(accs) and accs[-1] > 15.0  # 10 classes: chance is 10 %
     assert [h["epoch"] for h in st.history] == [1, 2, 3]
 
 

@@ -32,9 +32,12 @@ def test_gradient_reaches_every_parameter(name):
     c, s = SIZES[name]
     torch.manual_seed(0)
     model = create_model(ModelConfig(model=name, v_threshold=0.2), c, s, 10)
-    model(torch.randn(4, c, s, s) * 3, 2).sum().backward()
+    x = torch.randn(4, c, s, s, generator=torch.Generator().manual_seed(1)) * 3
+    y = torch.arange(4) % 10
+    torch.nn.functional.cross_entropy(model(x, 2).sum(0), y).backward()
     missing = [n for n, p in model.named_parameters() if p.grad is None]
-    assert not missing
+    zero = [n for n, p in model.named_parameters() if p.grad is not None and not p.grad.abs().sum() > 0]
+    assert not missing and not zero  # every parameter is reached by a non-zero gradient
 
 
 @pytest.mark.parametrize("name", sorted(SIZES))

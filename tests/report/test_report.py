@@ -84,6 +84,11 @@ def test_running_run_is_reported_with_what_is_missing(two_runs, tmp_path, capsys
     assert "Incomplete runs" in md and "running or stopped" in md
     runs = load_runs([partial])
     assert [lv["round"] for lv in runs[0].levels] == [0, 1, 2]  # finished rounds, from metrics.jsonl
+    # true sparsities of all parameters, exactly those the finished run reports (not the nominal prunable ones)
+    done = json.loads((two_runs[0] / "summary.json").read_text())["levels"]
+    assert [lv["sparsity_all"] for lv in runs[0].levels] == [lv["sparsity_all"] for lv in done]
+    assert [lv["pruned_weights"] for lv in runs[0].levels] == [lv["pruned_weights"] for lv in done]
+    assert done[1]["sparsity_all"] < done[1]["sparsity_prunable"]
 
 
 def test_refuses_mixed_models_and_non_runs(two_runs, tmp_path, fmnist_dir, capsys):

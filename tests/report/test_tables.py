@@ -38,3 +38,16 @@ def test_delta_and_speedup_average_over_seeds():
     assert _row(rows, "EB", "accuracy %") == ["80.50 ± 0.71"]
     assert _row(rows, "EB+ET vs EB", "Δ accuracy") == ["-0.50"]  # mean 80.0 vs mean 80.5
     assert _row(rows, "EB+ET vs EB", "speed-up") == ["3.00×"]  # mean 15 s vs 5 s
+
+
+def test_columns_are_matched_by_exact_pruned_count_not_by_rounding():
+    imp = _run("imp", "off", [(0.0, 80.0, 0.0, True), (0.25, 79.0, 10.0, True)])
+    eb = _run("eb", "off", [(0.25, 78.0, 2.0, True), (0.250004, 77.0, 3.0, True)])
+    for run, counts in ((imp, [0, 25_000]), (eb, [25_000, 25_000 + 4])):
+        for lv, c in zip(run.summary["levels"], counts):
+            lv["pruned_weights"] = c
+    eb.summary["levels"][1]["sparsity_all"] = 0.25 + 4 / 100_000
+    header, rows = table1([imp, eb])
+    assert header == ["method", "metric", "0.00 %", "25.00 %", "25.00 %"]  # equal to 4 decimals, still apart
+    assert _row(rows, "IMP", "accuracy %") == ["80.00", "79.00", "–"]
+    assert _row(rows, "EB", "accuracy %") == ["–", "78.00", "77.00"]

@@ -72,9 +72,28 @@ def test_forced_early_time_searches_at_n_and_retrains_at_full_t(fmnist_dir, tmp_
 
 
 def test_auto_early_time_records_kl_and_warms_up_at_full_t(fmnist_dir, tmp_path):
-    res = search(search_cfg(fmnist_dir, early_time="auto", et_warmup_epochs=1, et_batch=64, timesteps=4),
-                 out=tmp_path / "r")
+    """The recorded KL is that of the dense model after the warm-up (reproduced here independently), T_early is the
+    rule's choice on it, and every later epoch of the search runs at T_early."""
+    from snnlth.data import load_data
+    from snnlth.engine.loop import Schedule, fit
+    from snnlth.engine.optim import make_optimizer
+    from snnlth.rundir.layout import RunDir
+    from snnlth.search.base import SearchContext
+    from snnlth.search.early_time import fixed_batch
+
+    cfg = search_cfg(fmnist_dir, early_time="auto", et_warmup_epochs=1, et_batch=64, timesteps=4, et_threshold=1.05)
+    res = search(cfg, out=tmp_path / "r")
     et = res.summary["early_time"]
-    assert et["mode"] == "auto" and set(et["kl"]) == {"2", "3", "4"} and 2 <= et["t_early"] <= 4
-    rows = [r for r in _rows(res.run_dir) if r["phase"] == "round_00"]
-    assert rows[0]["timesteps"] == 4 and all(r["timesteps"] == et["t_early"] for r in rows[1:])
+    ctx = SearchContext(cfg, RunDir(tmp_path / "x"), load_data(cfg.data, torch.device("cpu")), torch.device("cpu"))
+    model = ctx.new_model()
+    fit(model, make_optimizer(model, cfg.train), ctx.data, cfg.train, Schedule(3, 4, stop_epoch=1))
+    kl = measure_kl(model, fixed_batch(ctx.data, 64, cfg.train.seed), 4)
+    assert et["kl"] == {str(t): v for t, v in kl.items()} and et["batch"] == 64
+    t_early, norm = choose_t_early(kl, 1.05)
+    assert et["t_early"] == t_early and et["kl_normalized"] == {str(t): v for t, v in norm.items()}
+    assert t_early < 4  # the rule accepted an earlier step, so the rest of the search is at T_early
+    rows = _rows(res.run_dir)
+    dense = [r for r in rows if r["phase"] == "round_00"]
+    assert dense[0]["timesteps"] == 4 and all(r["timesteps"] == t_early for r in dense[1:])
+    assert {r["timesteps"] for r in rows if not r.get("retrain") and r["phase"] != "round_00"} == {t_early}
+    assert {r["timesteps"] for r in rows if r.get("retrain")} == {4}

@@ -134,6 +134,26 @@ class SpikingNet(nn.Module, metaclass=abc.ABCMeta):
         return p.device if p is not None else torch.device("cpu")
 
 
+class Normalize(nn.Module):
+    """Raw images ``[B, C, H, W]`` in [0, 1] -> ``(x - mean) / std`` per channel, the input a run trained on; with
+    ``size``, images of another side length are first resized (bilinear) to it, as ``--resize`` did at load.
+    Buffers are not persistent: a state dict with or without this transform is the same."""
+
+    def __init__(self, mean: tuple[float, ...], std: tuple[float, ...], size: int | None = None) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1), persistent=False)
+        self.size = size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.size is not None and x.shape[-1] != self.size:
+            x = nn.functional.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False)
+        return (x - self.mean) / self.std
+
+    def extra_repr(self) -> str:
+        return f"mean={self.mean.flatten().tolist()}, std={self.std.flatten().tolist()}, size={self.size}"
+
+
 def model_identity(model: nn.Module) -> dict:
     """Class and a digest of the parameter names and shapes: two models with equal identity have the same
     architecture as far as masks and state dicts are concerned."""

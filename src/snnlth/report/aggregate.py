@@ -26,6 +26,7 @@ class Point:
     energy_uj: float | None = None
     ticket_bytes: float | None = None
     dense_bytes: float | None = None
+    key: int | float = 0  # the column: see level_key
 
 
 def mean_std(values: list[float]) -> tuple[float | None, float]:
@@ -36,8 +37,12 @@ def mean_std(values: list[float]) -> tuple[float | None, float]:
     return m, math.sqrt(sum((v - m) ** 2 for v in vals) / (len(vals) - 1)) if len(vals) > 1 else 0.0
 
 
-def level_key(level: dict) -> float:
-    return round(level["sparsity_all"], 4)
+def level_key(level: dict) -> int | float:
+    """The column of a level: its exact number of pruned weights, so tickets of equal size (IMP's round k and the EB
+    ticket at IMP's level k) share a column and tickets of different sizes never do. Runs written before the count
+    was recorded fall back to the all-parameter sparsity."""
+    pruned = level.get("pruned_weights")
+    return pruned if pruned is not None else level["sparsity_all"]
 
 
 def labels(runs: list[RunRecord]) -> list[str]:
@@ -54,17 +59,26 @@ def curves(runs: list[RunRecord]) -> dict[str, list[Point]]:
             for lv in run.levels:
                 groups.setdefault(level_key(lv), []).append(lv)
         points = []
-        for key in sorted(groups):
+        for key in sorted(groups, key=lambda k: groups[k][0]["sparsity_all"]):
             lvs = groups[key]
             acc, acc_std = mean_std([lv["test_accuracy"] for lv in lvs])
             sec, sec_std = mean_std([lv.get("search_seconds") for lv in lvs])
             spikes, _ = mean_std([lv.get("spikes_per_image") for lv in lvs])
             extra = [mean_std([lv.get(k) for lv in lvs])[0]
                      for k in ("synops_per_image", "energy_uj_per_image", "ticket_bytes", "dense_bytes")]
-            points.append(Point(key, lvs[0]["sparsity_prunable"], acc, acc_std, sec, sec_std, spikes,
-                                all(lv["final"] for lv in lvs), len(lvs), *extra))
+            points.append(Point(lvs[0]["sparsity_all"], lvs[0]["sparsity_prunable"], acc, acc_std, sec, sec_std,
+                                spikes, all(lv["final"] for lv in lvs), len(lvs), *extra, key=key))
         out[label] = points
     return out
+
+
+def columns(cs: dict[str, list[Point]]) -> list[Point]:
+    """One point per column (any label's), sorted by sparsity: the header of the Table-1 layout."""
+    first: dict[int | float, Point] = {}
+    for pts in cs.values():
+        for p in pts:
+            first.setdefault(p.key, p)
+    return sorted(first.values(), key=lambda p: p.sparsity_all)
 
 
 def dense_accuracy(runs: list[RunRecord]) -> float | None:

@@ -121,7 +121,8 @@ def load_runs(paths: list[str | Path]) -> list[RunRecord]:
 
 
 def provisional_levels(run: RunRecord) -> list[dict]:
-    """Levels of a run that has no summary yet, from its finished rounds in ``metrics.jsonl`` (nominal sparsity)."""
+    """Levels of a run that has no summary yet: its finished rounds in ``metrics.jsonl``, with the exact sparsity
+    every row of a round carries (nominal ``1 - (1 - p)^k`` only for runs written before rows carried it)."""
     s, epochs = run.config.get("search", {}), run.config.get("train", {}).get("epochs", 0)
     rate, rewind = s.get("prune_rate", 0.25), s.get("rewind_epoch", 0)
     by_phase: dict[str, list[dict]] = {}
@@ -134,10 +135,11 @@ def provisional_levels(run: RunRecord) -> list[dict]:
         k = int(phase.split("_")[1])
         if len(rows) < (epochs if k == 0 else epochs - rewind):
             continue  # round still running
-        sparsity = 1 - (1 - rate) ** k
-        levels.append({"round": k, "sparsity_prunable": sparsity, "sparsity_all": sparsity, "timesteps":
-                       rows[-1]["timesteps"], "test_accuracy": rows[-1]["test_accuracy"],
-                       "best_test_accuracy": max(r["test_accuracy"] for r in rows), "final": False,
-                       "search_seconds": None, "spikes_per_image": rows[-1].get("spikes_per_image"),
-                       "layer_sparsity": {}, "provisional": True})
+        last, nominal = rows[-1], 1 - (1 - rate) ** k
+        accs = [r["test_accuracy"] for r in rows if r.get("test_accuracy") is not None]
+        levels.append({"round": k, "sparsity_prunable": last.get("sparsity_prunable", nominal),
+                       "sparsity_all": last.get("sparsity_all", nominal), "pruned_weights": last.get("pruned_weights"),
+                       "timesteps": last["timesteps"], "test_accuracy": last["test_accuracy"],
+                       "best_test_accuracy": max(accs) if accs else None, "final": False, "search_seconds": None,
+                       "spikes_per_image": last.get("spikes_per_image"), "layer_sparsity": {}, "provisional": True})
     return levels

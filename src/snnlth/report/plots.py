@@ -10,7 +10,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from snnlth.report.aggregate import curves, dense_accuracy, plain_of  # noqa: E402
+from snnlth.report.aggregate import columns, curves, dense_accuracy, plain_of  # noqa: E402
 from snnlth.report.collect import RunRecord  # noqa: E402
 
 
@@ -67,10 +67,11 @@ def search_time(runs: list[RunRecord]) -> Figure | None:
     cs = {k: v for k, v in cs.items() if v}
     if not cs:
         return None
-    keys = sorted({p.sparsity_all for pts in cs.values() for p in pts})
+    cols = columns(cs)
+    keys = [c.key for c in cols]
     fig, ax = _fig(max(6.4, 0.9 * len(keys) * len(cs) / 2 + 3))
     width = 0.8 / len(cs)
-    at = {label: {p.sparsity_all: p for p in pts} for label, pts in cs.items()}
+    at = {label: {p.key: p for p in pts} for label, pts in cs.items()}
     for i, label in enumerate(cs):
         xs = [j + i * width for j, k in enumerate(keys) if k in at[label]]
         ys = [at[label][k].search_seconds for k in keys if k in at[label]]
@@ -80,7 +81,8 @@ def search_time(runs: list[RunRecord]) -> Figure | None:
             if plain in at and k in at[plain]:
                 speed = at[plain][k].search_seconds / at[label][k].search_seconds
                 ax.annotate(f"{speed:.2f}×", (x, at[label][k].search_seconds), ha="center", va="bottom", fontsize=7)
-    ax.set_xticks([j + width * (len(cs) - 1) / 2 for j in range(len(keys))], [f"{100 * k:.1f}" for k in keys])
+    ax.set_xticks([j + width * (len(cs) - 1) / 2 for j in range(len(keys))],
+                  [f"{100 * c.sparsity_all:.1f}" for c in cols])
     ax.set_xlabel("sparsity, % of all parameters")
     ax.set_ylabel("search time (s)")
     ax.set_title("Search time per level (labels: speed-up of +ET over its plain method)", fontsize=9)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from snnlth.report.aggregate import Point, curves, plain_of
+from snnlth.report.aggregate import Point, columns, curves, plain_of
 from snnlth.report.collect import RunRecord
 
 Table = tuple[list[str], list[list[str]]]
@@ -42,9 +42,10 @@ def table1(runs: list[RunRecord]) -> Table:
     then for each +ET variant the accuracy difference (tickets at full T only) and the search speed-up against its
     plain method."""
     cs = curves(runs)
-    keys = sorted({p.sparsity_all for pts in cs.values() for p in pts})
-    header = ["method", "metric"] + [f"{100 * k:.2f} %" for k in keys]
-    at = {label: {p.sparsity_all: p for p in pts} for label, pts in cs.items()}
+    cols = columns(cs)
+    keys = [c.key for c in cols]
+    header = ["method", "metric"] + [f"{100 * c.sparsity_all:.2f} %" for c in cols]
+    at = {label: {p.key: p for p in pts} for label, pts in cs.items()}
     rows = []
     for label in cs:
         rows.append([label, "accuracy %"] + [fmt_acc(at[label].get(k)) for k in keys])

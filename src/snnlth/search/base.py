@@ -148,8 +148,7 @@ class SearchContext:
 
     def level_tags(self, round_: int, masks: M.Masks) -> dict[str, Any]:
         """Fields every metrics row of a round carries, so a report of an unfinished run shows true sparsities."""
-        fields = self.sparsity_fields(masks)
-        return {"round": round_, "sparsity_all": fields["sparsity_all"], "pruned_weights": fields["pruned_weights"]}
+        return {"round": round_, **self.sparsity_fields(masks)}
 
     def weights(self, model: SpikingNet, names: list[str]) -> M.Weights:
         params = dict(model.named_parameters())

@@ -120,12 +120,13 @@ def run_early_bird(ctx: SearchContext) -> tuple[list[dict], EarlyTimePlan, list[
     init = ctx.save_state_once("init", model)
     names = ctx.prunable_names(model)
     plan = EarlyTimePlan(ctx)
-    targets = resolve_targets(s, M.ones_like(ctx.weights(model, names)))
+    dense = M.ones_like(ctx.weights(model, names))
+    targets = resolve_targets(s, dense)
     tracker = EarlyBirdTracker(ctx, names, targets, min_epochs=rewind)
     ctx.event(f"Early-Bird search: dense training up to {epochs} epochs, targets "
               f"{', '.join(f'{t.sparsity:.2%}' for t in targets)}")
     search = ctx.run_phase(model, Phase("eb_search", init, None, plan.timesteps, epochs, stream=STREAM.round(0),
-                                        tags={"round": 0, "sparsity_all": 0.0, "pruned_weights": 0},
+                                        tags=ctx.level_tags(0, dense),
                                         hooks=(RewindHook(ctx, rewind), plan, tracker)))
     eb = tracker.finish(len(search.history))
     start = init if rewind == 0 else ctx.load_state("rewind")
