@@ -83,3 +83,17 @@ def one_line_error(capsys) -> str:
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("snnlth: error: ") and "Traceback" not in err[0]
     return err[0]
+
+
+def search_context(cfg, path):
+    """A SearchContext over a run store at ``path`` and the config's data, on the CPU (what ``snnlth.search``
+    builds), for tests that drive phases or reproduce a search step by hand."""
+    import torch
+
+    from snnlth.api import model_builder
+    from snnlth.data import load_data
+    from snnlth.rundir.store import RunStore
+    from snnlth.search.base import SearchContext
+
+    data = load_data(cfg.data, torch.device("cpu"))
+    return SearchContext(cfg, RunStore(path), data, torch.device("cpu"), model_builder(cfg, data))

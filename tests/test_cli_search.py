@@ -24,8 +24,11 @@ def _err(capsys):
     (["--early-time", "0"], "--early-time must be in [1, --timesteps)"),
     (["--early-time", "soon"], "--early-time must be off, auto or a number"),
     (["--method", "reinit"], "--method reinit needs --from RUN_DIR"),
-    (["--method", "random", "--early-time", "2"], "--early-time combines with imp and eb only"),
-    (["--method", "tpe"], "--method must be one of imp, eb, random, reinit"),
+    (["--method", "random", "--early-time", "2"], "--early-time works with --method eb or imp only"),
+    (["--method", "reinit", "--early-time", "2", "--from", "x"], "--early-time works with --method eb or imp only"),
+    (["--method", "imp", "--from", "x"], "--method imp takes no --from"),
+    (["--method", "tpe"], "unknown method 'tpe'; choose one of: eb, imp, random, reinit"),
+    (["--method", "rinit"], "unknown method 'rinit' (did you mean 'reinit'?)"),
     (["--retrain-at", "1.5"], "--retrain-at takes last, all"),
 ])
 def test_bad_search_input(argv, match, capsys, fmnist_dir, tmp_path):

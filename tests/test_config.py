@@ -73,21 +73,44 @@ def test_run_hash_is_pinned_and_ignores_defaults_and_paths():
     assert config_hash(TrainRunConfig(model=ModelConfig(timesteps=3, bn_time="pooled")), "train") == "9bddaa22"
 
 
+def _name(cfg, method="imp"):
+    """The hash a search run is named by: its method's registry entry says which fields it reads."""
+    from snnlth.search.registry import METHODS
+
+    return config_hash(cfg, method, METHODS.get(method).ignored(cfg))
+
+
 def test_search_hash_is_pinned_and_follows_every_semantic_field():
     from snnlth.config import SearchConfig, SearchRunConfig
 
     base = SearchRunConfig()
     et = SearchRunConfig(search=SearchConfig(early_time="auto"))
-    assert (config_hash(base, "imp"), config_hash(et, "imp")) == PINNED_SEARCH
-    assert config_hash(base, "eb") != config_hash(base, "imp")
+    assert (_name(base), _name(et)) == PINNED_SEARCH
+    eb = SearchRunConfig(search=SearchConfig(method="eb"))
+    assert _name(eb, "eb") != _name(base)
     changed = [SearchRunConfig(search=SearchConfig(prune_rate=0.2)), SearchRunConfig(search=SearchConfig(rounds=5)),
                SearchRunConfig(train=TrainConfig(lr=0.3)), SearchRunConfig(data=DataConfig(train_subset=100)),
-               SearchRunConfig(model=ModelConfig(bn_time="pooled")), et]
-    hashes = {config_hash(c, "imp") for c in changed}
-    assert len(hashes) == len(changed) and config_hash(base, "imp") not in hashes
+               SearchRunConfig(model=ModelConfig(bn_time="pooled")), et,
+               SearchRunConfig(search=SearchConfig(early_time="auto", et_threshold=0.5))]
+    hashes = {_name(c) for c in changed}
+    assert len(hashes) == len(changed) and _name(base) not in hashes
     unchanged = SearchRunConfig(train=TrainConfig(eval_every=50, device="cpu"),
                                 search=SearchConfig(checkpoint_every=3))
-    assert config_hash(unchanged, "imp") == config_hash(base, "imp")
+    assert _name(unchanged) == _name(base)
 
 
-PINNED_SEARCH = ("aeb6d699", "f6f9f63c")
+def test_fields_a_method_does_not_read_never_split_its_runs():
+    from snnlth.config import SearchConfig, SearchRunConfig
+
+    base = SearchRunConfig()
+    for ignored in (SearchConfig(target_sparsity=("0.5",)), SearchConfig(eb_window=3), SearchConfig(et_threshold=0.1),
+                    SearchConfig(retrain_at=("all",)), SearchConfig(et_warmup_epochs=4)):
+        assert _name(SearchRunConfig(search=ignored)) == _name(base)  # imp, no Early-Time: none of these matter
+    eb = SearchRunConfig(search=SearchConfig(method="eb"))
+    assert _name(SearchRunConfig(search=SearchConfig(method="eb", eb_window=3)), "eb") != _name(eb, "eb")
+    et = SearchRunConfig(search=SearchConfig(early_time="2"))
+    assert _name(SearchRunConfig(search=SearchConfig(early_time="2", retrain_at=("all",)))) != _name(et)
+    assert _name(SearchRunConfig(search=SearchConfig(early_time="2", et_threshold=0.1))) == _name(et)  # auto only
+
+
+PINNED_SEARCH = ("7d80cf56", "420daa4d")

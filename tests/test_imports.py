@@ -42,3 +42,16 @@ def test_report_does_not_import_torch():
             offenders += [f"{path.name}: {n}" for n in names if n.split(".")[0] == "torch" or n in (
                 "snnlth.rundir.store", "snnlth.engine", "snnlth.models")]
     assert not offenders
+
+
+def test_only_rundir_builds_paths_inside_a_run():
+    """One run store: file names of a run directory appear in snnlth/rundir only (reports and CLI ask it)."""
+    names = ('"summary.json"', '"config.json"', '"metrics.jsonl"', '"env.json"', '"checkpoint.pt"', '/ "phases"',
+             '/ "masks"', '"early_time.json"', '.ckpt.pt"', '"init.pt"', '"rewind.pt"', '"masks/', '"phases/')
+    offenders = []
+    for path in SRC.rglob("*.py"):
+        if path.parent.name == "rundir":
+            continue
+        text = path.read_text()
+        offenders += [f"{path.name}: {n}" for n in names if n in text]
+    assert not offenders

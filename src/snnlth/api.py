@@ -18,12 +18,12 @@ from snnlth.engine.loop import BatchInfo, FitState, Schedule, fit
 from snnlth.engine.optim import make_optimizer, resolve_device
 from snnlth.models.catalog import MODELS, create_model
 from snnlth.models.protocol import SpikingNet
-from snnlth.rundir.atomic import atomic_write_json, atomic_write_text, read_json
-from snnlth.rundir.layout import RunDir, default_run_dir, dumps_jsonl
-from snnlth.rundir.store import load_blob, save_blob
+from snnlth.rundir.layout import Identity, default_run_dir
+from snnlth.rundir.store import RunStore
 from snnlth.search.base import Callbacks, SearchContext
-from snnlth.search.baselines import check_source
+from snnlth.search.registry import method_of
 from snnlth.search.runner import run_search
+from snnlth.search.source import check_source
 from snnlth.snn.surrogate import SURROGATES
 
 
@@ -45,11 +45,16 @@ def validate_names(cfg: TrainRunConfig | SearchRunConfig) -> None:
     SURROGATES.get(cfg.model.surrogate)
 
 
+def model_builder(cfg: TrainRunConfig | SearchRunConfig, data: DataBundle) -> Callable[[], SpikingNet]:
+    """A builder of the configured model for ``data``'s image shape (on the CPU, initialised from the global RNG)."""
+    spec = data.spec
+    return lambda: create_model(cfg.model, spec.in_channels, data.image_size, spec.num_classes)
+
+
 def build_model(cfg: TrainRunConfig, data: DataBundle, device: torch.device) -> SpikingNet:
     """The configured model for ``data``'s image shape, initialised from ``cfg.train.seed``, on ``device``."""
     torch.manual_seed(cfg.train.seed)
-    model = create_model(cfg.model, data.spec.in_channels, data.image_size, data.spec.num_classes)
-    return model.to(device)
+    return model_builder(cfg, data)().to(device)
 
 
 def count_parameters(model: SpikingNet) -> dict[str, int]:
@@ -66,33 +71,34 @@ def train(cfg: TrainRunConfig, out: str | Path | None = None, runs_root: str | P
     last completed epoch. Nothing is written until config, data and model have all been checked."""
     validate_names(cfg)
     device = resolve_device(cfg.train.device)
-    run = RunDir(Path(out) if out else default_run_dir("train", cfg, runs_root))
-    status = run.status("train", cfg)
+    store = RunStore(Path(out) if out else default_run_dir("train", cfg, runs_root), map_location=device)
+    identity = Identity.of("train", cfg)
+    status = store.status(identity)
     if status == "done":
-        return TrainResult(run.path, read_json(run.summary), "done")
+        return TrainResult(store.path, store.read_summary(), "done")
     data = load_data(cfg.data, device, seed=cfg.train.seed)
     model = build_model(cfg, data, device)
     optimizer = make_optimizer(model, cfg.train)
     state = FitState()
-    if status == "resume" and run.checkpoint.exists():
-        ckpt = load_blob(run.checkpoint, map_location=device)
+    ckpt = store.load_train_checkpoint() if status == "resume" else None
+    if ckpt is not None:
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         state = FitState(epoch=ckpt["epoch"], history=list(ckpt["history"]))
-    run.write_header("train", cfg)
+    store.open(identity, cfg)
 
     def persist(st: FitState) -> None:
-        save_blob(run.checkpoint, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                                   "epoch": st.epoch, "history": st.history})
-        atomic_write_text(run.metrics, dumps_jsonl(st.history))
+        store.save_train_checkpoint({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                                     "epoch": st.epoch, "history": st.history})
+        store.write_metrics(st.history)
         if on_epoch is not None:
             on_epoch(st.history[-1])
 
     schedule = Schedule(cfg.train.epochs, cfg.model.timesteps, eval_every=cfg.train.eval_every)
     fit(model, optimizer, data, cfg.train, schedule, state, on_batch=on_batch, on_epoch_end=persist)
     summary = make_summary(cfg, model, state, device)
-    atomic_write_json(run.summary, summary)
-    return TrainResult(run.path, summary, "resumed" if status == "resume" else "trained", model)
+    store.write_summary(summary)
+    return TrainResult(store.path, summary, "resumed" if status == "resume" else "trained", model)
 
 
 def make_summary(cfg: TrainRunConfig, model: SpikingNet, state: FitState, device: torch.device) -> dict[str, Any]:
@@ -128,22 +134,27 @@ class SearchResult:
 
 def search(cfg: SearchRunConfig, out: str | Path | None = None, runs_root: str | Path = "runs",
            callbacks: Callbacks | None = None) -> SearchResult:
-    """Run a ticket search (``cfg.search.method``: imp, eb, random, reinit; Early-Time via ``early_time``).
+    """Run a ticket search (``cfg.search.method``: any registered method, see ``snnlth methods``; Early-Time via
+    ``early_time``).
 
     Resumable: rerunning with the same config and ``out`` continues from the last completed epoch and skips every
     finished round. Nothing is written until config, ``--from`` source, data and model have been checked.
     """
     validate_names(cfg)
-    src = check_source(cfg)
+    spec = method_of(cfg)
+    spec.validate(cfg)
+    source = check_source(cfg, spec)
     device = resolve_device(cfg.train.device)
-    run = RunDir(Path(out) if out else default_run_dir(cfg.search.method, cfg, runs_root))
-    status = run.status("search", cfg)
+    ignored = spec.ignored(cfg)
+    store = RunStore(Path(out) if out else default_run_dir(spec.name, cfg, runs_root, ignored), map_location=device)
+    identity = Identity.of("search", cfg, ignored)
+    status = store.status(identity)
     if status == "done":
-        return SearchResult(run.path, read_json(run.summary), "done")
+        return SearchResult(store.path, store.read_summary(), "done")
     data = load_data(cfg.data, device, seed=cfg.train.seed)
-    ctx = SearchContext(cfg, run, data, device, callbacks or Callbacks())
+    ctx = SearchContext(cfg, store, data, device, model_builder(cfg, data), callbacks or Callbacks())
     ctx.prunable_names(ctx.shape_model())  # fail on a model/data mismatch or a bad --exclude before writing
-    run.write_header("search", cfg)
-    summary = run_search(ctx, src)
-    atomic_write_json(run.summary, summary)
-    return SearchResult(run.path, summary, "resumed" if status == "resume" else "searched")
+    store.open(identity, cfg, label=spec.label_of(cfg), base_label=spec.label)
+    summary = run_search(ctx, source)
+    store.write_summary(summary)
+    return SearchResult(store.path, summary, "resumed" if status == "resume" else "searched")

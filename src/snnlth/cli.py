@@ -77,13 +77,12 @@ def _search_config(args: argparse.Namespace) -> SearchRunConfig:
     overrides = overrides_from_namespace(args)
     if not args.resume:
         return resolve_config(SearchRunConfig, args.config, overrides)
-    from snnlth.rundir.atomic import read_json
-    from snnlth.rundir.layout import RunDir
+    from snnlth.rundir.layout import RunLayout
 
-    run = RunDir(Path(args.resume))
+    run = RunLayout(Path(args.resume))
     if not run.config.exists():
         raise ConfigError(f"--resume {run.path}: no config.json there; give the run directory of a started search")
-    saved = read_json(run.config)
+    saved = run.read_config()
     if saved.get("kind") != "search":
         raise ConfigError(f"--resume {run.path} holds a {saved.get('kind')} run; use `snnlth {saved.get('kind')}`")
     base = config_from_dict(SearchRunConfig, {k: saved[k] for k in ("data", "model", "train", "search")})
@@ -136,6 +135,16 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_methods(args: argparse.Namespace) -> int:
+    from snnlth.search.registry import describe_methods
+
+    rows = describe_methods()
+    width = max(len(name) for name, _ in rows)
+    for name, text in rows:
+        print(f"{name:<{width}}  {text}")
+    return 0
+
+
 def _cmd_export(args: argparse.Namespace) -> int:
     from snnlth.engine.energy import E_AC_PJ, E_MAC_PJ
     from snnlth.export import export_ticket
@@ -176,11 +185,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_args(p, TrainRunConfig, "train", "[data], [model], [train]")
     p.set_defaults(func=_cmd_train)
 
-    p = sub.add_parser("search", help="find a lottery ticket: imp, eb, random, reinit (+ --early-time)",
+    p = sub.add_parser("search", help="find a lottery ticket with one of `snnlth methods` (+ --early-time)",
                        description="Ticket search. Rerunning the same command (or --resume DIR) resumes it.")
     _add_run_args(p, SearchRunConfig, "<method>", "[data], [model], [train], [search]")
     p.add_argument("--resume", metavar="DIR", help="continue the search in DIR with the config saved there")
     p.set_defaults(func=_cmd_search)
+
+    p = sub.add_parser("methods", help="list the registered ticket-search methods (the values of --method)",
+                       description="The ticket-search methods `snnlth search --method` accepts.")
+    p.set_defaults(func=_cmd_methods)
 
     p = sub.add_parser("report", help="tables and plots over search runs (methods, seeds) of one model",
                        description="Write REPORT_DIR/report.md, a self-contained report.html and PNG figures.")

@@ -182,7 +182,8 @@ def _parse_targets(items: tuple[Any, ...]) -> tuple[str, ...]:
 class SearchConfig:
     """How to search for the ticket. Early-Time is a modifier of ``imp`` and ``eb``, not a method."""
 
-    method: str = _f("imp", "imp, eb, random or reinit", choices=("imp", "eb", "random", "reinit"))
+    method: str = _f("imp", "ticket-search method (`snnlth methods` lists them: imp, eb, random, reinit and any "
+                     "registered one)")
     rounds: int = _f(4, "pruning rounds after the dense round 0 (levels 0..K)")
     prune_rate: float = _f(0.25, "fraction of the surviving weights removed per round")
     scope: str = _f("global", "magnitude ranking across all layers (global) or per layer (local)",
@@ -250,8 +251,4 @@ class SearchRunConfig:
                      "use --early-time off or more timesteps")
             _require(s.et_warmup_epochs < epochs, "et_warmup_epochs", s.et_warmup_epochs,
                      f"must be < --epochs ({epochs})", "warm up for fewer epochs than the dense round")
-        if mode != "off" and s.method in ("random", "reinit"):
-            raise ConfigError(f"--early-time combines with imp and eb only, not --method {s.method}; "
-                              "drop --early-time")
-        if s.method == "reinit" and not s.from_run:
-            raise ConfigError("--method reinit needs --from RUN_DIR (a finished search whose masks to reuse)")
+

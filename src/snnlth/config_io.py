@@ -6,10 +6,14 @@ import argparse
 import dataclasses
 import hashlib
 import json
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import tomllib
+try:
+    import tomllib
+except ImportError:  # Python 3.10
+    import tomli as tomllib
 
 from snnlth.config import flag_name
 from snnlth.errors import ConfigError
@@ -151,13 +155,16 @@ def resolve_config(cfg_cls: type, config_file: str | None, overrides: dict[str, 
     return config_from_dict(cfg_cls, overrides, cfg)
 
 
-def semantic_dict(cfg: Any) -> dict[str, dict[str, Any]]:
-    """The fields that change results and differ from their identity default (normally the default): the identity
-    of a run."""
+def semantic_dict(cfg: Any, ignored: Iterable[str] = ()) -> dict[str, dict[str, Any]]:
+    """The identity of a run: the fields that change results and differ from their identity default (normally the
+    default). ``ignored``: ``section.field`` names left out (fields the run's method does not read)."""
+    skip = set(ignored)
     out: dict[str, dict[str, Any]] = {}
     for sec in dataclasses.fields(cfg):
         section = getattr(cfg, sec.name)
         for f in dataclasses.fields(section):
+            if f"{sec.name}.{f.name}" in skip:
+                continue
             value = getattr(section, f.name)
             if f.metadata.get("semantic", True) and _json(value) != _json(f.metadata.get("identity_default",
                                                                                              f.default)):
@@ -169,10 +176,10 @@ def _json(value: Any) -> Any:
     return json.loads(json.dumps(value))  # tuples -> lists, so a saved value compares equal to a fresh one
 
 
-def config_hash(cfg: Any, kind: str) -> str:
+def config_hash(cfg: Any, kind: str, ignored: Iterable[str] = ()) -> str:
     """8 hex digits naming a run by its content; fields at their default are left out, so adding a field with a
     default keeps every old name."""
-    ident = semantic_dict(cfg)
+    ident = semantic_dict(cfg, ignored)
     ident.get("train", {}).pop("seed", None)  # the seed names the sub-directory seed_<s>, not the run
     ident = {k: v for k, v in ident.items() if v}
     canon = json.dumps({"kind": kind, **ident}, sort_keys=True, separators=(",", ":"))

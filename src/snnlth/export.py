@@ -22,8 +22,8 @@ from snnlth.config_io import config_from_dict
 from snnlth.errors import ConfigError, RunDirError
 from snnlth.models.catalog import create_model
 from snnlth.models.protocol import Normalize, SpikingNet
-from snnlth.rundir.atomic import atomic_write_bytes, read_json
-from snnlth.rundir.store import load_blob
+from snnlth.rundir.atomic import atomic_write_bytes
+from snnlth.rundir.store import RunStore
 
 FORMAT = "snnlth-ticket-1"
 
@@ -70,15 +70,17 @@ def ticket_tensors(state: dict[str, torch.Tensor], masks: M.Masks, half: bool) -
 def export_ticket(run_dir: str | Path, out: str | Path, round_: int | None = None, sparsity: float | None = None,
                   half: bool = False) -> dict[str, Any]:
     """Write the ticket of one level of a finished search run; returns the metadata and the sizes."""
-    run_dir = Path(run_dir)
-    if not (run_dir / "summary.json").exists() or not (run_dir / "config.json").exists():
-        raise RunDirError(f"{run_dir} is not a finished search run (no summary.json); finish or resume it first")
-    summary, config = read_json(run_dir / "summary.json"), read_json(run_dir / "config.json")
+    run = RunStore(run_dir)
+    if not run.is_finished():
+        raise RunDirError(f"{run.path} is not a finished search run (no summary.json); finish or resume it first")
+    summary, config = run.read_summary(), run.read_config()
     level = select_level(summary["levels"], round_, sparsity)
-    if not level.get("phase") or not (run_dir / "phases" / f"{level['phase']}.pt").exists():
-        raise RunDirError(f"{run_dir}: the trained state of this level is missing (phases/{level.get('phase')}.pt)")
-    state = load_blob(run_dir / "phases" / f"{level['phase']}.pt")["model"]
-    masks = M.unpack(load_blob(run_dir / "masks" / f"{level['masks']}.pt"))
+    phase = run.load_phase(level["phase"]) if level.get("phase") else None
+    masks = run.load_masks(level["masks"])
+    if phase is None or masks is None:
+        raise RunDirError(f"{run.path}: the trained state or the masks of this level are missing "
+                          f"(phase {level.get('phase')}, masks {level.get('masks')}); resume the search")
+    state = phase["model"]
     env_shape = _shape_of(config, state)
     meta = {"format": FORMAT, "model": config["model"]["model"], "dataset": config["data"]["dataset"],
             "timesteps": str(level["timesteps"]), "sparsity_prunable": repr(level["sparsity_prunable"]),

@@ -27,6 +27,10 @@ class Registry(Generic[T]):
 
         return deco
 
+    def unregister(self, name: str) -> None:
+        """Remove ``name`` (tests register toy entries and take them back)."""
+        del self._items[name]
+
     def get(self, name: str) -> T:
         if name not in self._items:
             raise ConfigError(unknown_name_message(self.kind, name, self.names()))

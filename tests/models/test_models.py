@@ -89,3 +89,34 @@ def test_timesteps_default_and_invalid():
     assert model(torch.randn(2, 1, 28, 28)).shape[0] == 3
     with pytest.raises(ValueError, match="timesteps"):
         model(torch.randn(2, 1, 28, 28), 0)
+
+
+@pytest.mark.parametrize("name", sorted(SIZES))
+def test_every_model_implements_the_protocol_and_reinitializes_like_a_fresh_build(name):
+    from snnlth.models.protocol import TicketModel
+
+    c, s = SIZES[name]
+    torch.manual_seed(7)
+    fresh = create_model(ModelConfig(model=name), c, s, 10)
+    model = create_model(ModelConfig(model=name), c, s, 10)
+    assert isinstance(model, TicketModel)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1.0)
+    state = torch.get_rng_state()
+    model.reinitialize(7)
+    assert torch.equal(torch.get_rng_state(), state)  # the global RNG is left alone
+    assert all(torch.equal(v, fresh.state_dict()[k]) for k, v in model.state_dict().items())
+    ident = model.identity()
+    assert ident == fresh.identity() and ident["num_parameters"] == sum(p.numel() for p in model.parameters())
+    other = create_model(ModelConfig(model=name), c, s, 7)
+    assert other.identity()["parameters"] != ident["parameters"]
+
+
+def test_input_coding_is_separable_from_the_body():
+    model = create_model(ModelConfig(model="convnet"), 1, 28, 10).eval()
+    x = torch.randn(3, 1, 28, 28)
+    x_seq = model.encode(x, 4)
+    assert x_seq.shape == (4, 3, 32, 28, 28) and torch.equal(x_seq[0], x_seq[3])  # direct coding: same current
+    with torch.no_grad():
+        assert torch.equal(model.body(x_seq), model(x, 4))

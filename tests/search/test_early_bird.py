@@ -6,7 +6,7 @@ from snnlth import masks as M
 from snnlth.api import search
 from snnlth.engine.loop import FitState
 from snnlth.search.early_bird import EarlyBirdTracker, resolve_targets
-from tests.helpers import search_cfg
+from tests.helpers import search_cfg, search_context
 
 
 class StubCtx:
@@ -118,12 +118,9 @@ def test_eb_search_end_to_end_at_the_papers_threshold(fmnist_dir, tmp_path):
     the magnitude mask of the detection epoch (reproduced here independently), retrained at full T."""
     import dataclasses
 
-    from snnlth.data import load_data
     from snnlth.engine.loop import Schedule, fit
     from snnlth.engine.optim import make_optimizer
-    from snnlth.rundir.layout import RunDir
     from snnlth.rundir.store import load_blob
-    from snnlth.search.base import SearchContext
 
     cfg = search_cfg(fmnist_dir, method="eb", target_sparsity=("0.5",), eb_window=3, eb_threshold=0.02, epochs=10)
     cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, lr=0.5))
@@ -135,7 +132,7 @@ def test_eb_search_end_to_end_at_the_papers_threshold(fmnist_dir, tmp_path):
     d = s["eb"][0]["detection_epoch"]
     assert s["eb"][0]["converged"] and d > 3 and len(dense) == d  # not the first full window; stopped at detection
     assert dist[:2] == [None, None] and all(x >= 0.02 for x in dist[2:d - 1]) and dist[d - 1] < 0.02
-    ctx = SearchContext(cfg, RunDir(tmp_path / "x"), load_data(cfg.data, torch.device("cpu")), torch.device("cpu"))
+    ctx = search_context(cfg, tmp_path / "x")
     model = ctx.new_model()
     fit(model, make_optimizer(model, cfg.train), ctx.data, cfg.train, Schedule(10, 3, stop_epoch=d))
     names = ctx.prunable_names(model)

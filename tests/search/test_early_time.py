@@ -6,7 +6,7 @@ from torch import nn
 
 from snnlth.api import search
 from snnlth.search.early_time import choose_t_early, kl_by_timestep, measure_kl
-from tests.helpers import search_cfg
+from tests.helpers import search_cfg, search_context
 
 
 def test_kl_by_hand_both_directions():
@@ -74,17 +74,14 @@ def test_forced_early_time_searches_at_n_and_retrains_at_full_t(fmnist_dir, tmp_
 def test_auto_early_time_records_kl_and_warms_up_at_full_t(fmnist_dir, tmp_path):
     """The recorded KL is that of the dense model after the warm-up (reproduced here independently), T_early is the
     rule's choice on it, and every later epoch of the search runs at T_early."""
-    from snnlth.data import load_data
     from snnlth.engine.loop import Schedule, fit
     from snnlth.engine.optim import make_optimizer
-    from snnlth.rundir.layout import RunDir
-    from snnlth.search.base import SearchContext
     from snnlth.search.early_time import fixed_batch
 
     cfg = search_cfg(fmnist_dir, early_time="auto", et_warmup_epochs=1, et_batch=64, timesteps=4, et_threshold=1.05)
     res = search(cfg, out=tmp_path / "r")
     et = res.summary["early_time"]
-    ctx = SearchContext(cfg, RunDir(tmp_path / "x"), load_data(cfg.data, torch.device("cpu")), torch.device("cpu"))
+    ctx = search_context(cfg, tmp_path / "x")
     model = ctx.new_model()
     fit(model, make_optimizer(model, cfg.train), ctx.data, cfg.train, Schedule(3, 4, stop_epoch=1))
     kl = measure_kl(model, fixed_batch(ctx.data, 64, cfg.train.seed), 4)

@@ -5,14 +5,12 @@ import torch
 
 from snnlth import masks as M
 from snnlth.api import search
-from snnlth.data import load_data
 from snnlth.engine.loop import Schedule, fit
 from snnlth.engine.masking import MaskEnforcer
 from snnlth.engine.optim import make_optimizer
-from snnlth.rundir.layout import RunDir
 from snnlth.rundir.store import load_blob
-from snnlth.search.base import Phase, SearchContext
-from tests.helpers import search_cfg
+from snnlth.search.base import Phase
+from tests.helpers import search_cfg, search_context
 
 
 def test_sparsity_per_round_is_exact_and_masks_are_nested(fmnist_dir, tmp_path):
@@ -44,7 +42,7 @@ def test_late_rewind_snapshot_is_the_dense_run_after_r_epochs(fmnist_dir, tmp_pa
     cfg = search_cfg(fmnist_dir, rounds=1, rewind_epoch=1)
     res = search(cfg, out=tmp_path / "r")
     rewind = load_blob(res.run_dir / "rewind.pt")
-    ctx = SearchContext(cfg, RunDir(tmp_path / "x"), load_data(cfg.data, torch.device("cpu")), torch.device("cpu"))
+    ctx = search_context(cfg, tmp_path / "x")
     model = ctx.new_model()
     fit(model, make_optimizer(model, cfg.train), ctx.data, cfg.train, Schedule(3, 3, stop_epoch=1))
     assert all(torch.equal(rewind[k], v) for k, v in model.state_dict().items())  # incl. BN running stats
@@ -55,7 +53,7 @@ def test_late_rewind_snapshot_is_the_dense_run_after_r_epochs(fmnist_dir, tmp_pa
 
 def test_run_phase_starts_from_stored_state_times_mask_and_is_skipped_once_done(fmnist_dir, tmp_path):
     cfg = search_cfg(fmnist_dir)
-    ctx = SearchContext(cfg, RunDir(tmp_path / "r"), load_data(cfg.data, torch.device("cpu")), torch.device("cpu"))
+    ctx = search_context(cfg, tmp_path / "r")
     model = ctx.new_model()
     start = {k: v.clone() + 0.5 for k, v in model.state_dict().items()}  # BN running stats included
     names = ctx.prunable_names(model)
@@ -68,7 +66,8 @@ def test_run_phase_starts_from_stored_state_times_mask_and_is_skipped_once_done(
     res = ctx.run_phase(model, Phase("p1", start, masks, 3, 1, stream=0, tags={"round": 1}))
     assert all((res.model_state[n][~masks[n]] == 0).all() for n in masks)
     assert not torch.equal(res.model_state["fc1.weight"], start["fc1.weight"] * masks["fc1.weight"])
-    other = ctx.new_model(seed_offset=5)
+    other = ctx.new_model()
+    other.reinitialize(5)
     again = ctx.run_phase(other, Phase("p1", start, masks, 3, 1, stream=0, tags={"round": 1}))
     assert again.history == res.history and res.history[0]["phase"] == "p1" and res.history[0]["round"] == 1
     assert all(torch.equal(v, res.model_state[k]) for k, v in other.state_dict().items())

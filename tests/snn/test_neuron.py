@@ -92,3 +92,31 @@ def test_spikes_keep_input_dtype_under_bf16():
 
 def test_relu_neuron():
     assert SeqReLU()(torch.tensor([-1.0, 2.0])).tolist() == [0.0, 2.0]
+
+
+def test_neurons_are_found_by_predicate_not_type():
+    from torch import nn
+
+    from snnlth.engine.evaluate import SpikeCounter
+    from snnlth.snn.neuron import LIF, SeqReLU, is_spiking_neuron
+
+    class BaseNode(nn.Module):  # the name of spikingjelly's neuron base class
+        def forward(self, x):
+            return (x > 0).float()
+
+    class LIFNode(BaseNode):  # a subclass, as spikingjelly's own neurons are
+        pass
+
+    class Leaky(nn.Module):
+        spiking_neuron = True  # any module may declare itself a neuron
+
+        def forward(self, x):
+            return (x >= 1).float()
+
+    assert is_spiking_neuron(LIF()) and is_spiking_neuron(LIFNode()) and is_spiking_neuron(Leaky())
+    assert not is_spiking_neuron(SeqReLU()) and not is_spiking_neuron(nn.ReLU())
+    net = nn.Sequential(LIFNode(), nn.Identity(), Leaky(), nn.ReLU())
+    x = torch.tensor([[-1.0, 0.5, 2.0, 3.0]])
+    with SpikeCounter(net) as counter:
+        net(x)
+    assert set(counter.per_layer) == {"0", "2"} and counter.total() == 3 + 3

@@ -1,4 +1,5 @@
-"""Whole datasets held as uint8 tensors on the training device, batched without a DataLoader."""
+"""Whole datasets held as uint8 tensors on the training device, batched without a DataLoader: the device-resident
+implementation of the data protocol (:mod:`snnlth.data.source`)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ import torch.nn.functional as F
 from snnlth.config import DataConfig
 from snnlth.data.augment import augment, normalize
 from snnlth.data.catalog import DATASETS, DatasetSpec, find_dataset_dir
+from snnlth.data.source import Batch
 from snnlth.errors import ConfigError
-from snnlth.rng import epoch_generator  # noqa: F401  (re-exported: the engine draws its epochs here)
+from snnlth.rng import ET_BATCH_OFFSET, epoch_generator
 
 
 @dataclass
@@ -31,6 +33,23 @@ class DataBundle:
     @property
     def num_train(self) -> int:
         return len(self.train_y)
+
+    @property
+    def device(self) -> torch.device:
+        return self.train_y.device
+
+    # the DataSource protocol (snnlth.data.source)
+    def train_batches(self, batch_size: int, seed: int, stream: int, epoch: int) -> Iterator[Batch]:
+        return train_batches(self, batch_size, epoch_generator(seed, epoch, stream))
+
+    def eval_batches(self, batch_size: int, split: str = "test") -> Iterator[Batch]:
+        return eval_batches(self, batch_size, split)
+
+    def sample(self, n: int, seed: int) -> torch.Tensor:
+        """``n`` training images (normalised, not augmented), the same for a given seed: ``[N, C, H, W]``."""
+        gen = torch.Generator().manual_seed(seed + ET_BATCH_OFFSET)
+        idx = torch.randperm(self.num_train, generator=gen)[: min(n, self.num_train)].to(self.device)
+        return normalize(self.train_x[idx], self.spec.mean, self.spec.std)
 
 
 def stratified_subset(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
@@ -72,8 +91,6 @@ def load_data(cfg: DataConfig, device: torch.device, seed: int = 0) -> DataBundl
     tensors = [t.to(device) for t in tensors]
     return DataBundle(spec, *tensors, image_size=int(tensors[0].shape[-1]), augment=cfg.augment)
 
-
-Batch = tuple[torch.Tensor, torch.Tensor]
 
 
 def train_batches(data: DataBundle, batch_size: int, gen: torch.Generator) -> Iterator[Batch]:

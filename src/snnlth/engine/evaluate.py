@@ -8,9 +8,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from snnlth.data.loader import DataBundle, eval_batches
+from snnlth.data.source import DataSource
 from snnlth.engine.energy import OpCounter, energy_uj
-from snnlth.snn.neuron import LIF
+from snnlth.snn.neuron import is_spiking_neuron
 
 
 def seq_loss(logits_seq: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -32,7 +32,8 @@ def autocast(device: torch.device, enabled: bool):
 
 
 class SpikeCounter:
-    """Counts the spikes every LIF layer emits while active (forward hooks, removed on exit).
+    """Counts the spikes every spiking neuron (:func:`is_spiking_neuron`) emits while active (forward hooks, removed
+    on exit).
 
     ``per_layer[name]`` sums spikes over timesteps and images; divide by the number of images for spikes per image.
     """
@@ -44,7 +45,7 @@ class SpikeCounter:
 
     def __enter__(self) -> SpikeCounter:
         for name, module in self.model.named_modules():
-            if isinstance(module, LIF):
+            if is_spiking_neuron(module):
                 self.per_layer[name] = torch.zeros((), dtype=torch.float64, device=_device_of(self.model))
                 self._handles.append(module.register_forward_hook(self._hook(name)))
         return self
@@ -70,18 +71,18 @@ def _device_of(model: nn.Module) -> torch.device:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, data: DataBundle, timesteps: int, batch_size: int = 256, amp: bool = False,
+def evaluate(model: nn.Module, data: DataSource, timesteps: int, batch_size: int = 256, amp: bool = False,
              split: str = "test") -> dict[str, float]:
     """Accuracy (percent), mean loss, spikes per image (all LIF layers, all timesteps), SynOps, MACs and energy per
     image (:mod:`snnlth.engine.energy`) over ``split`` in eval mode; restores the model's previous mode."""
     was_training = model.training
     model.eval()
-    device = data.test_y.device
+    device = data.device
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
     n = 0
     with SpikeCounter(model) as spikes, OpCounter(model) as ops:
-        for x, y in eval_batches(data, batch_size, split):
+        for x, y in data.eval_batches(batch_size, split):
             with autocast(device, amp):
                 logits_seq = model(x, timesteps)
             loss_sum += seq_loss(logits_seq, y) * len(y)

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from snnlth.config import TrainConfig
-from snnlth.data.loader import DataBundle, epoch_generator, train_batches
+from snnlth.data.source import DataSource
 from snnlth.engine.evaluate import autocast, evaluate, seq_correct, seq_loss
 from snnlth.engine.masking import MaskEnforcer
 from snnlth.engine.optim import cosine_lr, set_lr
@@ -63,18 +63,29 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, data: DataBundle, batch_size: int,
-                timesteps: int, gen: torch.Generator, amp: bool = False, enforcer: MaskEnforcer | None = None,
-                on_batch: Callable[[BatchInfo], None] | None = None, epoch: int = 0, epochs: int = 1) -> dict:
+@dataclass(frozen=True)
+class EpochSpec:
+    """One training epoch: which (of how many), at which T, on which data stream."""
+
+    epoch: int
+    epochs: int
+    timesteps: int
+    stream: int = 0
+
+
+def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, data: DataSource, cfg: TrainConfig,
+                spec: EpochSpec, enforcer: MaskEnforcer | None = None,
+                on_batch: Callable[[BatchInfo], None] | None = None) -> dict:
     """One pass over the training data; with an ``enforcer``, pruned weights get no update and stay exactly 0."""
     model.train()
-    device = data.train_y.device
+    device = data.device
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
-    seen, batches = 0, -(-data.num_train // batch_size)
+    seen, batches = 0, -(-data.num_train // cfg.batch_size)
+    timesteps, amp = spec.timesteps, cfg.amp
     _sync(device)
     start = time.perf_counter()
-    for i, (x, y) in enumerate(train_batches(data, batch_size, gen)):
+    for i, (x, y) in enumerate(data.train_batches(cfg.batch_size, cfg.seed, spec.stream, spec.epoch)):
         with autocast(device, amp):
             logits_seq = model(x, timesteps)  # [T, B, C]
         loss = seq_loss(logits_seq, y)
@@ -89,7 +100,8 @@ def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, data: DataBu
         correct += seq_correct(logits_seq.detach(), y)
         seen += len(y)
         if on_batch is not None:
-            on_batch(BatchInfo(epoch, epochs, i + 1, batches, loss_sum, correct, seen, time.perf_counter() - start))
+            on_batch(BatchInfo(spec.epoch, spec.epochs, i + 1, batches, loss_sum, correct, seen,
+                               time.perf_counter() - start))
     _sync(device)
     seconds = time.perf_counter() - start
     return {"train_loss": loss_sum.item() / max(seen, 1), "train_accuracy": 100.0 * correct.item() / max(seen, 1),
@@ -123,7 +135,7 @@ _NOT_EVALUATED = {"test_loss": None, "test_accuracy": None, "spikes_per_image": 
                   "macs_per_image": None, "energy_uj_per_image": None, "eval_seconds": 0.0}
 
 
-def fit(model: nn.Module, optimizer: torch.optim.Optimizer, data: DataBundle, cfg: TrainConfig, schedule: Schedule,
+def fit(model: nn.Module, optimizer: torch.optim.Optimizer, data: DataSource, cfg: TrainConfig, schedule: Schedule,
         state: FitState | None = None, *, enforcer: MaskEnforcer | None = None, hooks: Sequence[EpochHook] = (),
         on_batch: Callable[[BatchInfo], None] | None = None,
         on_epoch_end: Callable[[FitState], None] | None = None) -> FitState:
@@ -139,9 +151,8 @@ def fit(model: nn.Module, optimizer: torch.optim.Optimizer, data: DataBundle, cf
         timesteps = schedule.timesteps_at(epoch)
         lr = cosine_lr(cfg.lr, epoch, schedule.epochs)
         set_lr(optimizer, lr)
-        gen = epoch_generator(cfg.seed, epoch, schedule.stream)
-        row = train_epoch(model, optimizer, data, cfg.batch_size, timesteps, gen, cfg.amp, enforcer, on_batch,
-                          epoch, schedule.epochs)
+        row = train_epoch(model, optimizer, data, cfg, EpochSpec(epoch, schedule.epochs, timesteps, schedule.stream),
+                          enforcer, on_batch)
         state.history.append({"epoch": epoch + 1, "timesteps": timesteps, "lr": lr, **row})
         state.epoch = epoch + 1
         stop = any([hook.after_epoch(model, state) for hook in hooks])  # a list: every hook runs

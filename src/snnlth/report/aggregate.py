@@ -87,6 +87,6 @@ def dense_accuracy(runs: list[RunRecord]) -> float | None:
                      if lv["sparsity_all"] == 0 and lv["final"]])[0]
 
 
-def plain_of(label: str) -> str | None:
-    """``IMP+ET`` -> ``IMP``: the method an Early-Time variant is compared with."""
-    return label[:-3] if label.endswith("+ET") else None
+def comparisons(runs: list[RunRecord]) -> dict[str, str]:
+    """label -> the label it is compared with (``IMP+ET`` -> ``IMP``), from the labels the runs recorded."""
+    return {r.label: r.base_label for r in runs if r.base_label != r.label}

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from snnlth.errors import SnnlthError
+from snnlth.rundir.layout import CONFIG, RunLayout
 
 
 class ReportError(SnnlthError):
@@ -31,9 +32,18 @@ class RunRecord:
 
     @property
     def label(self) -> str:
-        """Method name as the paper writes it: ``IMP``, ``IMP+ET``, ``EB``, ``EB+ET``, ``random``, ``reinit``."""
-        name = {"imp": "IMP", "eb": "EB"}.get(self.method, self.method)
+        """The method's label, as its registry entry gave it to the run (``IMP``, ``IMP+ET``, ``EB``, ...)."""
+        recorded = (self.summary or {}).get("label") or self.config.get("label")
+        if recorded:
+            return recorded
+        name = {"imp": "IMP", "eb": "EB"}.get(self.method, self.method)  # runs written before labels were recorded
         return f"{name}+ET" if self.uses_early_time else name
+
+    @property
+    def base_label(self) -> str:
+        """The label of the same method without Early-Time (what a +ET run is compared with)."""
+        recorded = (self.summary or {}).get("base_label") or self.config.get("base_label")
+        return recorded or self.label.removesuffix("+ET")
 
     @property
     def seed(self) -> int:
@@ -83,14 +93,15 @@ def _read_jsonl(path: Path, missing: list[str]) -> list[dict]:
 def load_run(path: str | Path) -> RunRecord:
     path = Path(path)
     missing: list[str] = []
-    config = _read_json(path / "config.json", missing)
+    run = RunLayout(path)
+    config = _read_json(run.config, missing)
     if config is None:
         raise ReportError(f"{path} holds no readable config.json: not an snnlth run; pass run directories "
                           "(…/seed_<s>) or their parents")
     if config.get("kind") != "search":
         raise ReportError(f"{path} is a {config.get('kind')} run; `snnlth report` reads search runs")
-    summary = _read_json(path / "summary.json", missing)
-    metrics = _read_jsonl(path / "metrics.jsonl", missing)
+    summary = _read_json(run.summary, missing)
+    metrics = _read_jsonl(run.metrics, missing)
     return RunRecord(path, config, summary, metrics, missing)
 
 
@@ -100,10 +111,10 @@ def expand(paths: list[str | Path]) -> list[Path]:
     for p in map(Path, paths):
         if not p.exists():
             raise ReportError(f"{p} does not exist; pass run directories of `snnlth search`")
-        if (p / "config.json").exists():
+        if RunLayout(p).config.exists():
             out.append(p)
             continue
-        found = sorted(c.parent for c in p.glob("*/config.json")) or sorted(c.parent for c in p.glob("*/*/config.json"))
+        found = sorted(c.parent for c in p.glob(f"*/{CONFIG}")) or sorted(c.parent for c in p.glob(f"*/*/{CONFIG}"))
         if not found:
             raise ReportError(f"{p} holds no run (no config.json in it or below); pass run directories")
         out.extend(found)

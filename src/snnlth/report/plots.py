@@ -10,7 +10,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from snnlth.report.aggregate import columns, curves, dense_accuracy, plain_of  # noqa: E402
+from snnlth.report.aggregate import columns, comparisons, curves, dense_accuracy  # noqa: E402
 from snnlth.report.collect import RunRecord  # noqa: E402
 
 
@@ -76,7 +76,7 @@ def search_time(runs: list[RunRecord]) -> Figure | None:
         xs = [j + i * width for j, k in enumerate(keys) if k in at[label]]
         ys = [at[label][k].search_seconds for k in keys if k in at[label]]
         ax.bar(xs, ys, width, label=label)
-        plain = plain_of(label)
+        plain = comparisons(runs).get(label)
         for x, k in zip(xs, [k for k in keys if k in at[label]]):
             if plain in at and k in at[plain]:
                 speed = at[plain][k].search_seconds / at[label][k].search_seconds

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from snnlth.report.aggregate import Point, columns, curves, plain_of
+from snnlth.report.aggregate import Point, columns, comparisons, curves
 from snnlth.report.collect import RunRecord
 
 Table = tuple[list[str], list[list[str]]]
@@ -52,7 +52,7 @@ def table1(runs: list[RunRecord]) -> Table:
         rows.append([label, "search time"] + [fmt_seconds(at[label][k].search_seconds) if k in at[label] else "–"
                                               for k in keys])
     for label in cs:
-        plain = plain_of(label)
+        plain = comparisons(runs).get(label)
         if plain not in at:
             continue
         delta = [fmt_delta(at[plain].get(k), at[label].get(k)) for k in keys]

@@ -1,97 +1,138 @@
-"""Run directories: names derived from content, the files inside, and the check that a directory holds this run."""
+"""Run directories: their names (derived from content), every file name inside them, and the check that a directory
+holds this run. No torch here: reports read runs through this module too. Files with tensors go through
+:class:`snnlth.rundir.store.RunStore`, which builds on this layout; no other module builds a path inside a run.
+
+A search run directory::
+
+    config.json  env.json  metrics.jsonl  summary.json     header, per-epoch rows, the result
+    init.pt  rewind.pt                                     model states the search starts rounds from
+    early_time.json                                        small JSON records computed once (the T_early choice)
+    masks/<key>.pt                                         masks of a round / an Early-Bird ticket / a level
+    phases/<name>.pt  phases/<name>.ckpt.pt                a finished training phase / its resumable checkpoint
+
+A train run directory: the header, ``metrics.jsonl``, ``summary.json`` and ``checkpoint.pt``.
+"""
 
 from __future__ import annotations
 
 import json
-import os
-import platform
-import subprocess
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from snnlth.config_io import config_hash, config_to_dict, semantic_dict
 from snnlth.errors import RunDirError
-from snnlth.rundir.atomic import atomic_write_json, read_json
+from snnlth.rundir.atomic import atomic_write_json, atomic_write_text, read_json
+
+CONFIG, ENV, METRICS, SUMMARY, CHECKPOINT = "config.json", "env.json", "metrics.jsonl", "summary.json", "checkpoint.pt"
 
 
-def default_run_dir(kind: str, cfg: Any, root: str | Path = "runs") -> Path:
+def default_run_dir(kind: str, cfg: Any, root: str | Path = "runs", ignored: Iterable[str] = ()) -> Path:
     """``runs/<kind>-<model>-<dataset>-T<T>-<hash8>/seed_<s>``: rerunning the same command finds the same dir."""
-    name = f"{kind}-{cfg.model.model}-{cfg.data.dataset}-T{cfg.model.timesteps}-{config_hash(cfg, kind)}"
+    name = f"{kind}-{cfg.model.model}-{cfg.data.dataset}-T{cfg.model.timesteps}-{config_hash(cfg, kind, ignored)}"
     return Path(root) / name / f"seed_{cfg.train.seed}"
 
 
 @dataclass(frozen=True)
-class RunDir:
-    """The files of one run. The engine never sees paths; strategies and the API go through this class."""
+class Identity:
+    """What a run directory must hold to be this run: the kind (``train`` / ``search``) and the semantic fields."""
+
+    kind: str
+    semantic: dict[str, dict[str, Any]]
+
+    @classmethod
+    def of(cls, kind: str, cfg: Any, ignored: Iterable[str] = ()) -> Identity:
+        return cls(kind, json.loads(json.dumps(semantic_dict(cfg, ignored))))  # tuples -> lists, as saved
+
+
+@dataclass(frozen=True)
+class RunLayout:
+    """The files of one run directory, by name."""
 
     path: Path
 
-    config = property(lambda self: self.path / "config.json")
-    env = property(lambda self: self.path / "env.json")
-    metrics = property(lambda self: self.path / "metrics.jsonl")
-    summary = property(lambda self: self.path / "summary.json")
-    checkpoint = property(lambda self: self.path / "checkpoint.pt")
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path", Path(self.path))
 
-    def status(self, kind: str, cfg: Any) -> str:
-        """``"new"``, ``"resume"`` or ``"done"``; a :class:`RunDirError` if the directory holds something else."""
+    config = property(lambda self: self.path / CONFIG)
+    env = property(lambda self: self.path / ENV)
+    metrics = property(lambda self: self.path / METRICS)
+    summary = property(lambda self: self.path / SUMMARY)
+    checkpoint = property(lambda self: self.path / CHECKPOINT)
+
+    def state_file(self, name: str) -> Path:
+        return self.path / f"{name}.pt"
+
+    def record_file(self, name: str) -> Path:
+        return self.path / f"{name}.json"
+
+    def masks_file(self, key: str) -> Path:
+        return self.path / "masks" / f"{key}.pt"
+
+    def phase_file(self, name: str) -> Path:
+        return self.path / "phases" / f"{name}.pt"
+
+    def phase_checkpoint(self, name: str) -> Path:
+        return self.path / "phases" / f"{name}.ckpt.pt"
+
+    # ---- reading --------------------------------------------------------------------------------------------------
+    def read_config(self) -> dict:
+        return read_json(self.config)
+
+    def read_summary(self) -> dict:
+        return read_json(self.summary)
+
+    def is_finished(self) -> bool:
+        return self.config.exists() and self.summary.exists()
+
+    # ---- opening --------------------------------------------------------------------------------------------------
+    def stale_temp_files(self) -> list[Path]:
+        """Temp files an atomic write left behind when its process was killed (``.<name>.<random>.tmp``)."""
+        dirs = [self.path, self.path / "masks", self.path / "phases"]
+        return [p for d in dirs if d.is_dir() for p in d.glob(".*.tmp") if p.is_file()]
+
+    def status(self, identity: Identity) -> str:
+        """``"new"``, ``"resume"`` or ``"done"``; a :class:`RunDirError` if the directory holds something else.
+        Stale temp files of a killed write are removed first: they are never part of a run."""
         if not self.path.exists():
             return "new"
         if not self.path.is_dir():
             raise RunDirError(f"--out {self.path} is a file; choose a directory path")
+        for tmp in self.stale_temp_files():
+            tmp.unlink(missing_ok=True)
         if not self.config.exists():
             if any(self.path.iterdir()):
                 raise RunDirError(f"--out {self.path} holds files that are not an snnlth run; choose an empty or new "
                                   "directory")
             return "new"
         saved = read_json(self.config)
-        mine = json.loads(json.dumps({"kind": kind, **semantic_dict(cfg)}))  # tuples -> lists, as saved
-        theirs = {"kind": saved.get("kind"), **_semantic_of_saved(saved)}
-        if mine != theirs:
-            diff = _describe_diff(theirs, mine)
-            raise RunDirError(f"--out {self.path} holds a different run ({diff}); choose another --out, or delete "
-                              "that directory to start over")
+        theirs = Identity(saved.get("kind"), saved.get("semantic", {}))
+        if theirs != identity:
+            raise RunDirError(f"--out {self.path} holds a different run ({_describe_diff(theirs, identity)}); choose "
+                              "another --out, or delete that directory to start over")
         return "done" if self.summary.exists() else "resume"
 
-    def write_header(self, kind: str, cfg: Any) -> None:
-        """Create the directory and write ``config.json`` (resolved config) and ``env.json``."""
+    def write_header(self, identity: Identity, cfg: Any, env: dict, **extra: Any) -> None:
+        """Create the directory and write ``config.json`` (identity, resolved config, ``extra`` such as the method's
+        label) and ``env.json``."""
         self.path.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(self.config, {"kind": kind, "semantic": semantic_dict(cfg), **config_to_dict(cfg)})
-        atomic_write_json(self.env, environment())
+        atomic_write_json(self.config, {"kind": identity.kind, "semantic": identity.semantic, **extra,
+                                        **config_to_dict(cfg)})
+        atomic_write_json(self.env, env)
+
+    def write_metrics(self, rows: list[dict]) -> None:
+        atomic_write_text(self.metrics, "".join(json.dumps(r) + "\n" for r in rows))
+
+    def write_summary(self, summary: dict) -> None:
+        atomic_write_json(self.summary, summary)
 
 
-def _semantic_of_saved(saved: dict) -> dict:
-    return saved.get("semantic", {})
-
-
-def _describe_diff(theirs: dict, mine: dict) -> str:
+def _describe_diff(theirs: Identity, mine: Identity) -> str:
     flat = lambda d: {f"{s}.{k}": v for s, sec in d.items() if isinstance(sec, dict) for k, v in sec.items()}  # noqa
-    a, b = flat(theirs), flat(mine)
+    a, b = flat(theirs.semantic), flat(mine.semantic)
     keys = sorted(set(a) | set(b))
     diffs = [f"{k}: {a.get(k, 'default')} there, {b.get(k, 'default')} here" for k in keys if a.get(k) != b.get(k)]
-    if theirs.get("kind") != mine.get("kind"):
-        diffs.insert(0, f"a {theirs.get('kind')} run, not {mine.get('kind')}")
+    if theirs.kind != mine.kind:
+        diffs.insert(0, f"a {theirs.kind} run, not {mine.kind}")
     return "; ".join(diffs[:3]) or "unknown difference"
-
-
-def environment() -> dict[str, Any]:
-    """Facts needed to trust a number later: versions, git sha, device, threads."""
-    from snnlth import __version__
-
-    try:
-        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5,
-                             cwd=Path(__file__).resolve().parent).stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        sha = None
-    cuda = torch.cuda.is_available()
-    return {
-        "snnlth": __version__, "git_sha": sha, "torch": torch.__version__, "python": platform.python_version(),
-        "platform": platform.platform(), "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-        "cuda_device": torch.cuda.get_device_name(0) if cuda else None,
-    }
-
-
-def dumps_jsonl(rows: list[dict]) -> str:
-    return "".join(json.dumps(r) + "\n" for r in rows)

@@ -1,16 +1,26 @@
-"""Checksummed tensor blobs (checkpoints, masks), written atomically."""
+"""The run store: the single reader and writer of a run directory's tensors and records.
+
+Every write is atomic (temp file, fsync, ``os.replace``) and every tensor file carries a SHA-256 of its payload that
+is checked on load, so a crash leaves either the old file or the new one, and a damaged file is named, never used.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import io
+import os
+import platform
+import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from snnlth import masks as M
 from snnlth.errors import RunDirError
-from snnlth.rundir.atomic import atomic_write_bytes
+from snnlth.rundir.atomic import atomic_write_bytes, atomic_write_json, read_json
+from snnlth.rundir.layout import Identity, RunLayout
 
 _MAGIC = b"SNNLTH1\n"
 
@@ -31,3 +41,90 @@ def load_blob(path: str | Path, map_location: Any = "cpu") -> Any:
     if len(raw) < head or not raw.startswith(_MAGIC) or hashlib.sha256(raw[head:]).digest() != raw[len(_MAGIC):head]:
         raise RunDirError(f"{path} is damaged (checksum mismatch); delete it to restart that stage")
     return torch.load(io.BytesIO(raw[head:]), map_location=map_location, weights_only=True)
+
+
+class RunStore(RunLayout):
+    """A run directory with its tensors: model states, masks, training phases and their checkpoints, JSON records.
+
+    ``map_location`` is where loaded tensors go (the training device)."""
+
+    def __init__(self, path: str | Path, map_location: Any = "cpu") -> None:
+        super().__init__(Path(path))
+        object.__setattr__(self, "map_location", map_location)
+
+    def open(self, identity: Identity, cfg: Any, **extra: Any) -> None:
+        """Start or continue writing this run: header files (``extra`` goes into ``config.json``)."""
+        self.write_header(identity, cfg, environment(), **extra)
+
+    # ---- model states (init, rewind) ------------------------------------------------------------------------------
+    def save_state_once(self, name: str, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Store ``state`` as ``<name>.pt`` unless it exists; return the stored one (resume gets the original)."""
+        if not self.state_file(name).exists():
+            save_blob(self.state_file(name), {k: v.detach().clone() for k, v in state.items()})
+        return self.load_state(name)
+
+    def load_state(self, name: str) -> dict[str, torch.Tensor]:
+        return load_blob(self.state_file(name), map_location=self.map_location)
+
+    # ---- masks ------------------------------------------------------------------------------------------------------
+    def save_masks(self, key: str, masks: M.Masks) -> None:
+        save_blob(self.masks_file(key), M.pack(masks))
+
+    def load_masks(self, key: str) -> M.Masks | None:
+        path = self.masks_file(key)
+        return M.unpack(load_blob(path)) if path.exists() else None
+
+    # ---- training phases ------------------------------------------------------------------------------------------
+    def load_phase(self, name: str) -> dict | None:
+        """A finished phase (``model``, ``history``, ``extra``), or None."""
+        path = self.phase_file(name)
+        return load_blob(path, map_location=self.map_location) if path.exists() else None
+
+    def save_phase(self, name: str, blob: dict) -> None:
+        """Store a finished phase, then drop its checkpoint."""
+        save_blob(self.phase_file(name), blob)
+        self.phase_checkpoint(name).unlink(missing_ok=True)
+
+    def load_checkpoint(self, name: str) -> dict | None:
+        path = self.phase_checkpoint(name)
+        return load_blob(path, map_location=self.map_location) if path.exists() else None
+
+    def save_checkpoint(self, name: str, blob: dict) -> None:
+        save_blob(self.phase_checkpoint(name), blob)
+
+    # ---- train runs -----------------------------------------------------------------------------------------------
+    def load_train_checkpoint(self) -> dict | None:
+        return load_blob(self.checkpoint, map_location=self.map_location) if self.checkpoint.exists() else None
+
+    def save_train_checkpoint(self, blob: dict) -> None:
+        save_blob(self.checkpoint, blob)
+
+    # ---- small JSON records ---------------------------------------------------------------------------------------
+    def has_record(self, name: str) -> bool:
+        return self.record_file(name).exists()
+
+    def record(self, name: str, compute: Callable[[], dict]) -> dict:
+        """A JSON record computed once and reused on resume (e.g. the Early-Time choice)."""
+        path = self.record_file(name)
+        if path.exists():
+            return read_json(path)
+        value = compute()
+        atomic_write_json(path, value)
+        return value
+
+
+def environment() -> dict[str, Any]:
+    """Facts needed to trust a number later: versions, git sha, device, threads."""
+    from snnlth import __version__
+
+    try:
+        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5,
+                             cwd=Path(__file__).resolve().parent).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        sha = None
+    cuda = torch.cuda.is_available()
+    return {
+        "snnlth": __version__, "git_sha": sha, "torch": torch.__version__, "python": platform.python_version(),
+        "platform": platform.platform(), "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+        "cuda_device": torch.cuda.get_device_name(0) if cuda else None,
+    }

@@ -9,23 +9,19 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Protocol
 
 import torch
 
 from snnlth import masks as M
 from snnlth.config import SearchRunConfig
-from snnlth.data.loader import DataBundle
+from snnlth.data.source import DataSource
 from snnlth.engine.loop import BatchInfo, EpochHook, FitState, Schedule, fit
 from snnlth.engine.masking import MaskEnforcer
 from snnlth.engine.optim import make_optimizer
 from snnlth.errors import ConfigError
-from snnlth.models.catalog import create_model
-from snnlth.models.protocol import SpikingNet
-from snnlth.rundir.atomic import atomic_write_json, atomic_write_text, read_json
-from snnlth.rundir.layout import RunDir, dumps_jsonl
-from snnlth.rundir.store import load_blob, save_blob
+from snnlth.models.protocol import TicketModel
+from snnlth.rundir.store import RunStore
 
 
 class ResumableHook(EpochHook, Protocol):
@@ -109,31 +105,34 @@ class PhaseResult:
 
 @dataclass
 class SearchContext:
+    """Everything a search strategy works with: the config, the run store (all files), the data source, the device,
+    a builder of fresh models (any :class:`~snnlth.models.protocol.TicketModel`), progress callbacks, and the
+    metrics rows of the phases finished so far."""
+
     cfg: SearchRunConfig
-    run: RunDir
-    data: DataBundle
+    store: RunStore
+    data: DataSource
     device: torch.device
+    build: Callable[[], TicketModel]  # a fresh model on the CPU, initialised from the global RNG
     callbacks: Callbacks = field(default_factory=Callbacks)
     rows: list[dict] = field(default_factory=list)  # metrics of finished phases, in execution order
-    _shape_model: SpikingNet | None = field(default=None, repr=False)
+    _shape_model: TicketModel | None = field(default=None, repr=False)
 
     # ---- models and states -------------------------------------------------------------------------------------
-    def new_model(self, seed_offset: int = 0) -> SpikingNet:
-        torch.manual_seed(self.cfg.train.seed + seed_offset)
-        spec = self.data.spec
-        return create_model(self.cfg.model, spec.in_channels, self.data.image_size, spec.num_classes).to(self.device)
+    def new_model(self) -> TicketModel:
+        """The run's model initialised from its seed, on the device (the same init every time)."""
+        torch.manual_seed(self.cfg.train.seed)
+        return self.build().to(self.device)
 
-    def shape_model(self) -> SpikingNet:
+    def shape_model(self) -> TicketModel:
         """A CPU model of the run's architecture, for names, shapes and counts only: built once, and without
         consuming the global RNG (training results never depend on whether it was built)."""
         if self._shape_model is None:
-            spec = self.data.spec
             with torch.random.fork_rng(devices=[]):
-                self._shape_model = create_model(self.cfg.model, spec.in_channels, self.data.image_size,
-                                                 spec.num_classes)
+                self._shape_model = self.build()
         return self._shape_model
 
-    def prunable_names(self, model: SpikingNet) -> list[str]:
+    def prunable_names(self, model: TicketModel) -> list[str]:
         """Prunable tensors minus ``--exclude``."""
         return select_prunable(model.prunable_names(), self.cfg.search.exclude)
 
@@ -146,55 +145,45 @@ class SearchContext:
         return {"sparsity_prunable": pruned / prunable,
                 "sparsity_all": pruned / sum(p.numel() for p in model.parameters()), "pruned_weights": pruned}
 
-    def level_tags(self, round_: int, masks: M.Masks) -> dict[str, Any]:
+    def level_tags(self, round_: int | None, masks: M.Masks) -> dict[str, Any]:
         """Fields every metrics row of a round carries, so a report of an unfinished run shows true sparsities."""
         return {"round": round_, **self.sparsity_fields(masks)}
 
-    def weights(self, model: SpikingNet, names: list[str]) -> M.Weights:
+    def weights(self, model: TicketModel, names: list[str]) -> M.Weights:
         params = dict(model.named_parameters())
         return {n: params[n] for n in names}
 
-    def save_state_once(self, name: str, model: SpikingNet) -> dict[str, torch.Tensor]:
-        """Save ``model``'s state as ``<name>.pt`` unless it exists; return the stored state (init, rewind)."""
-        path = self.run.path / f"{name}.pt"
-        if not path.exists():
-            save_blob(path, {k: v.detach().clone() for k, v in model.state_dict().items()})
-        return load_blob(path, map_location=self.device)
+    def save_state_once(self, name: str, model: TicketModel) -> dict[str, torch.Tensor]:
+        """Store ``model``'s state as the named state (init, rewind) unless stored; return the stored one."""
+        return self.store.save_state_once(name, model.state_dict())
 
     def load_state(self, name: str) -> dict[str, torch.Tensor]:
-        return load_blob(self.run.path / f"{name}.pt", map_location=self.device)
-
-    # ---- masks ---------------------------------------------------------------------------------------------------
-    def masks_path(self, key: str) -> Path:
-        return self.run.path / "masks" / f"{key}.pt"
+        return self.store.load_state(name)
 
     def load_masks(self, key: str) -> M.Masks | None:
-        path = self.masks_path(key)
-        return M.unpack(load_blob(path)) if path.exists() else None
+        return self.store.load_masks(key)
 
     def save_masks(self, key: str, masks: M.Masks) -> None:
-        save_blob(self.masks_path(key), M.pack(masks))
+        self.store.save_masks(key, masks)
 
     # ---- phases --------------------------------------------------------------------------------------------------
-    def run_phase(self, model: SpikingNet, phase: Phase) -> PhaseResult:
+    def run_phase(self, model: TicketModel, phase: Phase) -> PhaseResult:
         """Train ``model`` through ``phase``; resumable from its last checkpoint, and skipped once done."""
-        done_path = self.run.path / "phases" / f"{phase.name}.pt"
-        ckpt_path = self.run.path / "phases" / f"{phase.name}.ckpt.pt"
-        if done_path.exists():
-            blob = load_blob(done_path, map_location=self.device)
-            model.load_state_dict(blob["model"])
-            for hook, extra in zip(phase.hooks, blob["extra"]):
+        done = self.store.load_phase(phase.name)
+        if done is not None:
+            model.load_state_dict(done["model"])
+            for hook, extra in zip(phase.hooks, done["extra"]):
                 hook.load(extra)
-            self.rows.extend(blob["history"])
-            return PhaseResult(phase.name, blob["history"], blob["model"])
+            self.rows.extend(done["history"])
+            return PhaseResult(phase.name, done["history"], done["model"])
         model.load_state_dict(phase.start_state)
         enforcer = MaskEnforcer(model, phase.masks) if phase.masks is not None else None
         if enforcer is not None:
             enforcer.weights_()
         optimizer = make_optimizer(model, self.cfg.train)
         state = FitState()
-        if ckpt_path.exists():
-            ckpt = load_blob(ckpt_path, map_location=self.device)
+        ckpt = self.store.load_checkpoint(phase.name)
+        if ckpt is not None:
             model.load_state_dict(ckpt["model"])
             optimizer.load_state_dict(ckpt["optimizer"])
             state = FitState(ckpt["epoch"], list(ckpt["history"]))
@@ -207,9 +196,9 @@ class SearchContext:
             row.update(phase=phase.name, **phase.tags)
             every = self.cfg.search.checkpoint_every
             if st.epoch % every == 0 or row["test_accuracy"] is not None:  # evaluated: possibly the last epoch
-                save_blob(ckpt_path, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                                      "epoch": st.epoch, "history": st.history,
-                                      "extra": [hook.state() for hook in phase.hooks]})
+                self.store.save_checkpoint(phase.name, {
+                    "model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": st.epoch,
+                    "history": st.history, "extra": [hook.state() for hook in phase.hooks]})
             row["wall_seconds"] += time.perf_counter() - start
             self.write_metrics(st.history)
             if self.callbacks.on_epoch:
@@ -221,27 +210,20 @@ class SearchContext:
             on_batch=on_batch, on_epoch_end=on_epoch_end)
         blob = {"model": {k: v.detach().clone() for k, v in model.state_dict().items()}, "history": state.history,
                 "extra": [hook.state() for hook in phase.hooks]}
-        save_blob(done_path, blob)
-        ckpt_path.unlink(missing_ok=True)
+        self.store.save_phase(phase.name, blob)
         self.rows.extend(state.history)
         return PhaseResult(phase.name, state.history, blob["model"])
 
     def write_metrics(self, current: list[dict] = ()) -> None:
-        atomic_write_text(self.run.metrics, dumps_jsonl([*self.rows, *current]))
+        self.store.write_metrics([*self.rows, *current])
 
     def event(self, message: str) -> None:
         if self.callbacks.on_event:
             self.callbacks.on_event(message)
 
-    # ---- small records -------------------------------------------------------------------------------------------
     def record(self, name: str, compute: Callable[[], dict]) -> dict:
         """A JSON record computed once and reused on resume (e.g. the Early-Time choice)."""
-        path = self.run.path / f"{name}.json"
-        if path.exists():
-            return read_json(path)
-        value = compute()
-        atomic_write_json(path, value)
-        return value
+        return self.store.record(name, compute)
 
 
 def select_prunable(names: list[str], exclude: tuple[str, ...]) -> list[str]:

@@ -12,10 +12,12 @@ from snnlth import masks as M
 from snnlth.config import SearchConfig
 from snnlth.errors import NumericalError
 from snnlth.rng import STREAM
+from snnlth.rundir.store import RunStore
 from snnlth.search.base import Phase, SearchContext, Spent
 from snnlth.search.early_time import EarlyTimePlan
 from snnlth.search.imp import RewindHook
 from snnlth.search.levels import LevelSpec, level_entry
+from snnlth.search.registry import MethodResult, MethodSpec, register_method
 
 
 def max_distance(window: list[M.Masks]) -> float:
@@ -113,7 +115,7 @@ class EarlyBirdTracker:
         self.detected = list(state["detected"])
 
 
-def run_early_bird(ctx: SearchContext) -> tuple[list[dict], EarlyTimePlan, list[dict]]:
+def run_early_bird(ctx: SearchContext, source: RunStore | None = None) -> MethodResult:
     cfg, s = ctx.cfg, ctx.cfg.search
     epochs, rewind, full_t = cfg.train.epochs, s.rewind_epoch, cfg.model.timesteps
     model = ctx.new_model()
@@ -141,4 +143,10 @@ def run_early_bird(ctx: SearchContext) -> tuple[list[dict], EarlyTimePlan, list[
         spent = Spent.of_rows(search.history[:detected]) + (plan.spent if detected >= plan.warmup else Spent())
         entry = level_entry(ctx, LevelSpec(None, masks, f"eb_{i}", phase, full_t, spent, True))
         levels.append({**entry, "eb_target": i, "imp_round": info["imp_round"]})
-    return levels, plan, eb
+    return MethodResult(levels, plan.info, eb, plan.selection_seconds)
+
+
+register_method(MethodSpec(
+    "eb", "EB", run_early_bird, "Early-Bird tickets: masks drawn during one dense run, each retrained",
+    fields=("target_sparsity", "eb_window", "eb_threshold", "rounds", "prune_rate", "scope", "rewind_epoch"),
+    early_time=True))

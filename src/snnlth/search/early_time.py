@@ -9,9 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from snnlth.data.augment import normalize
-from snnlth.data.loader import DataBundle
-from snnlth.rng import ET_BATCH_OFFSET
+from snnlth.data.source import DataSource
 from snnlth.search.base import SearchContext, Spent
 
 
@@ -44,11 +42,9 @@ def choose_t_early(kl: dict[int, float], threshold: float) -> tuple[int, dict[in
     return next((t for t in sorted(norm) if norm[t] < threshold), t_max), norm
 
 
-def fixed_batch(data: DataBundle, size: int, seed: int) -> torch.Tensor:
-    """The same ``size`` training images (normalised, not augmented) for a given seed: ``[N, C, H, W]``."""
-    gen = torch.Generator().manual_seed(seed + ET_BATCH_OFFSET)
-    idx = torch.randperm(data.num_train, generator=gen)[: min(size, data.num_train)].to(data.train_y.device)
-    return normalize(data.train_x[idx], data.spec.mean, data.spec.std)
+def fixed_batch(data: DataSource, size: int, seed: int) -> torch.Tensor:
+    """The same ``size`` training inputs (un-augmented) for a given seed: the batch the KL is measured on."""
+    return data.sample(size, seed)
 
 
 @torch.no_grad()
@@ -84,7 +80,7 @@ class EarlyTimePlan:
         elif isinstance(self.mode, int):
             self.t_early = self.mode
             self.info = {"mode": "forced", "t_early": self.mode, "kl": {}}
-        elif (ctx.run.path / "early_time.json").exists():
+        elif ctx.store.has_record("early_time"):
             self._take(ctx.record("early_time", dict))
 
     @property

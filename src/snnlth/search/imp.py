@@ -1,5 +1,5 @@
-"""Iterative Magnitude Pruning with (late) rewinding, optionally searching at T_early; and the random-pruning
-baseline, which is the same loop with another pruning rule.
+"""Iterative Magnitude Pruning with (late) rewinding, optionally searching at T_early (method ``imp``). The rounds
+loop is shared with the random-pruning baseline, which only swaps the pruning rule.
 
 Round 0 trains the dense net for E epochs from init and stores its state after R epochs. Round k >= 1 starts from
 that stored state (weights, biases, BN parameters and running statistics, masked), a fresh optimiser and a fresh
@@ -10,14 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import torch
-
 from snnlth import masks as M
 from snnlth.errors import NumericalError
-from snnlth.rng import RANDOM_PRUNE_STRIDE, STREAM
+from snnlth.rng import STREAM
+from snnlth.rundir.store import RunStore
 from snnlth.search.base import Phase, PhaseResult, SearchContext, Spent
 from snnlth.search.early_time import EarlyTimePlan
 from snnlth.search.levels import LevelSpec, level_entry, resolve_retrain_rounds
+from snnlth.search.registry import MethodResult, MethodSpec, register_method
 
 PruneFn = Callable[[int, M.Weights, M.Masks], M.Masks]  # (next round, trained weights, current masks) -> masks
 
@@ -43,17 +43,6 @@ class RewindHook:
 def magnitude_rule(ctx: SearchContext) -> PruneFn:
     s = ctx.cfg.search
     return lambda _k, weights, masks: M.magnitude_prune(weights, masks, s.prune_rate, s.scope)
-
-
-def random_rule(ctx: SearchContext, reference: Callable[[int], M.Masks] | None = None) -> PruneFn:
-    """Random pruning at the same per-round rate; with ``reference``, the same per-layer counts as its round-k masks."""
-    s, seed = ctx.cfg.search, ctx.cfg.train.seed
-
-    def rule(k: int, _weights: M.Weights, masks: M.Masks) -> M.Masks:
-        gen = torch.Generator().manual_seed(seed * RANDOM_PRUNE_STRIDE + k)
-        return M.random_like(reference(k), gen) if reference else M.random_prune(masks, s.prune_rate, gen, s.scope)
-
-    return rule
 
 
 def run_rounds(ctx: SearchContext, prune: PruneFn) -> tuple[list[dict], EarlyTimePlan]:
@@ -133,3 +122,13 @@ def _levels(ctx: SearchContext, by_round: dict[int, M.Masks], plan: EarlyTimePla
         if on_path is not None:
             spent = spent + on_path.spent + (plan.spent if k == 0 else Spent())
     return levels
+
+
+def run_imp(ctx: SearchContext, source: RunStore | None = None) -> MethodResult:
+    levels, plan = run_rounds(ctx, magnitude_rule(ctx))
+    return MethodResult(levels, plan.info, selection_seconds=plan.selection_seconds)
+
+
+register_method(MethodSpec(
+    "imp", "IMP", run_imp, "Iterative Magnitude Pruning with (late) rewinding, one level per round",
+    fields=("rounds", "prune_rate", "scope", "rewind_epoch"), early_time=True))

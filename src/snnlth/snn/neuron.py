@@ -114,6 +114,20 @@ class LIF(nn.Module):
         return f"tau={self.tau:.4g}, v_threshold={self.v_threshold}, surrogate={self.surrogate}, alpha={self.alpha}"
 
 
+# Spiking-neuron base classes of other frameworks, by name (no import of those frameworks needed): spikingjelly's
+# BaseNode and snntorch's SpikingNeuron.
+_FOREIGN_NEURONS = frozenset({"BaseNode", "SpikingNeuron"})
+
+
+def is_spiking_neuron(module: nn.Module) -> bool:
+    """True for a module that emits spikes: one that says so (``spiking_neuron = True``, as :class:`LIF`) or a
+    neuron of spikingjelly or snntorch. Spike counts and SynOps find neurons by this predicate, never by type."""
+    flag = getattr(module, "spiking_neuron", None)
+    if flag is not None:
+        return bool(flag)
+    return any(cls.__name__ in _FOREIGN_NEURONS for cls in type(module).__mro__)
+
+
 class SeqReLU(nn.Module):
     """ReLU over a sequence: the neuron of the ANN twin (same place in the graph, same parameter names)."""
 

@@ -4,7 +4,7 @@ import torch
 from snnlth.config import ModelConfig, TrainRunConfig
 from snnlth.errors import RunDirError
 from snnlth.rundir.atomic import atomic_write_json, atomic_write_text, read_json
-from snnlth.rundir.layout import RunDir, default_run_dir
+from snnlth.rundir.layout import Identity, RunLayout, default_run_dir
 from snnlth.rundir.store import load_blob, save_blob
 
 
@@ -49,18 +49,36 @@ def test_bad_json_is_a_run_dir_error(tmp_path):
 
 def test_run_dir_status(tmp_path):
     cfg = TrainRunConfig()
-    run = RunDir(tmp_path / "r")
-    assert run.status("train", cfg) == "new"
-    run.write_header("train", cfg)
-    assert run.status("train", cfg) == "resume"
+    me = Identity.of("train", cfg)
+    run = RunLayout(tmp_path / "r")
+    assert run.status(me) == "new"
+    run.write_header(me, cfg, {})
+    assert run.status(me) == "resume"
     with pytest.raises(RunDirError, match="holds a different run.*model.timesteps: default there, 3 here"):
-        run.status("train", TrainRunConfig(model=ModelConfig(timesteps=3)))
+        run.status(Identity.of("train", TrainRunConfig(model=ModelConfig(timesteps=3))))
     (run.path / "summary.json").write_text("{}")
-    assert run.status("train", cfg) == "done"
+    assert run.status(me) == "done"
     (tmp_path / "junk").mkdir()
     (tmp_path / "junk" / "a.txt").write_text("mine")
     with pytest.raises(RunDirError, match="not an snnlth run"):
-        RunDir(tmp_path / "junk").status("train", cfg)
+        RunLayout(tmp_path / "junk").status(me)
+
+
+def test_stale_temp_files_of_a_killed_write_are_removed_on_open(tmp_path):
+    """A kill during the header write leaves only ``.config.json.<random>.tmp``: the directory is a new run, not
+    'files that are not an snnlth run' forever; temp files inside a started run go too, nothing else does."""
+    cfg = TrainRunConfig()
+    me = Identity.of("train", cfg)
+    run = RunLayout(tmp_path / "r")
+    run.path.mkdir()
+    (run.path / ".config.json.k3j2x9.tmp").write_text('{"kind": "tra')
+    assert run.status(me) == "new" and not any(run.path.iterdir())
+    run.write_header(me, cfg, {})
+    (run.path / "masks").mkdir()
+    (run.path / "masks" / ".round_01.pt.a8b7.tmp").write_bytes(b"half")
+    (run.path / "masks" / "round_00.pt").write_bytes(b"kept")
+    assert run.status(me) == "resume"
+    assert [p.name for p in (run.path / "masks").iterdir()] == ["round_00.pt"]
 
 
 def test_default_run_dir_name():

@@ -1,0 +1,52 @@
+"""The random-pruning baseline (method ``random``): IMP's rounds with masks drawn at random instead of by magnitude,
+at the same per-round rate; with ``--from`` an IMP run, the same number of survivors in every layer as its masks."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from snnlth import masks as M
+from snnlth.config import SearchRunConfig
+from snnlth.errors import ConfigError
+from snnlth.rng import RANDOM_PRUNE_STRIDE
+from snnlth.rundir.store import RunStore
+from snnlth.search.base import SearchContext
+from snnlth.search.imp import PruneFn, run_rounds
+from snnlth.search.registry import MethodResult, MethodSpec, register_method
+from snnlth.search.source import source_masks
+
+
+def random_rule(ctx: SearchContext, reference: Callable[[int], M.Masks] | None = None) -> PruneFn:
+    """Random pruning at the same per-round rate; with ``reference``, the same per-layer counts as its round-k masks."""
+    s, seed = ctx.cfg.search, ctx.cfg.train.seed
+
+    def rule(k: int, _weights: M.Weights, masks: M.Masks) -> M.Masks:
+        gen = torch.Generator().manual_seed(seed * RANDOM_PRUNE_STRIDE + k)
+        return M.random_like(reference(k), gen) if reference else M.random_prune(masks, s.prune_rate, gen, s.scope)
+
+    return rule
+
+
+def run_random(ctx: SearchContext, source: RunStore | None = None) -> MethodResult:
+    reference = None
+    if source is not None:
+        names = ctx.prunable_names(ctx.shape_model())
+        reference = lambda k: source_masks(source, f"round_{k:02d}", ctx, names)  # noqa: E731
+    levels, plan = run_rounds(ctx, random_rule(ctx, reference))
+    return MethodResult(levels, plan.info, selection_seconds=plan.selection_seconds)
+
+
+def _enough_rounds(cfg: SearchRunConfig, saved: dict, where: Path) -> None:
+    rounds = saved.get("search", {}).get("rounds") or 0
+    if rounds < cfg.search.rounds:
+        raise ConfigError(f"--from {where} has no round masks for rounds 1..{cfg.search.rounds}; "
+                          "use an imp run with at least as many rounds")
+
+
+register_method(MethodSpec(
+    "random", "random", run_random, "baseline: IMP's rounds with random masks (per-layer counts of --from)",
+    fields=("rounds", "prune_rate", "scope", "rewind_epoch"), source="optional", source_methods=("imp", "random"),
+    check_source=_enough_rounds))

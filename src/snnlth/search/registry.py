@@ -1,0 +1,137 @@
+"""The method registry: every ticket-search method is one module that registers a :class:`MethodSpec` under its name.
+
+The runner, the CLI's ``--method`` values, the labels a report shows, the ``--from`` checks and the fields that name a
+run all come from here. Adding a method is one file (plus its tests)::
+
+    def run_toy(ctx: SearchContext, source: RunStore | None) -> MethodResult:
+        ...  # drive ctx.run_phase(...), return the levels
+    METHODS.register("toy")(MethodSpec("toy", "Toy", run_toy, "one line for `snnlth methods`", fields=("rounds",)))
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from snnlth.config import SearchConfig, SearchRunConfig
+from snnlth.errors import ConfigError
+from snnlth.registry import Registry
+
+# [search] fields every method may read; everything else belongs to the methods that declare it
+COMMON_FIELDS = ("method", "checkpoint_every", "exclude")
+EARLY_TIME_FIELDS = ("early_time", "retrain_at")
+AUTO_FIELDS = ("et_threshold", "et_warmup_epochs", "et_batch", "et_kl")  # read only by --early-time auto
+
+# the conditions a baseline shares with its --from source, so that the comparison is fair
+SAME_AS_SOURCE = (("model", "timesteps"), ("train", "epochs"), ("search", "rewind_epoch"), ("data", "train_subset"),
+                  ("data", "test_subset"), ("data", "resize"), ("search", "prune_rate"), ("search", "scope"),
+                  ("data", "augment"), ("model", "neuron"), ("model", "bn_time"), ("train", "lr"),
+                  ("train", "batch_size"), ("train", "momentum"), ("train", "weight_decay"))
+
+
+@dataclass
+class MethodResult:
+    """What every method returns: its levels (entries of ``summary.json["levels"]``), plus the Early-Time choice,
+    the Early-Bird records and any other summary keys of its own."""
+
+    levels: list[dict]
+    early_time: dict | None = None
+    eb: list[dict] | None = None
+    selection_seconds: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """A ticket-search method.
+
+    Attributes:
+        name: the ``--method`` value.
+        label: how reports name it (the paper's spelling); ``+ET`` is appended for Early-Time runs.
+        run: ``run(ctx, source) -> MethodResult``; ``source`` is the ``--from`` run (a RunStore) or None.
+        summary: one line for ``snnlth methods``.
+        fields: the ``[search]`` fields it reads besides :data:`COMMON_FIELDS`. Only these (and the Early-Time
+            fields when it runs with Early-Time) name a run, so a field a method ignores never splits its runs.
+        early_time: combines with ``--early-time``.
+        source: ``"none"``, ``"optional"`` or ``"required"``: whether it takes ``--from RUN_DIR``.
+        source_methods: methods whose runs may be its source (empty: any).
+        same_as_source: ``(section, field)`` pairs that must equal the source run's.
+        check_source: ``check_source(cfg, source_config, source_path)``, more checks of the source (raise
+            :class:`ConfigError`).
+    """
+
+    name: str
+    label: str
+    run: Callable[..., MethodResult]
+    summary: str
+    fields: tuple[str, ...] = ()
+    early_time: bool = False
+    source: str = "none"
+    source_methods: tuple[str, ...] = ()
+    same_as_source: tuple[tuple[str, str], ...] = SAME_AS_SOURCE
+    check_source: Callable[..., None] | None = None
+
+    def __post_init__(self) -> None:
+        known = {f.name for f in dataclasses.fields(SearchConfig)}
+        unknown = sorted(set(self.fields) - known)
+        if unknown:
+            raise ValueError(f"method {self.name!r} declares unknown [search] fields {unknown}")
+        if self.source not in ("none", "optional", "required"):
+            raise ValueError(f"method {self.name!r}: source must be none, optional or required")
+
+    def label_of(self, cfg: SearchRunConfig) -> str:
+        return f"{self.label}+ET" if cfg.search.early_time != "off" else self.label
+
+    def used_fields(self, cfg: SearchRunConfig) -> set[str]:
+        """The ``[search]`` fields that can change this run's results."""
+        used = set(COMMON_FIELDS) | set(self.fields)
+        if self.source != "none":
+            used.add("from_run")
+        if self.early_time and cfg.search.early_time != "off":
+            used |= set(EARLY_TIME_FIELDS)
+            if cfg.search.early_time == "auto":
+                used |= set(AUTO_FIELDS)
+        return used
+
+    def ignored(self, cfg: SearchRunConfig) -> tuple[str, ...]:
+        """``section.field`` names left out of the run's identity (fields this method does not read)."""
+        return tuple(f"search.{f.name}" for f in dataclasses.fields(SearchConfig)
+                     if f.name not in self.used_fields(cfg))
+
+    def validate(self, cfg: SearchRunConfig) -> None:
+        """Method-level checks of a config, before anything is loaded or written."""
+        s = cfg.search
+        if s.early_time != "off" and not self.early_time:
+            usable = " or ".join(n for n in METHODS.names() if METHODS.get(n).early_time)
+            raise ConfigError(f"--early-time works with --method {usable} only, not --method {self.name}; "
+                              "drop --early-time")
+        if self.source == "required" and not s.from_run:
+            raise ConfigError(f"--method {self.name} needs --from RUN_DIR (a finished search whose masks to reuse)")
+        if self.source == "none" and s.from_run:
+            raise ConfigError(f"--method {self.name} takes no --from; drop it")
+
+
+METHODS: Registry[MethodSpec] = Registry("method")
+
+
+def register_method(spec: MethodSpec) -> MethodSpec:
+    METHODS.register(spec.name)(spec)
+    return spec
+
+
+def method_of(cfg: SearchRunConfig) -> MethodSpec:
+    """The registered method of ``cfg`` (an unknown name is a :class:`ConfigError` listing the known ones)."""
+    return METHODS.get(cfg.search.method)
+
+
+def describe_methods() -> list[tuple[str, str]]:
+    """(name, one-line summary) of every registered method, for ``snnlth methods``."""
+    out = []
+    for name in METHODS.names():
+        spec = METHODS.get(name)
+        extra = " (+ --early-time)" if spec.early_time else ""
+        src = {"required": "; needs --from RUN_DIR", "optional": "; optional --from RUN_DIR"}.get(spec.source, "")
+        out.append((name, f"{spec.summary}{extra}{src}"))
+    return out

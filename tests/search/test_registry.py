@@ -1,0 +1,95 @@
+"""The method seam: a toy method written in this file alone works with the CLI, resume, the report and export."""
+
+import json
+
+import pytest
+
+from snnlth import masks as M
+from snnlth.cli import main
+from snnlth.errors import ConfigError
+from snnlth.search.base import Phase, SearchContext, Spent
+from snnlth.search.levels import LevelSpec, level_entry
+from snnlth.search.registry import METHODS, MethodResult, MethodSpec, register_method
+from tests.helpers import search_cfg
+
+
+def run_one_shot(ctx: SearchContext, source) -> MethodResult:
+    """Toy: train dense, prune once by magnitude at --prune-rate, retrain the ticket from init."""
+    cfg = ctx.cfg
+    t, epochs = cfg.model.timesteps, cfg.train.epochs
+    model = ctx.new_model()
+    init = ctx.save_state_once("init", model)
+    names = ctx.prunable_names(model)
+    dense_masks = M.ones_like(ctx.weights(model, names))
+    dense = ctx.run_phase(model, Phase("dense", init, None, t, epochs, stream=0, tags=ctx.level_tags(0, dense_masks)))
+    masks = ctx.load_masks("one_shot")
+    if masks is None:
+        masks = M.magnitude_prune({n: dense.model_state[n] for n in names}, dense_masks, cfg.search.prune_rate)
+        ctx.save_masks("one_shot", masks)
+    ticket = ctx.run_phase(model, Phase("ticket", init, masks, t, epochs, stream=1, tags=ctx.level_tags(1, masks)))
+    return MethodResult([level_entry(ctx, LevelSpec(0, dense_masks, "dense", dense, t, Spent(), True)),
+                         level_entry(ctx, LevelSpec(1, masks, "one_shot", ticket, t, dense.spent, True))],
+                        extra={"one_shot_rate": cfg.search.prune_rate})
+
+
+@pytest.fixture
+def toy():
+    spec = register_method(MethodSpec("oneshot", "One-shot", run_one_shot, "toy: prune once after dense training",
+                                      fields=("prune_rate",)))
+    yield spec
+    METHODS.unregister("oneshot")
+
+
+def _run_args(data, out):
+    return ["search", "--data-dir", str(data), "--out", str(out), "--method", "oneshot", "--model", "lenet300",
+            "--timesteps", "2", "--epochs", "2", "--batch-size", "50", "--prune-rate", "0.6", "--no-progress"]
+
+
+def test_toy_method_through_cli_report_and_export(toy, fmnist_dir, tmp_path, capsys):
+    assert main(["methods"]) == 0
+    listed = capsys.readouterr().out
+    assert "oneshot" in listed and "toy: prune once" in listed and "imp" in listed
+    out = tmp_path / "r"
+    assert main(_run_args(fmnist_dir, out)) == 0
+    s = json.loads((out / "summary.json").read_text())
+    assert s["method"] == "oneshot" and s["label"] == "One-shot" and s["one_shot_rate"] == 0.6
+    assert [round(lv["sparsity_prunable"], 6) for lv in s["levels"]] == [0.0, 0.6]
+    assert s["levels"][1]["search_seconds"] == pytest.approx(
+        sum(json.loads(x)["train_seconds"] for x in (out / "metrics.jsonl").read_text().splitlines()
+            if json.loads(x)["phase"] == "dense"))
+    capsys.readouterr()
+    assert main(["report", str(out), "--out", str(tmp_path / "rep")]) == 0
+    assert "One-shot" in capsys.readouterr().out and "One-shot" in (tmp_path / "rep" / "report.md").read_text()
+    assert main(["export", str(out), "--out", str(tmp_path / "t.safetensors")]) == 0
+    # --from is refused: the toy declares no source
+    assert main([*_run_args(fmnist_dir, tmp_path / "b"), "--from", str(out)]) == 2
+    assert "--method oneshot takes no --from" in capsys.readouterr().err
+
+
+def test_toy_method_resumes_after_a_crash_exactly(toy, fmnist_dir, tmp_path):
+    from snnlth.api import search
+    from snnlth.search.base import Callbacks
+
+    cfg = search_cfg(fmnist_dir, method="oneshot", prune_rate=0.6, epochs=3)
+    full = search(cfg, out=tmp_path / "full").summary
+
+    def crash(row):
+        if row["phase"] == "ticket" and row["epoch"] == 2:
+            raise KeyboardInterrupt  # after the epoch's checkpoint and metrics were written
+
+    with pytest.raises(KeyboardInterrupt):
+        search(cfg, out=tmp_path / "crashed", callbacks=Callbacks(on_epoch=crash))
+    resumed = search(cfg, out=tmp_path / "crashed")
+    assert resumed.status == "resumed"
+    keys = ("test_accuracy", "pruned_weights", "sparsity_all", "best_test_accuracy")
+    assert [[lv[k] for k in keys] for lv in resumed.summary["levels"]] == [[lv[k] for k in keys]
+                                                                          for lv in full["levels"]]
+
+
+def test_registry_rejects_unknown_fields_and_sources():
+    with pytest.raises(ValueError, match="declares unknown"):
+        MethodSpec("x", "X", run_one_shot, "x", fields=("no_such_field",))
+    with pytest.raises(ValueError, match="source must be"):
+        MethodSpec("x", "X", run_one_shot, "x", source="maybe")
+    with pytest.raises(ConfigError, match="unknown method 'x'"):
+        METHODS.get("x")
