@@ -19,6 +19,7 @@ from snnlth.data import load_data
 from snnlth.engine.evaluate import evaluate
 out = sys.argv[1]
 t = load_ticket(f"{out}/t.safetensors", device="cuda")
+t.model.input_transform = torch.nn.Identity()  # evaluate() feeds normalised images
 acc = evaluate(t.model, load_data(DataConfig(), torch.device("cuda")), int(t.metadata["timesteps"]))
 print("reloaded on cuda:", acc["accuracy"], "run:", t.metadata["test_accuracy"], "equal:",
       acc["accuracy"] == float(t.metadata["test_accuracy"]))

@@ -154,7 +154,8 @@ def search(cfg: SearchRunConfig, out: str | Path | None = None, runs_root: str |
     data = load_data(cfg.data, device, seed=cfg.train.seed)
     ctx = SearchContext(cfg, store, data, device, model_builder(cfg, data), callbacks or Callbacks())
     ctx.prunable_names(ctx.shape_model())  # fail on a model/data mismatch or a bad --exclude before writing
-    store.open(identity, cfg, label=spec.label_of(cfg), base_label=spec.label)
+    store.open(identity, cfg, label=spec.label_of(cfg), base_label=spec.label,
+               model_identity=ctx.shape_model().identity())
     summary = run_search(ctx, source)
     store.write_summary(summary)
     return SearchResult(store.path, summary, "resumed" if status == "resume" else "searched")

@@ -114,7 +114,8 @@ def _cmd_search(args: argparse.Namespace) -> int:
         rnd = "-" if lv["round"] is None else lv["round"]
         print(f"{rnd:>5} {lv['sparsity_prunable']:>9.2%} {lv['sparsity_all']:>10.2%} {lv['timesteps']:>3} "
               f"{acc:>9} {best:>7} {lv['search_seconds']:>9.1f}  {'yes' if lv['final'] else 'no'}")
-    print(f"search {s['search_seconds_total']:.1f}s, retraining {s['retrain_seconds_total']:.1f}s, "
+    print(f"search {s['search_seconds_total']:.1f}s of training ({s['search_wall_seconds']:.1f}s wall clock), "
+          f"retraining {s['retrain_seconds_total']:.1f}s, evaluation {s['eval_seconds']:.1f}s, "
           f"total {s['total_seconds']:.1f}s")
     print(f"summary: {result.run_dir / 'summary.json'}")
     return 0

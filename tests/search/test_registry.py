@@ -27,8 +27,8 @@ def run_one_shot(ctx: SearchContext, source) -> MethodResult:
         masks = M.magnitude_prune({n: dense.model_state[n] for n in names}, dense_masks, cfg.search.prune_rate)
         ctx.save_masks("one_shot", masks)
     ticket = ctx.run_phase(model, Phase("ticket", init, masks, t, epochs, stream=1, tags=ctx.level_tags(1, masks)))
-    return MethodResult([level_entry(ctx, LevelSpec(0, dense_masks, "dense", dense, t, Spent(), True)),
-                         level_entry(ctx, LevelSpec(1, masks, "one_shot", ticket, t, dense.spent, True))],
+    return MethodResult([level_entry(ctx, LevelSpec(0, dense_masks, "dense", dense, t, Spent(), final=True)),
+                         level_entry(ctx, LevelSpec(1, masks, "one_shot", ticket, t, dense.spent, final=True))],
                         extra={"one_shot_rate": cfg.search.prune_rate})
 
 

@@ -238,4 +238,6 @@ def select_prunable(names: list[str], exclude: tuple[str, ...]) -> list[str]:
 
 
 def _label(tags: dict[str, Any]) -> str:
-    return " ".join(f"{k} {v}" for k, v in tags.items() if v is not None)
+    """Progress-bar label of a phase: its round (or Early-Bird target), and whether it is a full-T retraining."""
+    parts = [f"{k} {tags[k]}" for k in ("round", "target") if tags.get(k) is not None]
+    return " ".join(parts + (["retrain"] if tags.get("retrain") else []))

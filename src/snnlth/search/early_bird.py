@@ -141,7 +141,7 @@ def run_early_bird(ctx: SearchContext, source: RunStore | None = None) -> Method
                                            tags={"target": info["target_sparsity"], "retrain": True}))
         detected = info["detection_epoch"]
         spent = Spent.of_rows(search.history[:detected]) + (plan.spent if detected >= plan.warmup else Spent())
-        entry = level_entry(ctx, LevelSpec(None, masks, f"eb_{i}", phase, full_t, spent, True))
+        entry = level_entry(ctx, LevelSpec(None, masks, f"eb_{i}", phase, full_t, spent, final=True))
         levels.append({**entry, "eb_target": i, "imp_round": info["imp_round"]})
     return MethodResult(levels, plan.info, eb, plan.selection_seconds)
 

@@ -110,14 +110,14 @@ def _levels(ctx: SearchContext, by_round: dict[int, M.Masks], plan: EarlyTimePla
     the training a user needs before that ticket's own training."""
     levels, spent = [], Spent()
     for k, masks in sorted(by_round.items()):
-        on_path, final = trained.get(k), retrained.get(k)
-        if final is not None:
-            entry = level_entry(ctx, LevelSpec(k, masks, f"round_{k:02d}", final, ctx.cfg.model.timesteps, spent,
-                                               True))
+        on_path, full_t = trained.get(k), retrained.get(k)
+        if full_t is not None:
+            entry = level_entry(ctx, LevelSpec(k, masks, f"round_{k:02d}", full_t, ctx.cfg.model.timesteps, spent,
+                                               final=True))
             entry["search_test_accuracy"] = on_path.test_accuracy if on_path else None
         else:
             entry = level_entry(ctx, LevelSpec(k, masks, f"round_{k:02d}", on_path, plan.t_early, spent,
-                                               not plan.active))
+                                               final=not plan.active))
         levels.append(entry)
         if on_path is not None:
             spent = spent + on_path.spent + (plan.spent if k == 0 else Spent())

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from snnlth import masks as M
 from snnlth.config import parse_retrain_at
@@ -22,7 +22,7 @@ class LevelSpec:
     phase: PhaseResult | None
     timesteps: int
     spent: Spent
-    final: bool
+    final: bool = field(kw_only=True)  # keyword-only: never a bare True/False at the call site
 
 
 def level_entry(ctx, spec: LevelSpec) -> dict:

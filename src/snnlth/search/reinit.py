@@ -29,7 +29,8 @@ def run_reinit(ctx: SearchContext, source: RunStore | None) -> MethodResult:
         ctx.event(f"reinit: the {lv['sparsity_prunable']:.2%}-sparse mask from a fresh init, {epochs} epochs")
         phase = ctx.run_phase(model, Phase(f"reinit_{j:02d}", fresh, masks, full_t, epochs, stream=STREAM.reinit(j),
                                            tags={**ctx.level_tags(lv["round"], masks), "retrain": True}))
-        levels.append(level_entry(ctx, LevelSpec(lv["round"], masks, f"level_{j:02d}", phase, full_t, Spent(), True)))
+        spec = LevelSpec(lv["round"], masks, f"level_{j:02d}", phase, full_t, Spent(), final=True)
+        levels.append(level_entry(ctx, spec))
     return MethodResult(levels)
 
 
