@@ -1,6 +1,6 @@
 """snnlth: lottery tickets in deep spiking neural networks."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 
 def train(*args, **kwargs):

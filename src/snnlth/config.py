@@ -182,13 +182,12 @@ def _parse_targets(items: tuple[Any, ...]) -> tuple[str, ...]:
 class SearchConfig:
     """How to search for the ticket. Early-Time is a modifier of ``imp`` and ``eb``, not a method."""
 
-    method: str = _f("imp", "ticket-search method (`snnlth methods` lists them: imp, eb, random, reinit and any "
-                     "registered one)")
+    method: str = _f("imp", "ticket-search method, one of those `snnlth methods` lists")
     rounds: int = _f(4, "pruning rounds after the dense round 0 (levels 0..K)")
     prune_rate: float = _f(0.25, "fraction of the surviving weights removed per round")
     scope: str = _f("global", "magnitude ranking across all layers (global) or per layer (local)",
                     choices=("global", "local"))
-    exclude: tuple[str, ...] = _f((), "prunable tensors never pruned (names or name prefixes, e.g. conv1.weight)")
+    exclude: tuple[str, ...] = _f((), "prunable tensors never pruned: whole names or dotted prefixes (features.1)")
     rewind_epoch: int = _f(0, "rewind survivors to their values after this many epochs of the dense run (0 = init)")
     target_sparsity: tuple[str, ...] = _f(("imp",), "Early-Bird: target sparsities tracked in one dense run; imp = "
                                           "the sparsities IMP reaches in --rounds rounds at --prune-rate",

@@ -54,11 +54,16 @@ class Spent:
     @classmethod
     def of_rows(cls, rows: list[dict]) -> Spent:
         return cls(sum(r["train_seconds"] + r.get("eb_seconds", 0.0) for r in rows),
-                   sum(r["eval_seconds"] for r in rows), sum(r["wall_seconds"] for r in rows))
+                   sum(r["eval_seconds"] for r in rows), sum(wall_seconds(r) for r in rows))
 
     @classmethod
     def selection(cls, seconds: float) -> Spent:
         return cls(seconds, 0.0, seconds)
+
+
+def wall_seconds(row: dict) -> float:
+    """A metrics row's wall clock; rows written before 0.2 (a resumed old run) had only training and evaluation."""
+    return row.get("wall_seconds", row["train_seconds"] + row["eval_seconds"])
 
 
 @dataclass(frozen=True)

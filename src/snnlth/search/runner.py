@@ -7,7 +7,7 @@ import time
 
 from snnlth.config_io import config_to_dict
 from snnlth.rundir.store import RunStore
-from snnlth.search.base import SearchContext
+from snnlth.search.base import SearchContext, wall_seconds
 from snnlth.search.registry import MethodResult, method_of
 
 
@@ -36,7 +36,7 @@ def summarize(ctx: SearchContext, result: MethodResult, label: str, base_label: 
         "retrain_seconds_total": sum(r["train_seconds"] for r in ctx.rows if r.get("retrain")),
         "train_seconds": sum(r["train_seconds"] for r in ctx.rows),
         "eval_seconds": sum(r["eval_seconds"] for r in ctx.rows),
-        "total_seconds": sum(r["wall_seconds"] for r in ctx.rows) + result.selection_seconds,
+        "total_seconds": sum(wall_seconds(r) for r in ctx.rows) + result.selection_seconds,
         "model": cfg.model.model,
         "dataset": cfg.data.dataset,
         "device": str(ctx.device),
