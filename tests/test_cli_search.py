@@ -119,7 +119,7 @@ def imp_source(tmp_path_factory):
 @pytest.mark.parametrize("flag,value", [
     ("--timesteps", "2"), ("--epochs", "3"), ("--rewind-epoch", "1"), ("--train-subset", "100"),
     ("--test-subset", "50"), ("--resize", "32"), ("--prune-rate", "0.5"), ("--scope", "local"),
-    ("--lr", "0.3"), ("--batch-size", "40"),
+    ("--lr", "0.3"), ("--batch-size", "40"), ("--exclude", "fc3"), ("--bn-time", "pooled"),
 ])
 def test_baseline_refuses_other_conditions_than_its_source(method, flag, value, imp_source, capsys, tmp_path):
     data, src = imp_source
@@ -131,3 +131,16 @@ def test_baseline_refuses_other_conditions_than_its_source(method, flag, value, 
     line = _err(capsys)
     assert f"--from {src} was trained with {flag} " in line and f"use {flag} " in line
     assert not out.exists()
+
+
+def test_resume_of_a_run_written_before_bn_time_existed(capsys, fmnist_dir, tmp_path):
+    """config.json of a 0.1 run has no bn_time (BN was pooled then): --resume keeps its identity."""
+    out = tmp_path / "old"
+    assert main(["search", "--data-dir", str(fmnist_dir), "--out", str(out), *TINY, "--bn-time", "pooled"]) == 0
+    cfg = json.loads((out / "config.json").read_text())
+    del cfg["model"]["bn_time"], cfg["label"], cfg["base_label"]
+    (out / "config.json").write_text(json.dumps(cfg))
+    (out / "summary.json").unlink()
+    capsys.readouterr()
+    assert main(["search", "--resume", str(out), "--no-progress"]) == 0
+    assert json.loads((out / "summary.json").read_text())["config"]["model"]["bn_time"] == "pooled"

@@ -111,6 +111,24 @@ def test_fields_a_method_does_not_read_never_split_its_runs():
     et = SearchRunConfig(search=SearchConfig(early_time="2"))
     assert _name(SearchRunConfig(search=SearchConfig(early_time="2", retrain_at=("all",)))) != _name(et)
     assert _name(SearchRunConfig(search=SearchConfig(early_time="2", et_threshold=0.1))) == _name(et)  # auto only
+    eb_et = SearchRunConfig(search=SearchConfig(method="eb", early_time="2"))
+    assert _name(SearchRunConfig(search=SearchConfig(method="eb", early_time="2", retrain_at=("all",))), "eb") == \
+        _name(eb_et, "eb")  # Early-Bird retrains every ticket: --retrain-at is not its field
+    floats = SearchRunConfig(search=SearchConfig(method="eb", target_sparsity=("0.5",)))
+    assert _name(SearchRunConfig(search=SearchConfig(method="eb", target_sparsity=("0.5",), rounds=9)), "eb") == \
+        _name(floats, "eb")  # rounds only matter for --target-sparsity imp
+    assert _name(SearchRunConfig(search=SearchConfig(method="eb", rounds=9)), "eb") != _name(eb, "eb")
+
+
+def test_cutout_datasets_carry_the_pipeline_change_in_their_identity():
+    from snnlth.api import identity_facts
+    from snnlth.config import SearchRunConfig
+
+    cifar = SearchRunConfig(data=DataConfig(dataset="cifar10"), model=ModelConfig(bn_time="pooled"))
+    assert identity_facts(cifar) == {"data": {"cutout": "before-normalisation"}}
+    assert identity_facts(SearchRunConfig(data=DataConfig(dataset="cifar10", augment=False))) == {}
+    assert identity_facts(SearchRunConfig()) == {}  # Fashion-MNIST has no Cutout: its names stay
+    assert config_hash(cifar, "imp", (), identity_facts(cifar)) != config_hash(cifar, "imp")
 
 
 PINNED_SEARCH = ("7d80cf56", "420daa4d")

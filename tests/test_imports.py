@@ -46,12 +46,20 @@ def test_report_does_not_import_torch():
 
 def test_only_rundir_builds_paths_inside_a_run():
     """One run store: file names of a run directory appear in snnlth/rundir only (reports and CLI ask it)."""
-    names = ('"summary.json"', '"config.json"', '"metrics.jsonl"', '"env.json"', '"checkpoint.pt"', '/ "phases"',
-             '/ "masks"', '"early_time.json"', '.ckpt.pt"', '"init.pt"', '"rewind.pt"', '"masks/', '"phases/')
+    files = ("summary.json", "config.json", "metrics.jsonl", "env.json", "checkpoint.pt", "early_time.json",
+             "init.pt", "rewind.pt")
     offenders = []
     for path in SRC.rglob("*.py"):
         if path.parent.name == "rundir":
             continue
-        text = path.read_text()
-        offenders += [f"{path.name}: {n}" for n in names if n in text]
+        tree = ast.parse(path.read_text())
+        joined = {id(n.right) for n in ast.walk(tree) if isinstance(n, ast.BinOp) and isinstance(n.op, ast.Div)}
+        for node in ast.walk(tree):
+            # a string constant (either quote, f-string parts too) naming a run file, or a sub-directory of a run
+            # joined onto a path (``run / "masks"``); "masks" alone is also a summary key, which is fine
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                text = node.value.strip("/ ")
+                if (text in files or text.startswith(("masks/", "phases/")) or text.endswith(".ckpt.pt")
+                        or (text in ("masks", "phases") and id(node) in joined)):
+                    offenders.append(f"{path.name}:{node.lineno}: {node.value!r}")
     assert not offenders

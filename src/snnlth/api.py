@@ -45,6 +45,14 @@ def validate_names(cfg: TrainRunConfig | SearchRunConfig) -> None:
     SURROGATES.get(cfg.model.surrogate)
 
 
+def identity_facts(cfg: TrainRunConfig | SearchRunConfig) -> dict[str, dict[str, Any]]:
+    """What changes results without a config field: Cutout moved before normalisation in 0.2 (the hole is black),
+    so augmented runs of datasets with Cutout get names of their own instead of resuming older runs."""
+    if cfg.data.augment and DATASETS.get(cfg.data.dataset).cutout > 0:
+        return {"data": {"cutout": "before-normalisation"}}
+    return {}
+
+
 def model_builder(cfg: TrainRunConfig | SearchRunConfig, data: DataBundle) -> Callable[[], SpikingNet]:
     """A builder of the configured model for ``data``'s image shape (on the CPU, initialised from the global RNG)."""
     spec = data.spec
@@ -71,8 +79,9 @@ def train(cfg: TrainRunConfig, out: str | Path | None = None, runs_root: str | P
     last completed epoch. Nothing is written until config, data and model have all been checked."""
     validate_names(cfg)
     device = resolve_device(cfg.train.device)
-    store = RunStore(Path(out) if out else default_run_dir("train", cfg, runs_root), map_location=device)
-    identity = Identity.of("train", cfg)
+    facts = identity_facts(cfg)
+    store = RunStore(Path(out) if out else default_run_dir("train", cfg, runs_root, (), facts), map_location=device)
+    identity = Identity.of("train", cfg, (), facts)
     status = store.status(identity)
     if status == "done":
         return TrainResult(store.path, store.read_summary(), "done")
@@ -145,9 +154,10 @@ def search(cfg: SearchRunConfig, out: str | Path | None = None, runs_root: str |
     spec.validate(cfg)
     source = check_source(cfg, spec)
     device = resolve_device(cfg.train.device)
-    ignored = spec.ignored(cfg)
-    store = RunStore(Path(out) if out else default_run_dir(spec.name, cfg, runs_root, ignored), map_location=device)
-    identity = Identity.of("search", cfg, ignored)
+    ignored, facts = spec.ignored(cfg), identity_facts(cfg)
+    path = Path(out) if out else default_run_dir(spec.name, cfg, runs_root, ignored, facts)
+    store = RunStore(path, map_location=device)
+    identity = Identity.of("search", cfg, ignored, facts)
     status = store.status(identity)
     if status == "done":
         return SearchResult(store.path, store.read_summary(), "done")

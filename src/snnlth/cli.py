@@ -8,8 +8,9 @@ from pathlib import Path
 
 from snnlth import __version__
 from snnlth.config import SearchRunConfig, TrainRunConfig
-from snnlth.config_io import add_config_flags, config_from_dict, overrides_from_namespace, resolve_config
+from snnlth.config_io import add_config_flags, config_from_dict, fill_legacy, overrides_from_namespace, resolve_config
 from snnlth.errors import ConfigError, SnnlthError
+from snnlth.rundir.layout import RunLayout
 
 
 class _Progress:
@@ -65,7 +66,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         print(f"{result.run_dir} already holds this finished run; delete it to train again")
     print(f"test accuracy {s['test_accuracy']:.2f}% (best {s['best_test_accuracy']:.2f}%) after {s['epochs']} "
           f"epochs, T={s['timesteps']}, {s['train_seconds']:.1f}s training")
-    print(f"summary: {result.run_dir / 'summary.json'}")
+    print(f"summary: {RunLayout(result.run_dir).summary}")
     return 0
 
 
@@ -77,15 +78,14 @@ def _search_config(args: argparse.Namespace) -> SearchRunConfig:
     overrides = overrides_from_namespace(args)
     if not args.resume:
         return resolve_config(SearchRunConfig, args.config, overrides)
-    from snnlth.rundir.layout import RunLayout
-
     run = RunLayout(Path(args.resume))
     if not run.config.exists():
         raise ConfigError(f"--resume {run.path}: no config.json there; give the run directory of a started search")
     saved = run.read_config()
     if saved.get("kind") != "search":
         raise ConfigError(f"--resume {run.path} holds a {saved.get('kind')} run; use `snnlth {saved.get('kind')}`")
-    base = config_from_dict(SearchRunConfig, {k: saved[k] for k in ("data", "model", "train", "search")})
+    saved = fill_legacy(SearchRunConfig, {k: saved[k] for k in ("data", "model", "train", "search")})
+    base = config_from_dict(SearchRunConfig, saved)
     return config_from_dict(SearchRunConfig, overrides, base)
 
 
@@ -114,10 +114,14 @@ def _cmd_search(args: argparse.Namespace) -> int:
         rnd = "-" if lv["round"] is None else lv["round"]
         print(f"{rnd:>5} {lv['sparsity_prunable']:>9.2%} {lv['sparsity_all']:>10.2%} {lv['timesteps']:>3} "
               f"{acc:>9} {best:>7} {lv['search_seconds']:>9.1f}  {'yes' if lv['final'] else 'no'}")
-    print(f"search {s['search_seconds_total']:.1f}s of training ({s['search_wall_seconds']:.1f}s wall clock), "
-          f"retraining {s['retrain_seconds_total']:.1f}s, evaluation {s['eval_seconds']:.1f}s, "
-          f"total {s['total_seconds']:.1f}s")
-    print(f"summary: {result.run_dir / 'summary.json'}")
+    if "search_wall_seconds" in s:
+        print(f"search {s['search_seconds_total']:.1f}s of training ({s['search_wall_seconds']:.1f}s wall clock), "
+              f"retraining {s['retrain_seconds_total']:.1f}s, evaluation {s['eval_seconds']:.1f}s, "
+              f"total {s['total_seconds']:.1f}s")
+    else:  # a run finished before 0.2: its search time counted evaluation too
+        print(f"search {s['search_seconds_total']:.1f}s (evaluation included: written before 0.2), "
+              f"total {s['total_seconds']:.1f}s")
+    print(f"summary: {RunLayout(result.run_dir).summary}")
     return 0
 
 

@@ -147,6 +147,19 @@ def overrides_from_namespace(ns: argparse.Namespace) -> dict[str, dict[str, Any]
     return out
 
 
+def fill_legacy(cfg_cls: type, raw: dict[str, Any]) -> dict[str, Any]:
+    """A saved config (``config.json``) with the keys it lacks set to their identity default: the value a run
+    written before the field existed used (``bn_time`` was pooled). Resuming such a run then keeps its identity."""
+    out = {k: dict(v) if isinstance(v, dict) else v for k, v in raw.items()}
+    for name, sec_cls in _sections(cfg_cls).items():
+        section = out.setdefault(name, {})
+        for f in dataclasses.fields(sec_cls):
+            legacy = f.metadata.get("identity_default", f.default)
+            if f.name not in section and legacy != f.default:
+                section[f.name] = list(legacy) if isinstance(legacy, tuple) else legacy
+    return out
+
+
 def resolve_config(cfg_cls: type, config_file: str | None, overrides: dict[str, dict[str, Any]]) -> Any:
     """Defaults ← TOML file ← flags, validated. Flag values are strings and coerced by field type."""
     cfg = cfg_cls()
@@ -155,9 +168,11 @@ def resolve_config(cfg_cls: type, config_file: str | None, overrides: dict[str, 
     return config_from_dict(cfg_cls, overrides, cfg)
 
 
-def semantic_dict(cfg: Any, ignored: Iterable[str] = ()) -> dict[str, dict[str, Any]]:
+def semantic_dict(cfg: Any, ignored: Iterable[str] = (), facts: dict[str, dict[str, Any]] | None = None
+                  ) -> dict[str, dict[str, Any]]:
     """The identity of a run: the fields that change results and differ from their identity default (normally the
-    default). ``ignored``: ``section.field`` names left out (fields the run's method does not read)."""
+    default). ``ignored``: ``section.field`` names left out (fields the run's method does not read). ``facts``:
+    entries that are no config field but change results (a changed data pipeline), merged in by section."""
     skip = set(ignored)
     out: dict[str, dict[str, Any]] = {}
     for sec in dataclasses.fields(cfg):
@@ -169,6 +184,8 @@ def semantic_dict(cfg: Any, ignored: Iterable[str] = ()) -> dict[str, dict[str, 
             if f.metadata.get("semantic", True) and _json(value) != _json(f.metadata.get("identity_default",
                                                                                              f.default)):
                 out.setdefault(sec.name, {})[f.name] = value
+    for sec_name, values in (facts or {}).items():
+        out.setdefault(sec_name, {}).update(values)
     return out
 
 
@@ -176,10 +193,11 @@ def _json(value: Any) -> Any:
     return json.loads(json.dumps(value))  # tuples -> lists, so a saved value compares equal to a fresh one
 
 
-def config_hash(cfg: Any, kind: str, ignored: Iterable[str] = ()) -> str:
+def config_hash(cfg: Any, kind: str, ignored: Iterable[str] = (), facts: dict[str, dict[str, Any]] | None = None
+                ) -> str:
     """8 hex digits naming a run by its content; fields at their default are left out, so adding a field with a
     default keeps every old name."""
-    ident = semantic_dict(cfg, ignored)
+    ident = semantic_dict(cfg, ignored, facts)
     ident.get("train", {}).pop("seed", None)  # the seed names the sub-directory seed_<s>, not the run
     ident = {k: v for k, v in ident.items() if v}
     canon = json.dumps({"kind": kind, **ident}, sort_keys=True, separators=(",", ":"))

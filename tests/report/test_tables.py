@@ -51,3 +51,13 @@ def test_columns_are_matched_by_exact_pruned_count_not_by_rounding():
     assert header == ["method", "metric", "0.00 %", "25.00 %", "25.00 %"]  # equal to 4 decimals, still apart
     assert _row(rows, "IMP", "accuracy %") == ["80.00", "79.00", "–"]
     assert _row(rows, "EB", "accuracy %") == ["–", "78.00", "77.00"]
+
+
+def test_runs_written_before_0_2_are_flagged():
+    from snnlth.report.tables import run_table
+
+    new = _run("imp", "off", [(0.0, 80.0, 0.0, True)])
+    new.summary["search_wall_seconds"] = 0.0
+    old = _run("imp", "off", [(0.0, 80.0, 0.0, True)], seed=1)
+    _, rows = run_table([new, old])
+    assert rows[0][-1] == "finished" and "search time counts evaluation" in rows[1][-1]

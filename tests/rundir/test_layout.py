@@ -79,6 +79,14 @@ def test_stale_temp_files_of_a_killed_write_are_removed_on_open(tmp_path):
     (run.path / "masks" / "round_00.pt").write_bytes(b"kept")
     assert run.status(me) == "resume"
     assert [p.name for p in (run.path / "masks").iterdir()] == ["round_00.pt"]
+    # a directory that is not a run keeps every file, its own hidden temp files included
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / ".notes.tmp").write_text("draft")
+    (mine / ".config.json.x1y2.tmp").write_text("{")
+    with pytest.raises(RunDirError, match="not an snnlth run"):
+        RunLayout(mine).status(me)
+    assert sorted(p.name for p in mine.iterdir()) == [".config.json.x1y2.tmp", ".notes.tmp"]
 
 
 def test_default_run_dir_name():

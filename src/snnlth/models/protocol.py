@@ -17,6 +17,7 @@ first layer runs once per image and its output is fed at every step) and ``body(
 from __future__ import annotations
 
 import abc
+import copy
 import hashlib
 import json
 from collections.abc import Callable
@@ -116,27 +117,27 @@ class SpikingNet(nn.Module, metaclass=abc.ABCMeta):
 
     def reinitialize(self, seed: int) -> None:
         """A fresh initialisation in place, from ``seed`` alone (the global RNG is left as it was): every layer's
-        ``reset_parameters`` in definition order, then :meth:`init_weights`. Equal to building the model anew after
-        ``torch.manual_seed(seed)``; BN running statistics are reset too."""
-        devices = [self._device()] if self._device().type == "cuda" else []
-        with torch.random.fork_rng(devices=devices):
+        ``reset_parameters`` in definition order, then :meth:`init_weights`, drawn on the CPU whatever the model's
+        device, so the result is the same on CPU and GPU and equal to building the model anew on the CPU after
+        ``torch.manual_seed(seed)``. BN running statistics are reset too."""
+        fresh = copy.deepcopy(self).cpu()
+        with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            for m in self.modules():
-                if m is not self and hasattr(m, "reset_parameters"):
+            for m in fresh.modules():
+                if m is not fresh and hasattr(m, "reset_parameters"):
                     m.reset_parameters()
-            self.init_weights()
+            fresh.init_weights()
+        self.load_state_dict(fresh.state_dict())
 
     def identity(self) -> dict:
         return model_identity(self)
 
-    def _device(self) -> torch.device:
-        p = next(self.parameters(), None)
-        return p.device if p is not None else torch.device("cpu")
 
 
 class Normalize(nn.Module):
     """Raw images ``[B, C, H, W]`` in [0, 1] -> ``(x - mean) / std`` per channel, the input a run trained on; with
-    ``size``, images of another side length are first resized (bilinear) to it, as ``--resize`` did at load.
+    ``size``, images of another side length are first resized (bilinear) to it, as ``--resize`` did at load (which
+    also rounded the resized pixels to uint8: accuracies of resized tickets can differ in the last decimals).
     Buffers are not persistent: a state dict with or without this transform is the same."""
 
     def __init__(self, mean: tuple[float, ...], std: tuple[float, ...], size: int | None = None) -> None:

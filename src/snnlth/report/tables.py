@@ -90,6 +90,8 @@ def run_table(runs: list[RunRecord]) -> Table:
         sparsest = max(finals, key=lambda lv: lv["sparsity_all"]) if finals else None
         ticket = (f"{100 * sparsest['sparsity_all']:.2f} % → {sparsest['test_accuracy']:.2f} %" if sparsest else "–")
         status = "finished" if r.finished else "running or stopped"
+        if r.finished and "search_wall_seconds" not in s:
+            status += "; written before 0.2: its search time counts evaluation too"
         if r.missing:
             status += f"; missing {', '.join(r.missing)}"
         rows.append([r.path.as_posix(), r.label, str(r.seed), str(r.config["model"]["timesteps"]),

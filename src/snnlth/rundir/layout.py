@@ -28,9 +28,11 @@ from snnlth.rundir.atomic import atomic_write_json, atomic_write_text, read_json
 CONFIG, ENV, METRICS, SUMMARY, CHECKPOINT = "config.json", "env.json", "metrics.jsonl", "summary.json", "checkpoint.pt"
 
 
-def default_run_dir(kind: str, cfg: Any, root: str | Path = "runs", ignored: Iterable[str] = ()) -> Path:
+def default_run_dir(kind: str, cfg: Any, root: str | Path = "runs", ignored: Iterable[str] = (),
+                    facts: dict | None = None) -> Path:
     """``runs/<kind>-<model>-<dataset>-T<T>-<hash8>/seed_<s>``: rerunning the same command finds the same dir."""
-    name = f"{kind}-{cfg.model.model}-{cfg.data.dataset}-T{cfg.model.timesteps}-{config_hash(cfg, kind, ignored)}"
+    digest = config_hash(cfg, kind, ignored, facts)
+    name = f"{kind}-{cfg.model.model}-{cfg.data.dataset}-T{cfg.model.timesteps}-{digest}"
     return Path(root) / name / f"seed_{cfg.train.seed}"
 
 
@@ -42,8 +44,8 @@ class Identity:
     semantic: dict[str, dict[str, Any]]
 
     @classmethod
-    def of(cls, kind: str, cfg: Any, ignored: Iterable[str] = ()) -> Identity:
-        return cls(kind, json.loads(json.dumps(semantic_dict(cfg, ignored))))  # tuples -> lists, as saved
+    def of(cls, kind: str, cfg: Any, ignored: Iterable[str] = (), facts: dict | None = None) -> Identity:
+        return cls(kind, json.loads(json.dumps(semantic_dict(cfg, ignored, facts))))  # tuples -> lists, as saved
 
 
 @dataclass(frozen=True)
@@ -88,29 +90,38 @@ class RunLayout:
 
     # ---- opening --------------------------------------------------------------------------------------------------
     def stale_temp_files(self) -> list[Path]:
-        """Temp files an atomic write left behind when its process was killed (``.<name>.<random>.tmp``)."""
-        dirs = [self.path, self.path / "masks", self.path / "phases"]
-        return [p for d in dirs if d.is_dir() for p in d.glob(".*.tmp") if p.is_file()]
+        """Temp files our atomic writes left behind when their process was killed: ``.<file>.<random>.tmp`` of a
+        run file (``.config.json.k3j2x9.tmp``), in the run directory or its ``masks/`` and ``phases/``."""
+        found = [p for p in self.path.glob(".*.tmp") if _temp_of(p.name, (CONFIG, ENV, METRICS, SUMMARY, CHECKPOINT),
+                                                                  (".pt", ".json"))]
+        for sub in ("masks", "phases"):
+            found += [p for p in (self.path / sub).glob(".*.tmp") if _temp_of(p.name, (), (".pt",))]
+        return [p for p in found if p.is_file()]
 
     def status(self, identity: Identity) -> str:
         """``"new"``, ``"resume"`` or ``"done"``; a :class:`RunDirError` if the directory holds something else.
-        Stale temp files of a killed write are removed first: they are never part of a run."""
+        Temp files a killed write of this run left behind are removed (they are never part of a run); nothing else
+        in a directory that is not this run is touched."""
         if not self.path.exists():
             return "new"
         if not self.path.is_dir():
             raise RunDirError(f"--out {self.path} is a file; choose a directory path")
-        for tmp in self.stale_temp_files():
-            tmp.unlink(missing_ok=True)
+        stale = self.stale_temp_files()
         if not self.config.exists():
-            if any(self.path.iterdir()):
+            header = [p for p in stale if p.parent == self.path and _temp_of(p.name, (CONFIG, ENV), ())]
+            if set(self.path.iterdir()) - set(header):
                 raise RunDirError(f"--out {self.path} holds files that are not an snnlth run; choose an empty or new "
                                   "directory")
+            for tmp in header:  # killed while writing the header: the directory is still a new run
+                tmp.unlink(missing_ok=True)
             return "new"
         saved = read_json(self.config)
         theirs = Identity(saved.get("kind"), saved.get("semantic", {}))
         if theirs != identity:
             raise RunDirError(f"--out {self.path} holds a different run ({_describe_diff(theirs, identity)}); choose "
                               "another --out, or delete that directory to start over")
+        for tmp in stale:
+            tmp.unlink(missing_ok=True)
         return "done" if self.summary.exists() else "resume"
 
     def write_header(self, identity: Identity, cfg: Any, env: dict, **extra: Any) -> None:
@@ -126,6 +137,15 @@ class RunLayout:
 
     def write_summary(self, summary: dict) -> None:
         atomic_write_json(self.summary, summary)
+
+
+def _temp_of(name: str, files: tuple[str, ...], suffixes: tuple[str, ...]) -> bool:
+    """Is ``name`` (``.<target>.<random>.tmp``) the temp file of one of ``files`` or of a file ending in one of
+    ``suffixes``?"""
+    if not (name.startswith(".") and name.endswith(".tmp")):
+        return False
+    target = name[1:-4].rsplit(".", 1)[0]  # drop the random part tempfile adds
+    return target in files or target.endswith(suffixes)
 
 
 def _describe_diff(theirs: Identity, mine: Identity) -> str:

@@ -58,7 +58,8 @@ class Spent:
 
     @classmethod
     def selection(cls, seconds: float) -> Spent:
-        return cls(seconds, 0.0, seconds)
+        """The Early-Time selection: search work. It runs in an epoch hook, so the row's wall clock holds it."""
+        return cls(seconds, 0.0, 0.0)
 
 
 def wall_seconds(row: dict) -> float:
@@ -144,11 +145,16 @@ class SearchContext:
     def sparsity_fields(self, masks: M.Masks) -> dict[str, Any]:
         """Exact sparsity of ``masks``: of the prunable tensors (excluded ones count as dense), of all parameters,
         and the count of pruned weights that report columns are matched by."""
-        model = self.shape_model()
-        prunable = sum(p.numel() for n, p in model.named_parameters() if n in set(model.prunable_names()))
         pruned = M.count_total(masks) - M.count_alive(masks)
-        return {"sparsity_prunable": pruned / prunable,
-                "sparsity_all": pruned / sum(p.numel() for p in model.parameters()), "pruned_weights": pruned}
+        return {"sparsity_prunable": pruned / self.prunable_count(),
+                "sparsity_all": pruned / sum(p.numel() for p in self.shape_model().parameters()),
+                "pruned_weights": pruned}
+
+    def prunable_count(self) -> int:
+        """Weights of all prunable tensors, excluded ones included (the denominator of ``sparsity_prunable``)."""
+        model = self.shape_model()
+        names = set(model.prunable_names())
+        return sum(p.numel() for n, p in model.named_parameters() if n in names)
 
     def level_tags(self, round_: int | None, masks: M.Masks) -> dict[str, Any]:
         """Fields every metrics row of a round carries, so a report of an unfinished run shows true sparsities."""

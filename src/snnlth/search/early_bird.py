@@ -146,7 +146,11 @@ def run_early_bird(ctx: SearchContext, source: RunStore | None = None) -> Method
     return MethodResult(levels, plan.info, eb, plan.selection_seconds)
 
 
+def _unused(cfg) -> tuple[str, ...]:
+    return () if "imp" in cfg.search.target_sparsity else ("rounds", "prune_rate")
+
+
 register_method(MethodSpec(
     "eb", "EB", run_early_bird, "Early-Bird tickets: masks drawn during one dense run, each retrained",
     fields=("target_sparsity", "eb_window", "eb_threshold", "rounds", "prune_rate", "scope", "rewind_epoch"),
-    early_time=True))
+    unused=_unused, early_time=True, early_time_fields=("early_time",)))

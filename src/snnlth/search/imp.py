@@ -81,10 +81,11 @@ def run_rounds(ctx: SearchContext, prune: PruneFn) -> tuple[list[dict], EarlyTim
 
 
 def imp_sparsities(ctx: SearchContext, dense: M.Masks) -> list[float]:
-    """Prunable sparsity of every round's ticket, from IMP's exact survivor counts."""
+    """``sparsity_prunable`` of every round's ticket (excluded tensors count as dense, as in the levels), from IMP's
+    exact survivor counts."""
     s = ctx.cfg.search
-    total = M.count_total(dense)
-    return [1 - M.survivors_total(k) / total for k in M.imp_survivors(dense, s.prune_rate, s.rounds, s.scope)]
+    total, prunable = M.count_total(dense), ctx.prunable_count()
+    return [(total - M.survivors_total(k)) / prunable for k in M.imp_survivors(dense, s.prune_rate, s.rounds, s.scope)]
 
 
 def _level_masks(ctx: SearchContext, k: int, names: list[str], prune: PruneFn,

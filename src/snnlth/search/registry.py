@@ -27,8 +27,10 @@ AUTO_FIELDS = ("et_threshold", "et_warmup_epochs", "et_batch", "et_kl")  # read 
 # the conditions a baseline shares with its --from source, so that the comparison is fair
 SAME_AS_SOURCE = (("model", "timesteps"), ("train", "epochs"), ("search", "rewind_epoch"), ("data", "train_subset"),
                   ("data", "test_subset"), ("data", "resize"), ("search", "prune_rate"), ("search", "scope"),
-                  ("data", "augment"), ("model", "neuron"), ("model", "bn_time"), ("train", "lr"),
-                  ("train", "batch_size"), ("train", "momentum"), ("train", "weight_decay"))
+                  ("search", "exclude"), ("data", "augment"), ("model", "neuron"), ("model", "bn_time"),
+                  ("model", "tau"), ("model", "v_threshold"), ("model", "surrogate"), ("model", "alpha"),
+                  ("train", "lr"), ("train", "batch_size"), ("train", "momentum"), ("train", "weight_decay"),
+                  ("train", "amp"))
 
 
 @dataclass
@@ -54,7 +56,10 @@ class MethodSpec:
         summary: one line for ``snnlth methods``.
         fields: the ``[search]`` fields it reads besides :data:`COMMON_FIELDS`. Only these (and the Early-Time
             fields when it runs with Early-Time) name a run, so a field a method ignores never splits its runs.
+        unused: ``unused(cfg)``: fields of ``fields`` that this particular config does not read (Early-Bird reads
+            ``rounds`` and ``prune_rate`` only for ``--target-sparsity imp``).
         early_time: combines with ``--early-time``.
+        early_time_fields: the Early-Time fields it reads when it does (besides the ``auto`` test's).
         source: ``"none"``, ``"optional"`` or ``"required"``: whether it takes ``--from RUN_DIR``.
         source_methods: methods whose runs may be its source (empty: any).
         same_as_source: ``(section, field)`` pairs that must equal the source run's.
@@ -67,7 +72,9 @@ class MethodSpec:
     run: Callable[..., MethodResult]
     summary: str
     fields: tuple[str, ...] = ()
+    unused: Callable[[SearchRunConfig], tuple[str, ...]] | None = None
     early_time: bool = False
+    early_time_fields: tuple[str, ...] = EARLY_TIME_FIELDS
     source: str = "none"
     source_methods: tuple[str, ...] = ()
     same_as_source: tuple[tuple[str, str], ...] = SAME_AS_SOURCE
@@ -75,7 +82,7 @@ class MethodSpec:
 
     def __post_init__(self) -> None:
         known = {f.name for f in dataclasses.fields(SearchConfig)}
-        unknown = sorted(set(self.fields) - known)
+        unknown = sorted((set(self.fields) | set(self.early_time_fields)) - known)
         if unknown:
             raise ValueError(f"method {self.name!r} declares unknown [search] fields {unknown}")
         if self.source not in ("none", "optional", "required"):
@@ -86,11 +93,11 @@ class MethodSpec:
 
     def used_fields(self, cfg: SearchRunConfig) -> set[str]:
         """The ``[search]`` fields that can change this run's results."""
-        used = set(COMMON_FIELDS) | set(self.fields)
+        used = set(COMMON_FIELDS) | (set(self.fields) - set(self.unused(cfg) if self.unused else ()))
         if self.source != "none":
             used.add("from_run")
         if self.early_time and cfg.search.early_time != "off":
-            used |= set(EARLY_TIME_FIELDS)
+            used |= set(self.early_time_fields)
             if cfg.search.early_time == "auto":
                 used |= set(AUTO_FIELDS)
         return used

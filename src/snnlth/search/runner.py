@@ -19,7 +19,7 @@ def run_search(ctx: SearchContext, source: RunStore | None) -> dict:
 def summarize(ctx: SearchContext, result: MethodResult, label: str, base_label: str) -> dict:
     """``search_seconds_total``: training time of the search to its sparsest ticket, as the paper counts it;
     ``search_wall_seconds``: the wall clock of that search; ``eval_seconds``, ``train_seconds``, ``total_seconds``:
-    every evaluation, every training, and the whole run's wall clock (all phases and the Early-Time selection)."""
+    every evaluation, every training, and the whole run's wall clock (all phases, the Early-Time selection in them)."""
     cfg, levels = ctx.cfg, result.levels
     model = ctx.shape_model()
     return {
@@ -36,7 +36,7 @@ def summarize(ctx: SearchContext, result: MethodResult, label: str, base_label: 
         "retrain_seconds_total": sum(r["train_seconds"] for r in ctx.rows if r.get("retrain")),
         "train_seconds": sum(r["train_seconds"] for r in ctx.rows),
         "eval_seconds": sum(r["eval_seconds"] for r in ctx.rows),
-        "total_seconds": sum(wall_seconds(r) for r in ctx.rows) + result.selection_seconds,
+        "total_seconds": sum(wall_seconds(r) for r in ctx.rows),  # the Early-Time selection is inside a row's wall
         "model": cfg.model.model,
         "dataset": cfg.data.dataset,
         "device": str(ctx.device),

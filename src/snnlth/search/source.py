@@ -68,7 +68,10 @@ def source_masks(src: RunStore, key: str, ctx: SearchContext, names: list[str]) 
         raise ConfigError(f"--from {src.path} lacks masks/{key}.pt; the source run is incomplete")
     params = dict(ctx.shape_model().named_parameters())
     bad = [n for n in masks if n not in params or tuple(params[n].shape) != tuple(masks[n].shape)]
-    if bad or set(names) - set(masks):
-        raise ConfigError(f"--from {src.path}: its masks do not fit this model ({(bad or sorted(set(names)))[0]}); "
-                          "use a run of the same architecture and input size")
-    return masks
+    if bad:
+        raise ConfigError(f"--from {src.path}: its masks do not fit this model ({bad[0]}); use a run of the same "
+                          "architecture and input size")
+    if set(masks) != set(names):
+        other = sorted(set(masks) ^ set(names))[0]
+        raise ConfigError(f"--from {src.path} pruned another set of tensors ({other}); use the source's --exclude")
+    return {n: masks[n] for n in names}
