@@ -19,7 +19,7 @@ from snnlth.data.source import DataSource
 from snnlth.engine.loop import BatchInfo, EpochHook, FitState, Schedule, fit
 from snnlth.engine.masking import MaskEnforcer
 from snnlth.engine.optim import make_optimizer
-from snnlth.errors import ConfigError
+from snnlth.errors import ConfigError, NumericalError
 from snnlth.models.protocol import TicketModel
 from snnlth.rundir.store import RunStore
 
@@ -60,6 +60,15 @@ class Spent:
     def selection(cls, seconds: float) -> Spent:
         """The Early-Time selection: search work. It runs in an epoch hook, so the row's wall clock holds it."""
         return cls(seconds, 0.0, 0.0)
+
+
+def ensure_finite(weights: M.Weights, what: str, after: str = "") -> None:
+    """Stop ``what`` (a pruning step) with one line naming the tensor when weights are NaN or inf."""
+    try:
+        M.check_finite(weights)
+    except NumericalError as exc:
+        raise NumericalError(f"{what} stopped: {after}{exc} (the training diverged; lower --lr or turn off --amp)"
+                             ) from None
 
 
 def wall_seconds(row: dict) -> float:

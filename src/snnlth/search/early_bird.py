@@ -10,10 +10,9 @@ from dataclasses import dataclass
 
 from snnlth import masks as M
 from snnlth.config import SearchConfig
-from snnlth.errors import NumericalError
 from snnlth.rng import STREAM
 from snnlth.rundir.store import RunStore
-from snnlth.search.base import Phase, SearchContext, Spent
+from snnlth.search.base import Phase, SearchContext, Spent, ensure_finite
 from snnlth.search.early_time import EarlyTimePlan
 from snnlth.search.imp import RewindHook
 from snnlth.search.levels import LevelSpec, level_entry
@@ -70,11 +69,7 @@ class EarlyBirdTracker:
     def after_epoch(self, model, state) -> bool:
         start = time.perf_counter()
         weights = self.ctx.weights(model, self.names)
-        try:
-            M.check_finite(weights)
-        except NumericalError as exc:
-            raise NumericalError(f"Early-Bird mask at epoch {state.epoch} stopped: {exc} (the training diverged; "
-                                 "lower --lr or turn off --amp)") from None
+        ensure_finite(weights, f"Early-Bird mask at epoch {state.epoch}")
         distances = []
         for i, target in enumerate(self.targets):
             if self.detected[i] is not None:
@@ -143,7 +138,7 @@ def run_early_bird(ctx: SearchContext, source: RunStore | None = None) -> Method
         spent = Spent.of_rows(search.history[:detected]) + (plan.spent if detected >= plan.warmup else Spent())
         entry = level_entry(ctx, LevelSpec(None, masks, f"eb_{i}", phase, full_t, spent, final=True))
         levels.append({**entry, "eb_target": i, "imp_round": info["imp_round"]})
-    return MethodResult(levels, plan.info, eb, plan.selection_seconds)
+    return MethodResult(levels, plan.info, eb)
 
 
 def _unused(cfg) -> tuple[str, ...]:

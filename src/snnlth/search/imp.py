@@ -11,10 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from snnlth import masks as M
-from snnlth.errors import NumericalError
 from snnlth.rng import STREAM
 from snnlth.rundir.store import RunStore
-from snnlth.search.base import Phase, PhaseResult, SearchContext, Spent
+from snnlth.search.base import Phase, PhaseResult, SearchContext, Spent, ensure_finite
 from snnlth.search.early_time import EarlyTimePlan
 from snnlth.search.levels import LevelSpec, level_entry, resolve_retrain_rounds
 from snnlth.search.registry import MethodResult, MethodSpec, register_method
@@ -95,11 +94,7 @@ def _level_masks(ctx: SearchContext, k: int, names: list[str], prune: PruneFn,
     masks = ctx.load_masks(key)
     if masks is None:
         weights = {n: trained[k - 1].model_state[n] for n in names}
-        try:
-            M.check_finite(weights)
-        except NumericalError as exc:
-            raise NumericalError(f"pruning for round {k} stopped: after round {k - 1} {exc} (the training diverged; "
-                                 "lower --lr or turn off --amp)") from None
+        ensure_finite(weights, f"pruning for round {k}", f"after round {k - 1} ")
         masks = prune(k, weights, prev)
         ctx.save_masks(key, masks)
     return masks
@@ -127,7 +122,7 @@ def _levels(ctx: SearchContext, by_round: dict[int, M.Masks], plan: EarlyTimePla
 
 def run_imp(ctx: SearchContext, source: RunStore | None = None) -> MethodResult:
     levels, plan = run_rounds(ctx, magnitude_rule(ctx))
-    return MethodResult(levels, plan.info, selection_seconds=plan.selection_seconds)
+    return MethodResult(levels, plan.info)
 
 
 register_method(MethodSpec(

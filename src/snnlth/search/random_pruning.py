@@ -36,7 +36,7 @@ def run_random(ctx: SearchContext, source: RunStore | None = None) -> MethodResu
         names = ctx.prunable_names(ctx.shape_model())
         reference = lambda k: source_masks(source, f"round_{k:02d}", ctx, names)  # noqa: E731
     levels, plan = run_rounds(ctx, random_rule(ctx, reference))
-    return MethodResult(levels, plan.info, selection_seconds=plan.selection_seconds)
+    return MethodResult(levels, plan.info)
 
 
 def _enough_rounds(cfg: SearchRunConfig, saved: dict, where: Path) -> None:

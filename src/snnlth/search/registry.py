@@ -36,12 +36,11 @@ SAME_AS_SOURCE = (("model", "timesteps"), ("train", "epochs"), ("search", "rewin
 @dataclass
 class MethodResult:
     """What every method returns: its levels (entries of ``summary.json["levels"]``), plus the Early-Time choice,
-    the Early-Bird records and any other summary keys of its own."""
+    the Early-Bird records and any other summary keys of its own (``extra``)."""
 
     levels: list[dict]
     early_time: dict | None = None
     eb: list[dict] | None = None
-    selection_seconds: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
 
 

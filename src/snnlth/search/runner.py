@@ -41,7 +41,7 @@ def summarize(ctx: SearchContext, result: MethodResult, label: str, base_label: 
         "dataset": cfg.data.dataset,
         "device": str(ctx.device),
         "num_parameters": sum(p.numel() for p in model.parameters()),
-        "num_prunable": sum(p.numel() for n, p in model.named_parameters() if n in set(model.prunable_names())),
+        "num_prunable": ctx.prunable_count(),
         "from_run": cfg.search.from_run,
         "config": config_to_dict(cfg),
         **result.extra,
