@@ -1,27 +1,46 @@
-"""snnlth: lottery tickets in deep spiking neural networks."""
+"""snnlth: lottery tickets in deep spiking neural networks.
 
-__version__ = "0.2.0"
+The stable API is what this package root exports (``find_ticket``, ``train``, ``search``, ``load_ticket``,
+``adapters``, ``masks`` and the config classes); every other module is internal and may change. Heavy modules load on
+first use, so ``import snnlth`` stays light.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+from snnlth.config import DataConfig, ModelConfig, SearchConfig, SearchRunConfig, TrainConfig, TrainRunConfig
+from snnlth.errors import ConfigError, DataError, RunDirError, SnnlthError
+
+__version__ = "0.3.0"
+
+_LAZY = {"find_ticket": ("snnlth.find", "find_ticket"), "TicketSearch": ("snnlth.find", "TicketSearch"),
+         "train": ("snnlth.api", "train"), "search": ("snnlth.api", "search"),
+         "load_ticket": ("snnlth.export", "load_ticket"), "export_ticket": ("snnlth.export", "export_ticket"),
+         "adapters": ("snnlth.adapters", None), "masks": ("snnlth.masks", None)}
+
+if TYPE_CHECKING:
+    from snnlth import adapters, masks
+    from snnlth.api import search, train
+    from snnlth.export import export_ticket, load_ticket
+    from snnlth.find import TicketSearch, find_ticket
 
 
-def train(*args, **kwargs):
-    """Train one model; see :func:`snnlth.api.train` (imported lazily so ``import snnlth`` stays light)."""
-    from snnlth.api import train as _train
-
-    return _train(*args, **kwargs)
-
-
-def search(*args, **kwargs):
-    """Run a ticket search; see :func:`snnlth.api.search`."""
-    from snnlth.api import search as _search
-
-    return _search(*args, **kwargs)
+def __getattr__(name: str):
+    if name not in _LAZY:
+        raise AttributeError(f"module 'snnlth' has no attribute {name!r}")
+    module, attr = _LAZY[name]
+    value = importlib.import_module(module)
+    value = value if attr is None else getattr(value, attr)
+    globals()[name] = value
+    return value
 
 
-def load_ticket(*args, **kwargs):
-    """Rebuild a model with its masks from a ticket file; see :func:`snnlth.export.load_ticket`."""
-    from snnlth.export import load_ticket as _load
-
-    return _load(*args, **kwargs)
+def __dir__() -> list[str]:
+    return sorted(__all__)
 
 
-__all__ = ["__version__", "load_ticket", "search", "train"]
+__all__ = ["ConfigError", "DataConfig", "DataError", "ModelConfig", "RunDirError", "SearchConfig", "SearchRunConfig",
+           "SnnlthError", "TicketSearch", "TrainConfig", "TrainRunConfig", "__version__", "adapters", "export_ticket",
+           "find_ticket", "load_ticket", "masks", "search", "train"]

@@ -14,10 +14,12 @@ from snnlth.config import SearchRunConfig, TrainRunConfig
 from snnlth.config_io import config_to_dict
 from snnlth.data.catalog import DATASETS
 from snnlth.data.loader import DataBundle, load_data
+from snnlth.data.source import DataSource
 from snnlth.engine.loop import BatchInfo, FitState, Schedule, fit
 from snnlth.engine.optim import make_optimizer, resolve_device
-from snnlth.models.catalog import MODELS, create_model
-from snnlth.models.protocol import SpikingNet
+from snnlth.errors import ConfigError
+from snnlth.models.catalog import MODELS, USER_MODEL, create_model
+from snnlth.models.protocol import SpikingNet, TicketModel
 from snnlth.rundir.layout import Identity, default_run_dir
 from snnlth.rundir.store import RunStore
 from snnlth.search.base import Callbacks, SearchContext
@@ -40,6 +42,10 @@ class TrainResult:
 
 def validate_names(cfg: TrainRunConfig | SearchRunConfig) -> None:
     """Registry names are checked before anything is loaded or written."""
+    if cfg.model.model.startswith(USER_MODEL):
+        raise ConfigError(f"this run searched a Python model ({cfg.model.model[len(USER_MODEL):]}) with "
+                          "snnlth.find_ticket; resume it from Python: call find_ticket again with the same model, "
+                          "data and out")
     DATASETS.get(cfg.data.dataset)
     MODELS.get(cfg.model.model)
     SURROGATES.get(cfg.model.surrogate)
@@ -156,13 +162,27 @@ def search(cfg: SearchRunConfig, out: str | Path | None = None, runs_root: str |
     device = resolve_device(cfg.train.device)
     ignored, facts = spec.ignored(cfg), identity_facts(cfg)
     path = Path(out) if out else default_run_dir(spec.name, cfg, runs_root, ignored, facts)
+
+    def prepare() -> tuple[DataSource, Callable[[], TicketModel]]:
+        data = load_data(cfg.data, device, seed=cfg.train.seed)
+        return data, model_builder(cfg, data)
+
+    return run_search_in(path, cfg, source, device, prepare, ignored=ignored, facts=facts, callbacks=callbacks)
+
+
+def run_search_in(path: Path, cfg: SearchRunConfig, source: RunStore | None, device: torch.device,
+                  prepare: Callable[[], tuple[DataSource, Callable[[], TicketModel]]], *, ignored: tuple[str, ...],
+                  facts: dict, callbacks: Callbacks | None = None) -> SearchResult:
+    """The search of ``cfg`` in run directory ``path``: resumed if started, returned as is if finished, else run on
+    the data source and model builder ``prepare()`` gives (called only when there is work to do)."""
+    spec = method_of(cfg)
     store = RunStore(path, map_location=device)
     identity = Identity.of("search", cfg, ignored, facts)
     status = store.status(identity)
     if status == "done":
         return SearchResult(store.path, store.read_summary(), "done")
-    data = load_data(cfg.data, device, seed=cfg.train.seed)
-    ctx = SearchContext(cfg, store, data, device, model_builder(cfg, data), callbacks or Callbacks())
+    data, build = prepare()
+    ctx = SearchContext(cfg, store, data, device, build, callbacks or Callbacks())
     ctx.prunable_names(ctx.shape_model())  # fail on a model/data mismatch or a bad --exclude before writing
     store.open(identity, cfg, label=spec.label_of(cfg), base_label=spec.label,
                model_identity=ctx.shape_model().identity())

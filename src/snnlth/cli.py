@@ -10,52 +10,15 @@ from snnlth import __version__
 from snnlth.config import SearchRunConfig, TrainRunConfig
 from snnlth.config_io import add_config_flags, config_from_dict, fill_legacy, overrides_from_namespace, resolve_config
 from snnlth.errors import ConfigError, SnnlthError
+from snnlth.progress import Progress
 from snnlth.rundir.layout import RunLayout
-
-
-class _Progress:
-    """tqdm bar per epoch: epoch, batch, loss, running accuracy, images/s."""
-
-    def __init__(self, enabled: bool) -> None:
-        self.enabled, self.bar, self.epoch = enabled, None, None
-
-    def on_batch(self, info, label: str = "") -> None:
-        if not self.enabled:
-            return
-        from tqdm import tqdm
-
-        if self.epoch != (label, info.epoch):
-            self.close()
-            self.epoch = (label, info.epoch)
-            desc = f"{label + ' ' if label else ''}epoch {info.epoch + 1}/{info.epochs}"
-            self.bar = tqdm(total=info.batches, desc=desc, unit="batch",
-                            leave=False, dynamic_ncols=True, file=sys.stderr)
-        self.bar.update(info.batch - self.bar.n)
-        if info.batch == info.batches or info.batch % 5 == 0:
-            self.bar.set_postfix(loss=f"{info.loss:.3f}", acc=f"{info.accuracy:.1f}%",
-                                 img_s=f"{info.images_per_second:.0f}", refresh=False)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
-
-    def on_epoch(self, row: dict) -> None:
-        self.close()
-        self.epoch = None
-        where = f"{row['phase']:<14}" if "phase" in row else ""
-        test = "     –  " if row["test_accuracy"] is None else f"{row['test_accuracy']:6.2f}%"
-        print(f"{where}epoch {row['epoch']:>3}  T={row['timesteps']}  lr {row['lr']:.4f}  "
-              f"train loss {row['train_loss']:.4f}  "
-              f"train acc {row['train_accuracy']:6.2f}%  test acc {test}  "
-              f"{row['images_per_second']:.0f} img/s  {row['train_seconds']:.1f}s", flush=True)
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from snnlth.api import train
 
     cfg = resolve_config(TrainRunConfig, args.config, overrides_from_namespace(args))
-    progress = _Progress(enabled=not args.no_progress)
+    progress = Progress(enabled=not args.no_progress)
     try:
         result = train(cfg, out=args.out, runs_root=args.runs_root, on_batch=progress.on_batch,
                        on_epoch=progress.on_epoch)
@@ -68,10 +31,6 @@ def _cmd_train(args: argparse.Namespace) -> int:
           f"epochs, T={s['timesteps']}, {s['train_seconds']:.1f}s training")
     print(f"summary: {RunLayout(result.run_dir).summary}")
     return 0
-
-
-def _event(message: str) -> None:
-    print(f"-- {message}", flush=True)
 
 
 def _search_config(args: argparse.Namespace) -> SearchRunConfig:
@@ -94,10 +53,10 @@ def _cmd_search(args: argparse.Namespace) -> int:
     from snnlth.search.base import Callbacks
 
     cfg = _search_config(args)
-    progress = _Progress(enabled=not args.no_progress)
+    progress = Progress(enabled=not args.no_progress)
     try:
         result = search(cfg, out=args.resume or args.out, runs_root=args.runs_root,
-                        callbacks=Callbacks(progress.on_batch, progress.on_epoch, _event))
+                        callbacks=Callbacks(progress.on_batch, progress.on_epoch, progress.on_event))
     finally:
         progress.close()
     s = result.summary

@@ -15,13 +15,14 @@ import numpy as np
 import torch
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
+from torch import nn
 
 from snnlth import masks as M
 from snnlth.config import ModelConfig
 from snnlth.config_io import config_from_dict
 from snnlth.errors import ConfigError, RunDirError
-from snnlth.models.catalog import create_model
-from snnlth.models.protocol import Normalize, SpikingNet
+from snnlth.models.catalog import USER_MODEL, create_model
+from snnlth.models.protocol import Normalize
 from snnlth.rundir.atomic import atomic_write_bytes
 from snnlth.rundir.store import RunStore
 
@@ -30,7 +31,7 @@ FORMAT = "snnlth-ticket-1"
 
 @dataclass
 class Ticket:
-    model: SpikingNet
+    model: nn.Module
     masks: M.Masks
     metadata: dict[str, Any]
 
@@ -81,7 +82,8 @@ def export_ticket(run_dir: str | Path, out: str | Path, round_: int | None = Non
         raise RunDirError(f"{run.path}: the trained state or the masks of this level are missing "
                           f"(phase {level.get('phase')}, masks {level.get('masks')}); resume the search")
     state = phase["model"]
-    env_shape = _shape_of(config, state)
+    user = config["model"]["model"].startswith(USER_MODEL)
+    env_shape = {} if user else _shape_of(config, state)
     meta = {"format": FORMAT, "model": config["model"]["model"], "dataset": config["data"]["dataset"],
             "timesteps": str(level["timesteps"]), "sparsity_prunable": repr(level["sparsity_prunable"]),
             "sparsity_all": repr(level["sparsity_all"]), "test_accuracy": repr(level["test_accuracy"]),
@@ -106,10 +108,15 @@ def _shape_of(config: dict, state: dict[str, torch.Tensor]) -> dict[str, str]:
             "resize": json.dumps(config["data"].get("resize"))}
 
 
-def load_ticket(path: str | Path, device: str | torch.device = "cpu") -> Ticket:
-    """Rebuild the model of a ticket file with its masks applied (pruned weights exactly 0), ready to use: in eval
-    mode (train mode would rewrite the BatchNorm statistics from whatever it is shown) and with the run's input
-    normalisation inside, so ``ticket.model(images)`` takes raw images in [0, 1] and gives the run's accuracy."""
+def load_ticket(path: str | Path, model: nn.Module | None = None, device: str | torch.device | None = None
+                ) -> Ticket:
+    """A ticket file's model with its masks applied (pruned weights exactly 0), ready to use: in eval mode (train
+    mode would rewrite the BatchNorm statistics from whatever it is shown).
+
+    Without ``model``, snnlth rebuilds the network of the run (one of its own architectures), with the run's input
+    normalisation inside, so ``ticket.model(images)`` takes raw images in [0, 1] and gives the run's accuracy. With
+    ``model`` (a user's network of the same architecture: the one given to :func:`snnlth.find_ticket`, or an
+    adapter of it), the ticket is loaded into that model, which keeps its device unless ``device`` is given."""
     path = Path(path)
     try:
         raw = path.read_bytes()
@@ -124,10 +131,27 @@ def load_ticket(path: str | Path, device: str | torch.device = "cpu") -> Ticket:
         raise ConfigError(f"{path} is not a readable ticket file ({exc}); export it again") from None
     if meta.get("format") != FORMAT:
         raise ConfigError(f"{path} is not an snnlth ticket (format {meta.get('format')!r}); export it again")
+    state, masks = _unpack(tensors, json.loads(meta["shapes"]))
+    if model is not None:
+        _load_into(model, state, path)
+        if device is not None:
+            model.to(device)
+        return Ticket(model.eval(), masks, meta)
+    if meta["model"].startswith(USER_MODEL):
+        raise ConfigError(f"{path} is a ticket of your own network ({meta['model'][len(USER_MODEL):]}); load it into "
+                          "that network: load_ticket(path, model=net)")
     cfg = config_from_dict(_ModelOnly, {"model": json.loads(meta["model_config"])}).model
     cfg = dataclasses.replace(cfg, timesteps=int(meta["timesteps"]))
     model = create_model(cfg, int(meta["in_channels"]), int(meta["image_size"]), int(meta["num_classes"]))
-    shapes = json.loads(meta["shapes"])
+    model.load_state_dict(state)
+    if "mean" in meta:  # tickets exported before 0.2 carry no normalisation: their model takes normalised input
+        model.input_transform = Normalize(tuple(json.loads(meta["mean"])), tuple(json.loads(meta["std"])),
+                                          json.loads(meta["resize"]))
+    return Ticket(model.to(device or "cpu").eval(), masks, meta)
+
+
+def _unpack(tensors: dict[str, torch.Tensor], shapes: dict[str, list[int]]) -> tuple[dict, M.Masks]:
+    """The full state dict (pruned entries 0) and the masks of a ticket file's tensors."""
     state, masks = {}, {}
     for name, shape in shapes.items():
         m = torch.from_numpy(np.unpackbits(tensors[f"{name}::mask"].numpy(), count=math.prod(shape)).astype(bool))
@@ -135,11 +159,21 @@ def load_ticket(path: str | Path, device: str | torch.device = "cpu") -> Ticket:
         w[m] = tensors[f"{name}::values"].float()
         state[name], masks[name] = w.view(shape), m.view(shape)
     state.update({k: v for k, v in tensors.items() if "::" not in k})
-    model.load_state_dict(state)
-    if "mean" in meta:  # tickets exported before 0.2 carry no normalisation: their model takes normalised input
-        model.input_transform = Normalize(tuple(json.loads(meta["mean"])), tuple(json.loads(meta["std"])),
-                                          json.loads(meta["resize"]))
-    return Ticket(model.to(device).eval(), masks, meta)
+    return state, masks
+
+
+def _load_into(model: nn.Module, state: dict[str, torch.Tensor], path: Path) -> None:
+    """Load a ticket's state into a user's model after checking that every name and shape fits."""
+    own = model.state_dict()
+    missing, extra = sorted(set(own) - set(state)), sorted(set(state) - set(own))
+    wrong = [n for n in state if n in own and tuple(own[n].shape) != tuple(state[n].shape)]
+    if missing or extra or wrong:
+        what = (f"shape of {wrong[0]} is {tuple(state[wrong[0]].shape)} there, {tuple(own[wrong[0]].shape)} here"
+                if wrong else f"{missing[0]} is missing from the ticket" if missing else f"{extra[0]} is not in "
+                "this model")
+        raise ConfigError(f"{path} does not fit this model ({what}); pass a network of the architecture the ticket "
+                          "was searched on")
+    model.load_state_dict({n: state[n].to(own[n].dtype) for n in own})
 
 
 @dataclass(frozen=True)

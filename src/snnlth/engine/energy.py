@@ -39,16 +39,18 @@ class OpCounter:
         self.synops = torch.zeros((), dtype=torch.float64, device=device)
         self.macs = torch.zeros((), dtype=torch.float64, device=device)
         for module in self.model.modules():
-            if isinstance(module, (nn.Conv2d, nn.Linear)):
+            if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)):
                 nnz = (module.weight != 0).sum().double()
-                self._handles.append(module.register_forward_hook(self._hook(nnz)))
+                outputs = module.out_channels if isinstance(module, nn.modules.conv._ConvNd) else module.out_features
+                self._handles.append(module.register_forward_hook(self._hook(nnz, outputs)))
         return self
 
-    def _hook(self, nnz: torch.Tensor):
+    def _hook(self, nnz: torch.Tensor, outputs: int):
         def hook(_module, inputs, output):
             x = inputs[0]
-            positions = output[0].numel() // output.shape[1] if output.dim() > 2 else 1
-            ops = nnz * positions * x.shape[0]
+            # output entries / output channels = samples x positions, whatever the layout ([N, C, H, W] per step, or
+            # spikingjelly's multi-step [T, B, C, H, W])
+            ops = nnz * (output.numel() // outputs)
             binary = ((x == 0) | (x == 1)).all()
             activity = x.detach().double().mean()
             self.synops += torch.where(binary, ops * activity, torch.zeros_like(ops))

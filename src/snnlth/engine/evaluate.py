@@ -52,6 +52,8 @@ class SpikeCounter:
 
     def _hook(self, name: str):
         def hook(_module, _inputs, output):
+            if isinstance(output, (tuple, list)):  # snntorch neurons return (spikes, membrane, ...)
+                output = output[0]
             self.per_layer[name] += output.detach().sum(dtype=torch.float64)  # stays on the device: no sync
 
         return hook

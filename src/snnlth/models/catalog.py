@@ -9,6 +9,8 @@ from snnlth.models.resnet import ResNet19
 from snnlth.models.vgg import VGG
 from snnlth.registry import Registry
 
+USER_MODEL = "user:"  # model names of searches of a user's own network (snnlth.find_ticket), e.g. "user:Net"
+
 MODELS: Registry[type[SpikingNet]] = Registry("model")
 MODELS.register("convnet")(ConvNet)
 MODELS.register("lenet300")(LeNet300)

@@ -16,6 +16,7 @@ A train run directory: the header, ``metrics.jsonl``, ``summary.json`` and ``che
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +33,8 @@ def default_run_dir(kind: str, cfg: Any, root: str | Path = "runs", ignored: Ite
                     facts: dict | None = None) -> Path:
     """``runs/<kind>-<model>-<dataset>-T<T>-<hash8>/seed_<s>``: rerunning the same command finds the same dir."""
     digest = config_hash(cfg, kind, ignored, facts)
-    name = f"{kind}-{cfg.model.model}-{cfg.data.dataset}-T{cfg.model.timesteps}-{digest}"
+    model = re.sub(r"[^A-Za-z0-9_.-]+", "-", cfg.model.model)  # "user:Net" (a find_ticket run) -> "user-Net"
+    name = f"{kind}-{model}-{cfg.data.dataset}-T{cfg.model.timesteps}-{digest}"
     return Path(root) / name / f"seed_{cfg.train.seed}"
 
 

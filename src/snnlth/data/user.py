@@ -1,0 +1,171 @@
+"""A user's own data for :func:`snnlth.find_ticket`: ``(x, y)`` tensors, a ``Dataset`` or a ``DataLoader``, turned
+into a :class:`~snnlth.data.source.DataSource`, checked (one line per problem), and fingerprinted (part of a run's
+identity, so a rerun on other data never resumes a directory searched on this data)."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from snnlth.data.source import Batch, TorchSource
+from snnlth.errors import DataError
+from snnlth.rng import ET_BATCH_OFFSET, epoch_generator
+
+UserData = tuple | list | Dataset | DataLoader  # (x, y) tensors, a Dataset of (x, y) items, or a DataLoader
+
+_FINGERPRINT_ITEMS = 16  # items of a Dataset hashed into its fingerprint (tensors are hashed whole)
+
+
+class TensorSource:
+    """A :class:`~snnlth.data.source.DataSource` over ``(x, y)`` tensors, held on ``device`` and cut into batches
+    there (no per-item indexing): the fast path for data that fits on the device. Same order rule as every source:
+    epoch e of stream s is a pure function of ``(seed, s, e)``."""
+
+    def __init__(self, train: tuple[torch.Tensor, torch.Tensor], test: tuple[torch.Tensor, torch.Tensor],
+                 device: str | torch.device = "cpu") -> None:
+        self.device = torch.device(device)
+        self.x_train, self.y_train = (t.to(self.device) for t in train)
+        self.x_test, self.y_test = (t.to(self.device) for t in test)
+
+    @property
+    def num_train(self) -> int:
+        return len(self.y_train)
+
+    def train_batches(self, batch_size: int, seed: int, stream: int, epoch: int) -> Iterator[Batch]:
+        order = torch.randperm(self.num_train, generator=epoch_generator(seed, epoch, stream)).to(self.device)
+        for start in range(0, self.num_train, batch_size):
+            idx = order[start:start + batch_size]
+            if len(idx) < 2:
+                break  # BatchNorm cannot train on a single image
+            yield self.x_train[idx], self.y_train[idx]
+
+    def eval_batches(self, batch_size: int, split: str = "test") -> Iterator[Batch]:
+        x, y = (self.x_test, self.y_test) if split == "test" else (self.x_train, self.y_train)
+        for start in range(0, len(y), batch_size):
+            yield x[start:start + batch_size], y[start:start + batch_size]
+
+    def sample(self, n: int, seed: int) -> torch.Tensor:
+        gen = torch.Generator().manual_seed(seed + ET_BATCH_OFFSET)
+        idx = torch.randperm(self.num_train, generator=gen)[: min(n, self.num_train)].to(self.device)
+        return self.x_train[idx]
+
+
+class CheckedTorchSource(TorchSource):
+    """A :class:`TorchSource` that checks every batch's labels on the CPU, before they reach the device (an
+    out-of-range label would be a CUDA device assert there)."""
+
+    def __init__(self, train: Dataset | DataLoader, test: Dataset | DataLoader, device: str | torch.device,
+                 num_classes: int) -> None:
+        super().__init__(train, test, device)
+        self.num_classes = num_classes
+
+    def _to_device(self, batch) -> Batch:
+        check_labels(torch.as_tensor(batch[1]), self.num_classes, "a batch")
+        return super()._to_device(batch)
+
+
+def is_tensor_pair(data: Any) -> bool:
+    return isinstance(data, (tuple, list)) and len(data) == 2 and all(isinstance(t, torch.Tensor) for t in data)
+
+
+def _kind_error(name: str, data: Any) -> DataError:
+    return DataError(f"{name} is a {type(data).__name__}; give (x, y) tensors, a torch Dataset of (x, y) items or a "
+                     "DataLoader")
+
+
+def check_tensors(name: str, data: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    x, y = data
+    if not x.is_floating_point():
+        raise DataError(f"{name} x is {x.dtype}; give float inputs (e.g. x.float() / 255 for uint8 images)")
+    if y.dim() != 1 or y.is_floating_point() or y.dtype == torch.bool:
+        raise DataError(f"{name} y must be a 1-D tensor of integer class labels (got {y.dtype} of shape "
+                        f"{tuple(y.shape)})")
+    if len(x) != len(y):
+        raise DataError(f"{name} has {len(x)} inputs but {len(y)} labels; give one label per input")
+    if len(y) < 2:
+        raise DataError(f"{name} has {len(y)} item(s); give at least 2")
+    return x, y.long()
+
+
+def first_input(name: str, data: UserData) -> torch.Tensor:
+    """One input (without the batch dimension) of ``data``, to check shapes and run the model on."""
+    if is_tensor_pair(data):
+        return check_tensors(name, data)[0][0]
+    dataset = data.dataset if isinstance(data, DataLoader) else data
+    if not isinstance(dataset, Dataset) and not hasattr(dataset, "__getitem__"):
+        raise _kind_error(name, data)
+    try:
+        n = len(dataset)
+    except TypeError:
+        raise DataError(f"{name}: an iterable dataset has no length; give a map-style Dataset or tensors") from None
+    if n < 2:
+        raise DataError(f"{name} has {n} item(s); give at least 2")
+    item = dataset[0]
+    if not isinstance(item, (tuple, list)) or len(item) < 2:
+        raise DataError(f"{name} items must be (x, y) pairs (got {type(item).__name__}); make __getitem__ return "
+                        "(input, label)")
+    x = torch.as_tensor(item[0])
+    if not x.is_floating_point():
+        raise DataError(f"{name} inputs are {x.dtype}; give float inputs (e.g. a ToTensor-like transform)")
+    return x
+
+
+def check_labels(y: torch.Tensor, num_classes: int, where: str) -> None:
+    """Labels are class indices in [0, num_classes) of the model's output."""
+    if len(y) and (int(y.min()) < 0 or int(y.max()) >= num_classes):
+        bad = int(y.min()) if int(y.min()) < 0 else int(y.max())
+        raise DataError(f"label {bad} in {where} is outside the model's {num_classes} classes (0..{num_classes - 1});"
+                        " give labels 0..C-1 or a model with more outputs")
+
+
+def _known_labels(data: UserData) -> torch.Tensor | None:
+    """All labels without loading inputs: tensors, or a dataset's ``targets`` / ``labels`` attribute."""
+    if is_tensor_pair(data):
+        return data[1]
+    dataset = data.dataset if isinstance(data, DataLoader) else data
+    for attr in ("targets", "labels"):
+        value = getattr(dataset, attr, None)
+        if value is not None:
+            try:
+                return torch.as_tensor(value)
+            except (TypeError, ValueError, RuntimeError):
+                return None
+    return None
+
+
+def make_source(train: UserData, test: UserData, device: torch.device, num_classes: int):
+    """The data source of a user's data, after checking what can be checked up front (labels of tensors and of
+    datasets that list their targets; other datasets are checked batch by batch)."""
+    for name, data in (("train", train), ("test", test)):
+        labels = _known_labels(data)
+        if labels is not None:
+            check_labels(labels, num_classes, f"the {name} data")
+    if is_tensor_pair(train) and is_tensor_pair(test):
+        return TensorSource(check_tensors("train", train), check_tensors("test", test), device)
+    if is_tensor_pair(train) != is_tensor_pair(test):
+        raise DataError("give train and test the same way: both (x, y) tensors, or both Datasets/DataLoaders")
+    return CheckedTorchSource(train, test, device, num_classes)
+
+
+def fingerprint(train: UserData, test: UserData) -> dict[str, Any]:
+    """What identifies the data of a run: sizes, input shape and a SHA-256 over the tensors (whole) or over the first
+    items of a dataset."""
+    out = {}
+    for name, data in (("train", train), ("test", test)):
+        digest = hashlib.sha256()
+        if is_tensor_pair(data):
+            items, size = data, len(data[1])
+        else:
+            dataset = data.dataset if isinstance(data, DataLoader) else data
+            size = len(dataset)
+            items = [t for i in range(min(size, _FINGERPRINT_ITEMS)) for t in dataset[i][:2]]
+        for t in items:
+            t = torch.as_tensor(t).detach().cpu().contiguous()
+            digest.update(str((t.dtype, tuple(t.shape))).encode())
+            digest.update(t.view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        out[name] = {"items": size, "sha256": digest.hexdigest()[:16]}
+    return out

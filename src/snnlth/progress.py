@@ -1,0 +1,54 @@
+"""Progress of a training or a search on the terminal: a tqdm bar per epoch (batch, loss, running accuracy,
+images/s) on stderr, one line per finished epoch and per search event on stdout."""
+
+from __future__ import annotations
+
+import sys
+
+
+def _write(line: str) -> None:
+    from tqdm import tqdm
+
+    tqdm.write(line, file=sys.stdout)
+    sys.stdout.flush()
+
+
+class Progress:
+    """Callbacks for :func:`snnlth.train`, :func:`snnlth.search` and :func:`snnlth.find_ticket`; with
+    ``enabled=False`` no bar is drawn (the epoch lines stay)."""
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled, self.bar, self.epoch = enabled, None, None
+
+    def on_batch(self, info, label: str = "") -> None:
+        if not self.enabled:
+            return
+        from tqdm import tqdm
+
+        if self.epoch != (label, info.epoch):
+            self.close()
+            self.epoch = (label, info.epoch)
+            desc = f"{label + ' ' if label else ''}epoch {info.epoch + 1}/{info.epochs}"
+            self.bar = tqdm(total=info.batches, desc=desc, unit="batch",
+                            leave=False, dynamic_ncols=True, file=sys.stderr)
+        self.bar.update(info.batch - self.bar.n)
+        if info.batch == info.batches or info.batch % 5 == 0:
+            self.bar.set_postfix(loss=f"{info.loss:.3f}", acc=f"{info.accuracy:.1f}%",
+                                 img_s=f"{info.images_per_second:.0f}", refresh=False)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+    def on_epoch(self, row: dict) -> None:
+        self.close()
+        self.epoch = None
+        where = f"{row['phase']:<14}" if "phase" in row else ""
+        test = "     –  " if row["test_accuracy"] is None else f"{row['test_accuracy']:6.2f}%"
+        _write(f"{where}epoch {row['epoch']:>3}  T={row['timesteps']}  lr {row['lr']:.4f}  "
+               f"train loss {row['train_loss']:.4f}  train acc {row['train_accuracy']:6.2f}%  test acc {test}  "
+               f"{row['images_per_second']:.0f} img/s  {row['train_seconds']:.1f}s")
+
+    def on_event(self, message: str) -> None:
+        _write(f"-- {message}")
