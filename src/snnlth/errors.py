@@ -10,7 +10,7 @@ class ConfigError(SnnlthError, ValueError):
     """An invalid configuration value, flag or TOML key."""
 
 
-class DataError(SnnlthError):
+class DataError(SnnlthError, ValueError):
     """A dataset file that is missing, truncated or malformed."""
 
 

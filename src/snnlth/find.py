@@ -118,7 +118,7 @@ def find_ticket(model: nn.Module, train: UserData, test: UserData, *, method: st
     ``"auto"`` or the search T. ``train_options``: any other field of :class:`~snnlth.config.TrainConfig` or
     :class:`~snnlth.config.SearchConfig` (``lr``, ``batch_size``, ``seed``, ``scope``, ``exclude``, ``amp``...).
 
-    Writes ``out`` (default ``runs/search-user-<Class>-user-T<T>-<hash>/seed_<seed>``); calling it again with the
+    Writes ``out`` (default ``runs/<method>-user-<Class>-user-T<T>-<hash>/seed_<seed>``); calling it again with the
     same arguments resumes an interrupted search or returns the finished one. ``model`` is not changed:
     ``result.apply()`` puts the sparsest final ticket into it. Bad input raises a one-line :class:`ConfigError` or
     :class:`DataError` (both ``ValueError``-like) before anything is written.

@@ -73,8 +73,8 @@ def is_tensor_pair(data: Any) -> bool:
 
 
 def _kind_error(name: str, data: Any) -> DataError:
-    return DataError(f"{name} is a {type(data).__name__}; give (x, y) tensors, a torch Dataset of (x, y) items or a "
-                     "DataLoader")
+    return DataError(f"{name} is a {type(data).__name__}; give (x, y) tensors (torch.as_tensor for numpy arrays), a "
+                     "torch Dataset of (x, y) items or a DataLoader")
 
 
 def check_tensors(name: str, data: Any) -> tuple[torch.Tensor, torch.Tensor]:
@@ -96,8 +96,8 @@ def first_input(name: str, data: UserData) -> torch.Tensor:
     if is_tensor_pair(data):
         return check_tensors(name, data)[0][0]
     dataset = data.dataset if isinstance(data, DataLoader) else data
-    if not isinstance(dataset, Dataset) and not hasattr(dataset, "__getitem__"):
-        raise _kind_error(name, data)
+    if isinstance(dataset, (tuple, list, str, bytes, dict)) or not hasattr(dataset, "__getitem__"):
+        raise _kind_error(name, data)  # a pair of numpy arrays too: torch.as_tensor them
     try:
         n = len(dataset)
     except TypeError:
