@@ -25,7 +25,7 @@ from snnlth.engine.evaluate import evaluate
 from snnlth.engine.loop import Schedule, fit
 from snnlth.engine.optim import make_optimizer, resolve_device
 from snnlth.models import create_model
-from snnlth.search.early_time import choose_t_early, fixed_batch, measure_kl
+from snnlth.methods.early_time import choose_t_early, fixed_batch, measure_kl
 
 MODES = ("per-step", "pooled")
 

@@ -10,7 +10,7 @@ OUT=${OUT:-gpu_out}; mkdir -p "$OUT"
 export PYTHONPATH=src PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
 python3 -c "import torch; print('torch', torch.__version__)" | tee -a "$OUT/gpu.txt"
-timeout 150 python3 -m pytest -q -x -p no:cacheprovider tests/test_devices.py tests/search/test_all_models.py \
+timeout 150 python3 -m pytest -q -x -p no:cacheprovider tests/test_devices.py tests/methods/test_all_models.py \
   tests/snn/test_layers.py tests/data/test_source.py 2>&1 | tail -3 | tee "$OUT/pytest.txt"
 for m in convnet vgg16 resnet19; do timeout 60 python3 bench/engine.py --compare bn --device cuda --model $m --steps 10; done \
   2>&1 | tee "$OUT/bn_step.txt"

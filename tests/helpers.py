@@ -92,8 +92,8 @@ def search_context(cfg, path):
 
     from snnlth.api import model_builder
     from snnlth.data import load_data
+    from snnlth.methods.base import SearchContext
     from snnlth.rundir.store import RunStore
-    from snnlth.search.base import SearchContext
 
     data = load_data(cfg.data, torch.device("cpu"))
     return SearchContext(cfg, RunStore(path), data, torch.device("cpu"), model_builder(cfg, data))

@@ -75,7 +75,7 @@ def test_run_hash_is_pinned_and_ignores_defaults_and_paths():
 
 def _name(cfg, method="imp"):
     """The hash a search run is named by: its method's registry entry says which fields it reads."""
-    from snnlth.search.registry import METHODS
+    from snnlth.methods.registry import METHODS
 
     return config_hash(cfg, method, METHODS.get(method).ignored(cfg))
 

@@ -1,8 +1,8 @@
 """snnlth: lottery tickets in deep spiking neural networks.
 
-The stable API is what this package root exports (``find_ticket``, ``train``, ``search``, ``load_ticket``,
-``adapters``, ``masks`` and the config classes); every other module is internal and may change. Heavy modules load on
-first use, so ``import snnlth`` stays light.
+The stable API is what this package root exports: ``find_ticket``, ``train``, ``search``, ``load_ticket``,
+``load_dataset``, ``adapters``, ``masks``, the config classes and the error types. Every other module is internal and
+may change. Heavy modules load on first use, so ``import snnlth`` stays light.
 """
 
 from __future__ import annotations
@@ -18,11 +18,13 @@ __version__ = "0.3.0"
 _LAZY = {"find_ticket": ("snnlth.find", "find_ticket"), "TicketSearch": ("snnlth.find", "TicketSearch"),
          "train": ("snnlth.api", "train"), "search": ("snnlth.api", "search"),
          "load_ticket": ("snnlth.export", "load_ticket"), "export_ticket": ("snnlth.export", "export_ticket"),
+         "load_dataset": ("snnlth.data.loader", "load_dataset"),
          "adapters": ("snnlth.adapters", None), "masks": ("snnlth.masks", None)}
 
 if TYPE_CHECKING:
     from snnlth import adapters, masks
     from snnlth.api import search, train
+    from snnlth.data.loader import load_dataset
     from snnlth.export import export_ticket, load_ticket
     from snnlth.find import TicketSearch, find_ticket
 
@@ -43,4 +45,4 @@ def __dir__() -> list[str]:
 
 __all__ = ["ConfigError", "DataConfig", "DataError", "ModelConfig", "RunDirError", "SearchConfig", "SearchRunConfig",
            "SnnlthError", "TicketSearch", "TrainConfig", "TrainRunConfig", "__version__", "adapters", "export_ticket",
-           "find_ticket", "load_ticket", "masks", "search", "train"]
+           "find_ticket", "load_dataset", "load_ticket", "masks", "search", "train"]

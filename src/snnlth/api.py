@@ -18,14 +18,14 @@ from snnlth.data.source import DataSource
 from snnlth.engine.loop import BatchInfo, FitState, Schedule, fit
 from snnlth.engine.optim import make_optimizer, resolve_device
 from snnlth.errors import ConfigError
+from snnlth.methods.base import Callbacks, SearchContext
+from snnlth.methods.registry import method_of
+from snnlth.methods.runner import run_search
+from snnlth.methods.source import check_source
 from snnlth.models.catalog import MODELS, USER_MODEL, create_model
 from snnlth.models.protocol import SpikingNet, TicketModel
 from snnlth.rundir.layout import Identity, default_run_dir
 from snnlth.rundir.store import RunStore
-from snnlth.search.base import Callbacks, SearchContext
-from snnlth.search.registry import method_of
-from snnlth.search.runner import run_search
-from snnlth.search.source import check_source
 from snnlth.snn.surrogate import SURROGATES
 
 

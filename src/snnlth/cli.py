@@ -50,7 +50,7 @@ def _search_config(args: argparse.Namespace) -> SearchRunConfig:
 
 def _cmd_search(args: argparse.Namespace) -> int:
     from snnlth.api import search
-    from snnlth.search.base import Callbacks
+    from snnlth.methods.base import Callbacks
 
     cfg = _search_config(args)
     progress = Progress(enabled=not args.no_progress)
@@ -100,7 +100,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_methods(args: argparse.Namespace) -> int:
-    from snnlth.search.registry import describe_methods
+    from snnlth.methods.registry import describe_methods
 
     rows = describe_methods()
     width = max(len(name) for name, _ in rows)
@@ -168,8 +168,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="write one ticket as a safetensors file (mask bits + surviving values)",
                        description="Export a ticket of a finished search; default: its sparsest final level.")
     p.add_argument("run", metavar="RUN_DIR", help="a finished search run directory")
-    p.add_argument("--round", type=int, help="the round (level) to export")
-    p.add_argument("--sparsity", type=float, help="the level nearest this prunable sparsity (within 0.005)")
+    p.add_argument("--round", type=int, metavar="K", help="the round (level) to export")
+    p.add_argument("--sparsity", type=float, metavar="S",
+                   help="the level nearest this prunable sparsity (within 0.005)")
     p.add_argument("--out", required=True, metavar="FILE", help="output .safetensors file")
     p.add_argument("--fp16", action="store_true", help="store surviving values as fp16 (default fp32)")
     p.set_defaults(func=_cmd_export)

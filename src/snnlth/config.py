@@ -64,7 +64,8 @@ class DataConfig:
                               semantic=False)
     train_subset: int | None = _f(None, "train on a stratified, seeded subset of N images")
     test_subset: int | None = _f(None, "evaluate on a stratified subset of N test images (default: all)")
-    augment: bool = _f(True, "batched on-device augmentation (crop, flip, Cutout for CIFAR)")
+    augment: bool = _f(True, "batched on-device augmentation: random crop (pad 4), h-flip, and Cutout 16 px for CIFAR "
+                         "(cut before normalising: the hole is black)")
     resize: int | None = _f(None, "resize images to this side length once at load (the paper uses 32 for F-MNIST)")
 
     def __post_init__(self) -> None:
@@ -82,7 +83,7 @@ class ModelConfig:
     neuron: str = _f("lif", "lif for the SNN, relu for its ANN twin", choices=("lif", "relu"))
     timesteps: int = _f(5, "number of timesteps T")
     tau: float = _f(4.0 / 3.0, "LIF membrane time constant (decay 1 - 1/tau per step)")
-    v_threshold: float = _f(1.0, "LIF firing threshold")
+    v_threshold: float = _f(1.0, "LIF firing threshold (hard reset to 0, reset detached)")
     surrogate: str = _f("atan", "surrogate gradient (atan, sigmoid)")
     alpha: float = _f(2.0, "surrogate sharpness alpha")
     bn_time: str = _f("per-step", "BatchNorm over time: per-step (statistics of each timestep, running statistics "
@@ -103,7 +104,8 @@ class TrainConfig:
 
     epochs: int = _f(5, "training epochs")
     batch_size: int = _f(128, "training batch size")
-    lr: float = _f(0.1, "initial SGD learning rate (cosine-annealed to 0)")
+    lr: float = _f(0.1, "initial SGD learning rate, cosine-annealed to 0 per epoch (the paper: 0.3 for "
+                      "VGG16/ResNet19)")
     momentum: float = _f(0.9, "SGD momentum")
     weight_decay: float = _f(5e-4, "L2 weight decay (really applied, unlike the paper's code)")
     seed: int = _f(0, "random seed (init, data order, augmentation)")
@@ -182,13 +184,14 @@ def _parse_targets(items: tuple[Any, ...]) -> tuple[str, ...]:
 class SearchConfig:
     """How to search for the ticket. Early-Time is a modifier of ``imp`` and ``eb``, not a method."""
 
-    method: str = _f("imp", "ticket-search method, one of those `snnlth methods` lists")
-    rounds: int = _f(4, "pruning rounds after the dense round 0 (levels 0..K)")
+    method: str = _f("imp", "ticket-search method, one of those `snnlth methods` lists (imp, eb, random, reinit)")
+    rounds: int = _f(4, "pruning rounds after the dense round 0 (levels 0..K; the paper: 14)")
     prune_rate: float = _f(0.25, "fraction of the surviving weights removed per round")
     scope: str = _f("global", "magnitude ranking across all layers (global) or per layer (local)",
                     choices=("global", "local"))
     exclude: tuple[str, ...] = _f((), "prunable tensors never pruned: whole names or dotted prefixes (features.1)")
-    rewind_epoch: int = _f(0, "rewind survivors to their values after this many epochs of the dense run (0 = init)")
+    rewind_epoch: int = _f(0, "rewind survivors to their values after this many epochs of the dense run "
+                            "(0 = init; the paper: 20 of 300)")
     target_sparsity: tuple[str, ...] = _f(("imp",), "Early-Bird: target sparsities tracked in one dense run; imp = "
                                           "the sparsities IMP reaches in --rounds rounds at --prune-rate",
                                           identity_default=("0.9",))

@@ -28,15 +28,15 @@ from snnlth.config_io import config_from_dict
 from snnlth.data.user import UserData, fingerprint, first_input, is_tensor_pair, make_source
 from snnlth.engine.optim import resolve_device
 from snnlth.errors import ConfigError, DataError, RunDirError
+from snnlth.methods.base import Callbacks
+from snnlth.methods.registry import method_of
+from snnlth.methods.source import check_source
 from snnlth.models.catalog import USER_MODEL
 from snnlth.models.protocol import TicketModel
 from snnlth.progress import Progress
 from snnlth.registry import unknown_name_message
 from snnlth.rundir.layout import default_run_dir
 from snnlth.rundir.store import RunStore
-from snnlth.search.base import Callbacks
-from snnlth.search.registry import method_of
-from snnlth.search.source import check_source
 
 # config fields that mean nothing for a user's network and data (its neurons and pipeline are its own)
 NOT_APPLICABLE = ("model.neuron", "model.tau", "model.v_threshold", "model.surrogate", "model.alpha",

@@ -3,7 +3,6 @@ stepwise net, a plain multi-step module), on a tiny real Fashion-MNIST subset: a
 (auto) search; exact sparsities; the ticket's zeros inside the user's own parameters; the network still runs in its
 own framework and gives the accuracy the search reported."""
 
-import copy
 
 import pytest
 import torch

@@ -14,7 +14,7 @@ import snnlth
 from snnlth import masks as M
 from snnlth.cli import main
 from tests.adapters import nets
-from tests.search.test_resume import ENV, _kill_when, _strip
+from tests.methods.test_resume import ENV, _kill_when, _strip
 
 pytestmark = pytest.mark.slow
 SEARCH = dict(epochs=2, rounds=2, timesteps=3, lr=0.05, batch_size=64, progress=False)

@@ -93,6 +93,21 @@ def load_data(cfg: DataConfig, device: torch.device, seed: int = 0) -> DataBundl
 
 
 
+def load_dataset(name: str = "fmnist", *, train_subset: int | None = None, test_subset: int | None = None,
+                 resize: int | None = None, data_dir: str | None = None, seed: int = 0
+                 ) -> tuple[Batch, Batch]:
+    """``((x_train, y_train), (x_test, y_test))`` of a dataset snnlth reads from disk (``fmnist``, ``cifar10``,
+    ``cifar100``): float inputs ``[N, C, H, W]`` normalised per channel, int64 labels, on the CPU, un-augmented;
+    subsets are stratified and seeded. What :func:`snnlth.find_ticket` takes as ``train`` and ``test``."""
+    from snnlth.config import DataConfig
+
+    cfg = DataConfig(dataset=name, data_dir=data_dir, train_subset=train_subset, test_subset=test_subset,
+                     augment=False, resize=resize)
+    data = load_data(cfg, torch.device("cpu"), seed=seed)
+    return tuple((torch.cat([x for x, _ in eval_batches(data, 4096, split)]), y)  # type: ignore[return-value]
+                 for split, y in (("train", data.train_y.long()), ("test", data.test_y.long())))
+
+
 def train_batches(data: DataBundle, batch_size: int, gen: torch.Generator) -> Iterator[Batch]:
     """Shuffled, augmented training batches ``(x: [B, C, S, S] float, y: [B])``; a final batch of one is dropped
     (BatchNorm cannot train on a single image)."""

@@ -5,7 +5,7 @@ import torch
 from snnlth import masks as M
 from snnlth.api import search
 from snnlth.engine.loop import FitState
-from snnlth.search.early_bird import EarlyBirdTracker, resolve_targets
+from snnlth.methods.early_bird import EarlyBirdTracker, resolve_targets
 from tests.helpers import search_cfg, search_context
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from snnlth import masks as M
 from snnlth.config import parse_retrain_at
 from snnlth.errors import ConfigError
-from snnlth.search.base import PhaseResult, Spent
+from snnlth.methods.base import PhaseResult, Spent
 
 
 @dataclass(frozen=True)

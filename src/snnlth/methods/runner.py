@@ -6,9 +6,9 @@ from __future__ import annotations
 import time
 
 from snnlth.config_io import config_to_dict
+from snnlth.methods.base import SearchContext, wall_seconds
+from snnlth.methods.registry import MethodResult, method_of
 from snnlth.rundir.store import RunStore
-from snnlth.search.base import SearchContext, wall_seconds
-from snnlth.search.registry import MethodResult, method_of
 
 
 def run_search(ctx: SearchContext, source: RunStore | None) -> dict:

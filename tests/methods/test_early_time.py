@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from snnlth.api import search
-from snnlth.search.early_time import choose_t_early, kl_by_timestep, measure_kl
+from snnlth.methods.early_time import choose_t_early, kl_by_timestep, measure_kl
 from tests.helpers import search_cfg, search_context
 
 
@@ -76,7 +76,7 @@ def test_auto_early_time_records_kl_and_warms_up_at_full_t(fmnist_dir, tmp_path)
     rule's choice on it, and every later epoch of the search runs at T_early."""
     from snnlth.engine.loop import Schedule, fit
     from snnlth.engine.optim import make_optimizer
-    from snnlth.search.early_time import fixed_batch
+    from snnlth.methods.early_time import fixed_batch
 
     cfg = search_cfg(fmnist_dir, early_time="auto", et_warmup_epochs=1, et_batch=64, timesteps=4, et_threshold=1.05)
     res = search(cfg, out=tmp_path / "r")

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from snnlth.data.source import DataSource
-from snnlth.search.base import SearchContext, Spent
+from snnlth.methods.base import SearchContext, Spent
 
 
 def kl_by_timestep(logits_seq: torch.Tensor, direction: str = "paper") -> dict[int, float]:

@@ -7,9 +7,9 @@ import pytest
 from snnlth import masks as M
 from snnlth.cli import main
 from snnlth.errors import ConfigError
-from snnlth.search.base import Phase, SearchContext, Spent
-from snnlth.search.levels import LevelSpec, level_entry
-from snnlth.search.registry import METHODS, MethodResult, MethodSpec, register_method
+from snnlth.methods.base import Phase, SearchContext, Spent
+from snnlth.methods.levels import LevelSpec, level_entry
+from snnlth.methods.registry import METHODS, MethodResult, MethodSpec, register_method
 from tests.helpers import search_cfg
 
 
@@ -68,7 +68,7 @@ def test_toy_method_through_cli_report_and_export(toy, fmnist_dir, tmp_path, cap
 
 def test_toy_method_resumes_after_a_crash_exactly(toy, fmnist_dir, tmp_path):
     from snnlth.api import search
-    from snnlth.search.base import Callbacks
+    from snnlth.methods.base import Callbacks
 
     cfg = search_cfg(fmnist_dir, method="oneshot", prune_rate=0.6, epochs=3)
     full = search(cfg, out=tmp_path / "full").summary

@@ -10,13 +10,13 @@ from dataclasses import dataclass
 
 from snnlth import masks as M
 from snnlth.config import SearchConfig
+from snnlth.methods.base import Phase, SearchContext, Spent, ensure_finite
+from snnlth.methods.early_time import EarlyTimePlan
+from snnlth.methods.imp import RewindHook
+from snnlth.methods.levels import LevelSpec, level_entry
+from snnlth.methods.registry import MethodResult, MethodSpec, register_method
 from snnlth.rng import STREAM
 from snnlth.rundir.store import RunStore
-from snnlth.search.base import Phase, SearchContext, Spent, ensure_finite
-from snnlth.search.early_time import EarlyTimePlan
-from snnlth.search.imp import RewindHook
-from snnlth.search.levels import LevelSpec, level_entry
-from snnlth.search.registry import MethodResult, MethodSpec, register_method
 
 
 def max_distance(window: list[M.Masks]) -> float:

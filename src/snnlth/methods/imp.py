@@ -11,12 +11,12 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from snnlth import masks as M
+from snnlth.methods.base import Phase, PhaseResult, SearchContext, Spent, ensure_finite
+from snnlth.methods.early_time import EarlyTimePlan
+from snnlth.methods.levels import LevelSpec, level_entry, resolve_retrain_rounds
+from snnlth.methods.registry import MethodResult, MethodSpec, register_method
 from snnlth.rng import STREAM
 from snnlth.rundir.store import RunStore
-from snnlth.search.base import Phase, PhaseResult, SearchContext, Spent, ensure_finite
-from snnlth.search.early_time import EarlyTimePlan
-from snnlth.search.levels import LevelSpec, level_entry, resolve_retrain_rounds
-from snnlth.search.registry import MethodResult, MethodSpec, register_method
 
 PruneFn = Callable[[int, M.Weights, M.Masks], M.Masks]  # (next round, trained weights, current masks) -> masks
 

@@ -8,8 +8,8 @@ from snnlth.api import search
 from snnlth.engine.loop import Schedule, fit
 from snnlth.engine.masking import MaskEnforcer
 from snnlth.engine.optim import make_optimizer
+from snnlth.methods.base import Phase
 from snnlth.rundir.store import load_blob
-from snnlth.search.base import Phase
 from tests.helpers import search_cfg, search_context
 
 

@@ -2,8 +2,8 @@ import pytest
 
 from snnlth.config import ModelConfig
 from snnlth.errors import ConfigError
+from snnlth.methods.base import select_prunable
 from snnlth.models import create_model
-from snnlth.search.base import select_prunable
 
 
 def test_exclude_matches_whole_dotted_paths():

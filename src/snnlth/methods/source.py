@@ -1,5 +1,5 @@
 """``--from RUN_DIR``: the finished search a baseline reuses (its masks, its conditions), checked before anything is
-written. What must match is declared by each method (:class:`snnlth.search.registry.MethodSpec`)."""
+written. What must match is declared by each method (:class:`snnlth.methods.registry.MethodSpec`)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from snnlth import masks as M
 from snnlth.config import SearchRunConfig, flag_name
 from snnlth.config_io import config_to_dict
 from snnlth.errors import ConfigError
+from snnlth.methods.base import SearchContext
+from snnlth.methods.registry import MethodSpec
 from snnlth.rundir.store import RunStore
-from snnlth.search.base import SearchContext
-from snnlth.search.registry import MethodSpec
 
 
 def check_source(cfg: SearchRunConfig, spec: MethodSpec) -> RunStore | None:

@@ -11,12 +11,12 @@ import torch
 from snnlth import masks as M
 from snnlth.config import SearchRunConfig
 from snnlth.errors import ConfigError
+from snnlth.methods.base import SearchContext
+from snnlth.methods.imp import PruneFn, run_rounds
+from snnlth.methods.registry import MethodResult, MethodSpec, register_method
+from snnlth.methods.source import source_masks
 from snnlth.rng import RANDOM_PRUNE_STRIDE
 from snnlth.rundir.store import RunStore
-from snnlth.search.base import SearchContext
-from snnlth.search.imp import PruneFn, run_rounds
-from snnlth.search.registry import MethodResult, MethodSpec, register_method
-from snnlth.search.source import source_masks
 
 
 def random_rule(ctx: SearchContext, reference: Callable[[int], M.Masks] | None = None) -> PruneFn:

@@ -3,12 +3,12 @@ from a fresh random init instead of the ticket's own. Its levels cost no search 
 
 from __future__ import annotations
 
+from snnlth.methods.base import Phase, SearchContext, Spent
+from snnlth.methods.levels import LevelSpec, level_entry, resolve_retrain_rounds
+from snnlth.methods.registry import MethodResult, MethodSpec, register_method
+from snnlth.methods.source import source_masks
 from snnlth.rng import REINIT_SEED_OFFSET, STREAM
 from snnlth.rundir.store import RunStore
-from snnlth.search.base import Phase, SearchContext, Spent
-from snnlth.search.levels import LevelSpec, level_entry, resolve_retrain_rounds
-from snnlth.search.registry import MethodResult, MethodSpec, register_method
-from snnlth.search.source import source_masks
 
 
 def run_reinit(ctx: SearchContext, source: RunStore | None) -> MethodResult:

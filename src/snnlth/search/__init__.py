@@ -1,7 +1,0 @@
-"""Ticket-search strategies. Importing this package registers the built-in methods (imp, eb, random, reinit) in
-:data:`snnlth.search.registry.METHODS`."""
-
-from snnlth.search import early_bird, imp, random_pruning, reinit  # noqa: F401  (each module registers itself)
-from snnlth.search.registry import METHODS, MethodResult, MethodSpec, register_method
-
-__all__ = ["METHODS", "MethodResult", "MethodSpec", "register_method"]
