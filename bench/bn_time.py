@@ -24,8 +24,8 @@ from snnlth.data import eval_batches, load_data
 from snnlth.engine.evaluate import evaluate
 from snnlth.engine.loop import Schedule, fit
 from snnlth.engine.optim import make_optimizer, resolve_device
-from snnlth.models import create_model
 from snnlth.methods.early_time import choose_t_early, fixed_batch, measure_kl
+from snnlth.models import create_model
 
 MODES = ("per-step", "pooled")
 
