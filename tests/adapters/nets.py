@@ -54,7 +54,7 @@ class HandLIF(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         v = x if self.v is None else 0.75 * self.v + x
         surrogate = torch.sigmoid(4 * (v - 1.0))
-        spike = (v >= 1.0).float() + surrogate - surrogate.detach()  # Heaviside forward, sigmoid backward
+        spike = (v >= 1.0).float() + (surrogate - surrogate.detach())  # exactly 0/1 forward, sigmoid backward
         self.v = v * (1 - spike.detach())
         return spike
 
@@ -91,7 +91,7 @@ class SeqLIF(nn.Module):
         for x in x_seq:
             v = 0.75 * v + x
             surrogate = torch.sigmoid(4 * (v - 1.0))
-            spike = (v >= 1.0).float() + surrogate - surrogate.detach()
+            spike = (v >= 1.0).float() + (surrogate - surrogate.detach())
             v = v * (1 - spike.detach())
             out.append(spike)
         return torch.stack(out)

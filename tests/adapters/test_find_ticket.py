@@ -59,7 +59,8 @@ def test_imp_two_rounds(case, fmnist, tmp_path):
     check_ticket_inside(net, result.best, before)
     acc = own_accuracy(case, net, xte, yte, 3)
     assert abs(acc - result.best.accuracy) <= 100.0 / len(yte) + 1e-9  # at most one image apart
-    assert result.summary["levels"][-1]["spikes_per_image"] > 0
+    last = result.summary["levels"][-1]
+    assert last["spikes_per_image"] > 0 and last["synops_per_image"] > 0 and last["macs_per_image"] > 0
 
     result.apply(1)  # another level goes in just as well
     check_ticket_inside(net, result.levels[1], before)

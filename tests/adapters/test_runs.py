@@ -42,6 +42,9 @@ def test_every_method_runs_on_a_user_network(imp, fmnist, tmp_path):
     assert [M.count_alive(lv.masks) for lv in eb.levels] == alive[1:]  # one level per target, no dense one
     assert all(lv.final for lv in eb.levels)
 
+    eb_et = run(method="eb", early_time=2, out=tmp_path / "eb_et")  # Early-Time combines with eb too
+    assert eb_et.summary["early_time"]["t_early"] == 2 and all(lv.timesteps == 3 for lv in eb_et.levels)
+
     rnd = run(method="random", from_run=imp, out=tmp_path / "random")
     assert [M.count_alive(lv.masks) for lv in rnd.levels] == alive
     assert not torch.equal(rnd.levels[-1].masks["5.weight"], imp.levels[-1].masks["5.weight"])
@@ -67,6 +70,20 @@ def test_rerun_returns_the_finished_search_and_default_dirs_tell_inits_apart(fmn
     assert again.run_dir == first.run_dir != other.run_dir
     assert first.run_dir.parent.name.startswith("imp-user-SeqNet-user-T3-")
     assert [lv.accuracy for lv in again.levels] == [lv.accuracy for lv in first.levels]
+
+
+def test_an_snnlth_model_is_searched_as_it_is(fmnist, tmp_path):
+    from snnlth.config import ModelConfig
+    from snnlth.models.catalog import create_model
+
+    (xtr, ytr), (xte, yte) = fmnist
+    torch.manual_seed(0)
+    model = create_model(ModelConfig(model="lenet300", timesteps=3), 1, 28, 10)
+    result = snnlth.find_ticket(model, (xtr, ytr), (xte, yte), out=tmp_path / "run",
+                                **{**SEARCH, "timesteps": None})  # the model's own T
+    assert result.summary["model"] == "user:LeNet300" and result.levels[-1].timesteps == 3
+    result.apply()
+    assert all((dict(model.named_parameters())[n][~m] == 0).all() for n, m in result.best.masks.items())
 
 
 def test_dataset_and_dataloader_give_the_tensor_results(fmnist, tmp_path):
