@@ -108,7 +108,7 @@ def _shape_of(config: dict, state: dict[str, torch.Tensor]) -> dict[str, str]:
             "resize": json.dumps(config["data"].get("resize"))}
 
 
-def load_ticket(path: str | Path, model: nn.Module | None = None, device: str | torch.device | None = None
+def load_ticket(path: str | Path, device: str | torch.device | None = None, *, model: nn.Module | None = None
                 ) -> Ticket:
     """A ticket file's model with its masks applied (pruned weights exactly 0), ready to use: in eval mode (train
     mode would rewrite the BatchNorm statistics from whatever it is shown).

@@ -20,7 +20,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from snnlth import masks as M
-from snnlth.adapters import wrap
+from snnlth.adapters import Adapter, wrap
 from snnlth.adapters.checks import check_model
 from snnlth.api import SearchResult, run_search_in
 from snnlth.config import SearchConfig, SearchRunConfig, TrainConfig
@@ -139,7 +139,8 @@ def find_ticket(model: nn.Module, train: UserData, test: UserData, *, method: st
     probe = _probe_batch(train, test)
     num_classes = check_model(template, probe.to(dev), t, device=dev)
     data = make_source(train, test, dev, num_classes)
-    facts = {"model": {"network": template.identity(), "init": state_digest(template)},
+    settings = template.settings() if isinstance(template, Adapter) else {"structure": structure_digest(template)}
+    facts = {"model": {"network": template.identity(), "init": state_digest(template), "adapter": settings},
              "data": fingerprint(train, test)}
     if source is not None:
         _check_same_network(source, facts)
@@ -171,6 +172,8 @@ def user_config(name: str, timesteps: int, *, method: str, epochs: int, rounds: 
     for key, value in options.items():
         if key not in known:
             raise ConfigError(unknown_name_message("find_ticket option", key, known))
+        if value is None:
+            continue  # None: the default
         if key == "from_run" and isinstance(value, TicketSearch):
             value = value.run_dir
         section, fields = ("train", train_fields) if key in train_fields else ("search", search_fields)
@@ -182,6 +185,11 @@ def user_config(name: str, timesteps: int, *, method: str, epochs: int, rounds: 
     return config_from_dict(SearchRunConfig, raw)
 
 
+def structure_digest(model: nn.Module) -> str:
+    """SHA-256 (16 hex digits) of a model's ``repr``: its layers with their settings (neuron constants too)."""
+    return hashlib.sha256(repr(model).encode()).hexdigest()[:16]
+
+
 def state_digest(model: nn.Module) -> str:
     """SHA-256 (16 hex digits) of a model's state: names, shapes, dtypes and values."""
     digest = hashlib.sha256()
@@ -189,7 +197,7 @@ def state_digest(model: nn.Module) -> str:
         t = t.detach().cpu().contiguous()
         digest.update(f"{name}{tuple(t.shape)}{t.dtype}".encode())
         if t.numel():
-            digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+            digest.update(t.reshape(-1).view(torch.uint8).numpy())  # the buffer itself, no copy
     return digest.hexdigest()[:16]
 
 
@@ -203,7 +211,11 @@ def _probe_batch(train: UserData, test: UserData) -> torch.Tensor:
         return train[0][:_PROBE_BATCH].float()
     dataset = train.dataset if isinstance(train, DataLoader) else train
     n = min(len(dataset), _PROBE_BATCH)
-    return torch.stack([torch.as_tensor(dataset[i][0]) for i in range(n)]).float()
+    try:
+        return torch.stack([torch.as_tensor(dataset[i][0]) for i in range(n)]).float()
+    except RuntimeError:
+        raise DataError("train items have inputs of different shapes; give inputs of one shape (resize or crop them "
+                        "in the dataset)") from None
 
 
 def _check_same_network(source: RunStore, facts: dict) -> None:

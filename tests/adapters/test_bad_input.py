@@ -34,7 +34,7 @@ CASES = {
     "negative labels": (nets.SeqNet, {"test": (_data()[0], -torch.ones(8, dtype=torch.long))}, "label -1"),
     "shapes differ": (nets.SeqNet, {"test": _data(side=32)}, "same input shape"),
     "uint8 inputs": (nets.SeqNet, {"train": ((_data()[0] * 255).to(torch.uint8), _data()[1])}, "float inputs"),
-    "float labels": (nets.SeqNet, {"train": (_data()[0], _data()[1].float())}, "integer class labels"),
+    "float labels": (nets.SeqNet, {"train": (_data()[0], _data()[1].float())}, "integer class indices"),
     "not data": (nets.SeqNet, {"train": "images/"}, "give (x, y) tensors"),
     "unknown option": (nets.SeqNet, {"lrr": 0.1}, "did you mean"),
     "bad value": (nets.SeqNet, {"prune_rate": 1.5}, "--prune-rate must be in (0, 1)"),

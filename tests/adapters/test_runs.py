@@ -13,6 +13,7 @@ import torch
 import snnlth
 from snnlth import masks as M
 from snnlth.cli import main
+from snnlth.rundir.store import load_blob
 from tests.adapters import nets
 from tests.methods.test_resume import ENV, _kill_when, _strip
 
@@ -115,7 +116,7 @@ def test_report_export_and_load_ticket_into_a_user_network(imp, fmnist, tmp_path
     imp.model = expected  # apply into a third copy, to compare
     imp.adapted = snnlth.adapters.wrap(expected)
     imp.apply()
-    for (name, a), b in zip(net.state_dict().items(), expected.state_dict().values()):
+    for (name, a), b in zip(net.state_dict().items(), expected.state_dict().values(), strict=True):
         assert torch.equal(a, b), name
     assert all((dict(net.named_parameters())[n][~m] == 0).all() for n, m in loaded.masks.items())
 
@@ -154,3 +155,8 @@ def test_killed_spikingjelly_search_resumes_to_the_same_results(tmp_path):
     assert resumed.returncode == 0, resumed.stderr
     a, b = (json.loads((d / "summary.json").read_text()) for d in (full, killed))
     assert _strip(a) == _strip(b)
+    rows = lambda d: [_strip(json.loads(x)) for x in (d / "metrics.jsonl").read_text().splitlines()]  # noqa: E731
+    assert rows(full) == rows(killed)
+    for key in ("round_01", "round_02"):
+        ma, mb = (M.unpack(load_blob(d / "masks" / f"{key}.pt")) for d in (full, killed))
+        assert ma.keys() == mb.keys() and all(torch.equal(ma[n], mb[n]) for n in ma)

@@ -10,6 +10,7 @@ parameters, and ``.to(device)`` moves the user's network too. Subclasses only sa
 from __future__ import annotations
 
 import copy
+import hashlib
 from collections.abc import Callable
 
 import torch
@@ -60,6 +61,8 @@ class Adapter(nn.Module):
             raise ConfigError(f"timesteps must be a positive int (got {timesteps!r})")
         for name in ("_modules", "_parameters", "_buffers", "_non_persistent_buffers_set"):
             self.__dict__[name] = net.__dict__[name]  # the same tables: one set of parameters, the user's
+        for name, fn in (("encode", encode), ("readout", readout), ("init", init)):
+            _check_callable(name, fn)
         self._plain(net=net, timesteps=timesteps, encode=encode or direct, readout=readout or first_output,
                     init=init)
 
@@ -111,9 +114,24 @@ class Adapter(nn.Module):
 
     # ---- nn.Module plumbing ----------------------------------------------------------------------------------------
     def train(self, mode: bool = True) -> Adapter:
-        super().train(mode)
-        self.net.training = mode  # the network's own flag (its children are ours, set by super)
+        object.__setattr__(self, "training", mode)
+        self.net.train(mode)  # the network's own train(), overrides included; its children are ours
         return self
+
+    def __setattr__(self, name: str, value: object) -> None:
+        if isinstance(value, (nn.Module, torch.Tensor)):
+            raise AttributeError(f"cannot set {name} on an adapter: it shares the network's modules and parameters, "
+                                 "so set it on the network itself")
+        super().__setattr__(name, value)
+
+    def settings(self) -> dict:
+        """What, besides the weights, decides this adapter's outputs: the network's structure (its ``repr``, which
+        holds neuron constants such as tau and thresholds) and the functions and options of the adapter. Part of
+        a run's identity."""
+        fns = {k: _qualname(v) for k, v in vars(self).items() if callable(v) and not isinstance(v, nn.Module)}
+        plain = {k: v for k, v in vars(self).items() if isinstance(v, (int, float, str, bool))
+                 and not k.startswith("_") and k not in ("training", "timesteps")}
+        return {"structure": hashlib.sha256(repr(self.net).encode()).hexdigest()[:16], **fns, **plain}
 
     def __deepcopy__(self, memo: dict) -> Adapter:
         """A copy with its own network copy, the tables still shared between the two (neuron state reset first:
@@ -129,6 +147,22 @@ class Adapter(nn.Module):
         return f"{type(self.net).__name__} via {self.framework}, timesteps={self.timesteps}"
 
 
+def _qualname(fn: object) -> str:
+    return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', type(fn).__qualname__)}"
+
+
+def _check_callable(name: str, fn: object) -> None:
+    """``encode``/``readout``/``init``/``step_fn``/``reset_fn`` are functions; a module with parameters or buffers
+    would be trained, moved and saved by no one (the adapter owns only the network's tables)."""
+    if fn is None:
+        return
+    if not callable(fn):
+        raise ConfigError(f"{name} must be a function (got {type(fn).__name__})")
+    if isinstance(fn, nn.Module) and (any(True for _ in fn.parameters()) or any(True for _ in fn.buffers())):
+        raise ConfigError(f"{name} is a module with parameters or buffers; make it part of the network (its first "
+                          "layer) so it is trained, moved and saved with it")
+
+
 class MultiStep(Adapter):
     """A network that maps ``[T, B, ...]`` to ``[T, B, classes]`` in one call and keeps no state between calls (or
     clears it with ``reset_fn``)."""
@@ -138,6 +172,7 @@ class MultiStep(Adapter):
     def __init__(self, net: nn.Module, timesteps: int | None = None, *,
                  reset_fn: Callable[[nn.Module], None] | None = None, **kw) -> None:
         super().__init__(net, timesteps, **kw)
+        _check_callable("reset_fn", reset_fn)
         self._plain(reset_fn=reset_fn)
 
     def run(self, x_seq: torch.Tensor, timesteps: int) -> torch.Tensor:
@@ -160,6 +195,8 @@ class StepWise(Adapter):
         if not callable(step_fn) or not callable(reset_fn):
             raise ConfigError("stepwise(module, step_fn, reset_fn) needs two functions: step_fn(module, x_t) -> "
                               "logits and reset_fn(module)")
+        _check_callable("step_fn", step_fn)
+        _check_callable("reset_fn", reset_fn)
         self._plain(step_fn=step_fn, reset_fn=reset_fn)
 
     def run(self, x_seq: torch.Tensor, timesteps: int) -> torch.Tensor:

@@ -10,7 +10,8 @@ from snnlth.errors import ConfigError
 from snnlth.models.protocol import TicketModel
 
 
-def check_model(model: TicketModel, x: torch.Tensor, timesteps: int, device: torch.device | str = "cpu") -> int:
+def check_model(model: TicketModel, x: torch.Tensor, timesteps: int,
+                device: torch.device = torch.device("cpu")) -> int:
     """Run a copy of ``model`` on the batch ``x`` twice (eval mode, no gradients; ``model`` itself is untouched) and
     return the number of classes. Fails on: no prunable layers; an output that is not ``[T, B, classes]``; state
     that leaks from one batch into the next (the two runs differ)."""
@@ -19,9 +20,12 @@ def check_model(model: TicketModel, x: torch.Tensor, timesteps: int, device: tor
                           "weights of nn.Conv1d/2d/3d and nn.Linear layers (and their subclasses)")
     probe = copy.deepcopy(model).to(device).eval()
     x = x.to(device)
-    with torch.no_grad():
-        first = _output(probe, x, timesteps)
-        second = _output(probe, x, timesteps)
+    runs = []
+    for _ in range(2):  # the same random draws both times (a random input coding is no leak)
+        with torch.no_grad(), torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(0)
+            runs.append(_output(probe, x, timesteps))
+    first, second = runs
     if not torch.allclose(first, second, rtol=1e-4, atol=1e-5):
         diff = (first - second).abs().max().item()
         raise ConfigError(f"state leaks between batches: {_name(model)} gave other outputs for the same batch the "

@@ -4,7 +4,9 @@ identity, so a rerun on other data never resumes a directory searched on this da
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import random
 from collections.abc import Iterator
 from typing import Any
 
@@ -64,8 +66,11 @@ class CheckedTorchSource(TorchSource):
         self.num_classes = num_classes
 
     def _to_device(self, batch) -> Batch:
-        check_labels(torch.as_tensor(batch[1]), self.num_classes, "a batch")
-        return super()._to_device(batch)
+        y = torch.as_tensor(batch[1])
+        _check_label_type("a batch's", y)
+        check_labels(y, self.num_classes, "a batch")
+        x, y = super()._to_device((batch[0], y))
+        return _float32(x), y
 
 
 def is_tensor_pair(data: Any) -> bool:
@@ -77,18 +82,26 @@ def _kind_error(name: str, data: Any) -> DataError:
                      "torch Dataset of (x, y) items or a DataLoader")
 
 
+def _float32(x: torch.Tensor) -> torch.Tensor:
+    return x.float() if x.dtype == torch.float64 else x  # numpy's default float64, for a float32 network
+
+
+def _check_label_type(name: str, y: torch.Tensor, one_d: bool = True) -> None:
+    if (one_d and y.dim() != 1) or y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
+        raise DataError(f"{name} labels must be integer class indices{' in a 1-D tensor' if one_d else ''} (got "
+                        f"{y.dtype} of shape {tuple(y.shape)})")
+
+
 def check_tensors(name: str, data: Any) -> tuple[torch.Tensor, torch.Tensor]:
     x, y = data
     if not x.is_floating_point():
         raise DataError(f"{name} x is {x.dtype}; give float inputs (e.g. x.float() / 255 for uint8 images)")
-    if y.dim() != 1 or y.is_floating_point() or y.dtype == torch.bool:
-        raise DataError(f"{name} y must be a 1-D tensor of integer class labels (got {y.dtype} of shape "
-                        f"{tuple(y.shape)})")
+    _check_label_type(name, y)
     if len(x) != len(y):
         raise DataError(f"{name} has {len(x)} inputs but {len(y)} labels; give one label per input")
     if len(y) < 2:
         raise DataError(f"{name} has {len(y)} item(s); give at least 2")
-    return x, y.long()
+    return _float32(x), y.long()
 
 
 def first_input(name: str, data: UserData) -> torch.Tensor:
@@ -108,10 +121,15 @@ def first_input(name: str, data: UserData) -> torch.Tensor:
     if not isinstance(item, (tuple, list)) or len(item) < 2:
         raise DataError(f"{name} items must be (x, y) pairs (got {type(item).__name__}); make __getitem__ return "
                         "(input, label)")
-    x = torch.as_tensor(item[0])
+    try:
+        x, y = torch.as_tensor(item[0]), torch.as_tensor(item[1])
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise DataError(f"{name} items cannot be made tensors ({type(exc).__name__}); return tensors from "
+                        "__getitem__ (e.g. a ToTensor-like transform)") from None
     if not x.is_floating_point():
         raise DataError(f"{name} inputs are {x.dtype}; give float inputs (e.g. a ToTensor-like transform)")
-    return x
+    _check_label_type(name, y, one_d=False)
+    return _float32(x)
 
 
 def check_labels(y: torch.Tensor, num_classes: int, where: str) -> None:
@@ -152,20 +170,37 @@ def make_source(train: UserData, test: UserData, device: torch.device, num_class
 
 
 def fingerprint(train: UserData, test: UserData) -> dict[str, Any]:
-    """What identifies the data of a run: sizes, input shape and a SHA-256 over the tensors (whole) or over the first
-    items of a dataset."""
+    """What identifies the data of a run: sizes and a SHA-256 over the tensors (whole), or over 16 items spread over a
+    dataset (drawn with fixed random state, so random transforms give the same items every time) and its
+    ``targets`` when it lists them."""
     out = {}
     for name, data in (("train", train), ("test", test)):
         digest = hashlib.sha256()
         if is_tensor_pair(data):
-            items, size = data, len(data[1])
+            items, size = list(data), len(data[1])
         else:
             dataset = data.dataset if isinstance(data, DataLoader) else data
             size = len(dataset)
-            items = [t for i in range(min(size, _FINGERPRINT_ITEMS)) for t in dataset[i][:2]]
+            picks = sorted({round(i * (size - 1) / (_FINGERPRINT_ITEMS - 1)) for i in range(_FINGERPRINT_ITEMS)})
+            with torch.random.fork_rng(devices=[]), _python_random(0):
+                torch.manual_seed(0)
+                items = [torch.as_tensor(t) for i in picks for t in dataset[i][:2]]
+            labels = _known_labels(data)
+            items += [labels] if labels is not None else []
         for t in items:
             t = torch.as_tensor(t).detach().cpu().contiguous()
             digest.update(str((t.dtype, tuple(t.shape))).encode())
-            digest.update(t.view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+            if t.numel():
+                digest.update(t.reshape(-1).view(torch.uint8).numpy())  # the buffer itself, no copy
         out[name] = {"items": size, "sha256": digest.hexdigest()[:16]}
     return out
+
+
+@contextlib.contextmanager
+def _python_random(seed: int):
+    state = random.getstate()
+    random.seed(seed)
+    try:
+        yield
+    finally:
+        random.setstate(state)
