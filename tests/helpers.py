@@ -97,3 +97,40 @@ def search_context(cfg, path):
 
     data = load_data(cfg.data, torch.device("cpu"))
     return SearchContext(cfg, RunStore(path), data, torch.device("cpu"), model_builder(cfg, data))
+
+
+def make_svhn(root: Path, n_train: int = 60, n_test: int = 30) -> Path:
+    """SVHN format-2 files: X 32×32×3×N uint8, y N×1 with labels 1..10 (10 = digit 0)."""
+    from scipy.io import savemat
+
+    root.mkdir(parents=True, exist_ok=True)
+    for name, n, seed in (("train_32x32.mat", n_train, 1), ("test_32x32.mat", n_test, 2)):
+        labels = np.arange(n) % 10
+        x = class_images(labels, (3, 32, 32), seed).transpose(2, 3, 1, 0)  # -> 32, 32, 3, N
+        savemat(root / name, {"X": np.ascontiguousarray(x), "y": np.where(labels == 0, 10, labels)[:, None]})
+    return root
+
+
+def make_tinyimagenet(root: Path, classes: int = 4, per_class: int = 6, n_val: int = 8) -> Path:
+    """The tiny-imagenet-200/ layout with ``classes`` wnids and small JPEGs (64×64; one val image 32×32, resized)."""
+    from PIL import Image
+
+    base = root / "tiny-imagenet-200"
+    wnids = [f"n{i:08d}" for i in range(classes)]
+    (base / "val" / "images").mkdir(parents=True, exist_ok=True)
+    (base / "wnids.txt").write_text("\n".join(wnids) + "\n")
+    for c, w in enumerate(wnids):
+        d = base / "train" / w / "images"
+        d.mkdir(parents=True, exist_ok=True)
+        imgs = class_images(np.full(per_class, c), (3, 64, 64), seed=c)
+        for i, img in enumerate(imgs):
+            Image.fromarray(img.transpose(1, 2, 0)).save(d / f"{w}_{i}.JPEG", quality=95)
+    lines = []
+    for i in range(n_val):
+        c = i % classes
+        img = class_images(np.array([c]), (3, 64, 64), seed=100 + i)[0].transpose(1, 2, 0)
+        size = 32 if i == 0 else 64
+        Image.fromarray(img).resize((size, size)).save(base / "val" / "images" / f"val_{i}.JPEG", quality=95)
+        lines.append(f"val_{i}.JPEG\t{wnids[c]}\t0\t0\t63\t63")
+    (base / "val" / "val_annotations.txt").write_text("\n".join(lines) + "\n")
+    return root

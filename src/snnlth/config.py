@@ -59,9 +59,11 @@ def _positive_or_none(obj: Any, name: str) -> None:
 class DataConfig:
     """What data to train and evaluate on."""
 
-    dataset: str = _f("fmnist", "dataset name (fmnist, cifar10, cifar100)")
+    dataset: str = _f("fmnist", "dataset name (fmnist, cifar10, cifar100, svhn, tinyimagenet)")
     data_dir: str | None = _f(None, "directory holding the dataset files (else $SNNLTH_DATA, then system dirs)",
                               semantic=False)
+    cache_dir: str | None = _f(None, "where decoded datasets are cached (TinyImageNet; default: next to the data)",
+                               semantic=False)
     train_subset: int | None = _f(None, "train on a stratified, seeded subset of N images")
     test_subset: int | None = _f(None, "evaluate on a stratified subset of N test images (default: all)")
     augment: bool = _f(True, "batched on-device augmentation: random crop (pad 4), h-flip, and Cutout 16 px for CIFAR "

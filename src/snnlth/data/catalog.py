@@ -9,7 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from snnlth.data.formats import read_cifar_batch, read_idx_pair
+from snnlth.data.formats import read_cifar_batch, read_idx_pair, read_svhn_mat
+from snnlth.data.tinyimagenet import load_tinyimagenet
 from snnlth.errors import DataError
 from snnlth.registry import Registry
 
@@ -30,9 +31,10 @@ class DatasetSpec:
     hflip: bool
     cutout: int  # side of the Cutout hole in pixels, 0 = none
     marker: str  # a file or dir whose presence identifies the dataset's directory
-    load: Callable[[Path], tuple[Arrays, Arrays]]
+    load: Callable[[Path, Path | None], tuple[Arrays, Arrays]]  # (directory, cache directory or None)
     system_dirs: tuple[str, ...] = ()
     how_to_get: str = ""
+    subdirs: tuple[str, ...] = ()  # sub-directories of a data directory that may hold it (besides its name)
 
 
 DATASETS: Registry[DatasetSpec] = Registry("dataset")
@@ -42,7 +44,7 @@ _FMNIST_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
 _FMNIST_FIX = "reinstall with `apt-get install --reinstall dataset-fashion-mnist` or pass --data-dir DIR"
 
 
-def _load_fmnist(root: Path) -> tuple[Arrays, Arrays]:
+def _load_fmnist(root: Path, cache_dir: Path | None = None) -> tuple[Arrays, Arrays]:
     names = [root / n for n in _FMNIST_FILES]
     return read_idx_pair(names[0], names[1], _FMNIST_FIX), read_idx_pair(names[2], names[3], _FMNIST_FIX)
 
@@ -50,7 +52,7 @@ def _load_fmnist(root: Path) -> tuple[Arrays, Arrays]:
 def _cifar_loader(subdir: str, train_files: tuple[str, ...], test_file: str, label_key: bytes):
     fix = f"restore the {subdir} files (the python version from the CIFAR site) or pass --data-dir DIR"
 
-    def load(root: Path) -> tuple[Arrays, Arrays]:
+    def load(root: Path, cache_dir: Path | None = None) -> tuple[Arrays, Arrays]:
         base = root / subdir if (root / subdir).is_dir() else root
         parts = [read_cifar_batch(base / f, label_key, fix) for f in train_files]
         train = (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))
@@ -62,6 +64,7 @@ def _cifar_loader(subdir: str, train_files: tuple[str, ...], test_file: str, lab
 DATASETS.register("fmnist")(DatasetSpec(
     "fmnist", 10, 1, 28, (0.5,), (0.5,), crop_padding=4, hflip=True, cutout=0,
     marker=_FMNIST_FILES[0], load=_load_fmnist, system_dirs=("/usr/share/datasets/fashion-mnist",),
+    subdirs=("fashion-mnist",),
     how_to_get="install it with `apt-get install -y dataset-fashion-mnist` (as root), or put the four IDX .gz files "
                "in a directory and pass --data-dir DIR or set SNNLTH_DATA"))
 DATASETS.register("cifar10")(DatasetSpec(
@@ -74,6 +77,24 @@ DATASETS.register("cifar100")(DatasetSpec(
     cutout=16, marker="cifar-100-python", load=_cifar_loader("cifar-100-python", ("train",), "test", b"fine_labels"),
     how_to_get="unpack cifar-100-python.tar.gz into a directory and pass --data-dir DIR or set SNNLTH_DATA"))
 
+_SVHN_FIX = "put the SVHN cropped-digits files train_32x32.mat and test_32x32.mat there (format 2 of the SVHN site)"
+
+
+def _load_svhn(root: Path, cache_dir: Path | None = None) -> tuple[Arrays, Arrays]:
+    return read_svhn_mat(root / "train_32x32.mat", _SVHN_FIX), read_svhn_mat(root / "test_32x32.mat", _SVHN_FIX)
+
+
+DATASETS.register("svhn")(DatasetSpec(
+    "svhn", 10, 3, 32, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), crop_padding=4, hflip=True, cutout=0,
+    marker="train_32x32.mat", load=_load_svhn,
+    how_to_get="put train_32x32.mat and test_32x32.mat (SVHN format 2) in a directory and pass --data-dir DIR or "
+               "set SNNLTH_DATA"))
+DATASETS.register("tinyimagenet")(DatasetSpec(
+    "tinyimagenet", 200, 3, 64, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), crop_padding=8, hflip=True, cutout=0,
+    marker="wnids.txt", load=load_tinyimagenet, subdirs=("tiny-imagenet-200",),
+    how_to_get="unzip tiny-imagenet-200.zip into a directory and pass --data-dir DIR or set SNNLTH_DATA (decoded "
+               "once into a cache file next to it, or in --cache-dir)"))
+
 
 def find_dataset_dir(spec: DatasetSpec, data_dir: str | None) -> Path:
     """The first of ``--data-dir``, ``$SNNLTH_DATA``, the system dirs that holds the dataset (directly or in a
@@ -81,7 +102,7 @@ def find_dataset_dir(spec: DatasetSpec, data_dir: str | None) -> Path:
     candidates = [Path(d) for d in (data_dir, os.environ.get("SNNLTH_DATA")) if d] + [Path(d) for d in spec.system_dirs]
     looked = []
     for base in candidates:
-        for d in (base, base / spec.name, base / "fashion-mnist"):
+        for d in (base, base / spec.name, *(base / sub for sub in spec.subdirs)):
             looked.append(str(d))
             if (d / spec.marker).exists() or (d.name == spec.marker and d.is_dir()):
                 return d

@@ -84,3 +84,29 @@ def read_cifar_batch(path: str | Path, label_key: bytes, fix: str) -> tuple[np.n
     if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072 or len(data) != len(labels):
         raise DataError(f"{path} holds data of shape {data.shape} ({data.dtype}), expected N×3072 uint8; {fix}")
     return data.reshape(-1, 3, 32, 32), labels
+
+
+SVHN_LAYOUT = "a MATLAB v5 .mat file holding X (32×32×3×N uint8) and y (N×1 labels 1..10, 10 meaning digit 0)"
+
+
+def read_svhn_mat(path: str | Path, fix: str) -> tuple[np.ndarray, np.ndarray]:
+    """One SVHN cropped-digits file (``train_32x32.mat`` / ``test_32x32.mat``): images ``[N, 3, 32, 32]`` uint8 and
+    labels ``[N]`` in 0..9 (the file's label 10 is digit 0)."""
+    from scipy.io import loadmat
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path} not found; {fix}")
+    try:
+        mat = loadmat(path, variable_names=("X", "y"))
+    except Exception as exc:  # noqa: BLE001 - any parse failure means a damaged or foreign file
+        raise DataError(f"{path} is not {SVHN_LAYOUT} ({type(exc).__name__}: {str(exc)[:80]}); {fix}") from None
+    x, y = mat.get("X"), mat.get("y")
+    if x is None or y is None or x.ndim != 4 or x.shape[:3] != (32, 32, 3) or x.dtype != np.uint8 \
+            or y.size != x.shape[3]:
+        shapes = f"X {getattr(x, 'shape', None)}, y {getattr(y, 'shape', None)}"
+        raise DataError(f"{path} holds {shapes}, not {SVHN_LAYOUT}; {fix}")
+    labels = y.reshape(-1).astype(np.int64)
+    if labels.min() < 1 or labels.max() > 10:
+        raise DataError(f"{path} has labels outside 1..10, not {SVHN_LAYOUT}; {fix}")
+    return np.ascontiguousarray(x.transpose(3, 2, 0, 1)), labels % 10

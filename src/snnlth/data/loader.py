@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -83,7 +84,8 @@ def _resize(x: torch.Tensor, size: int | None) -> torch.Tensor:
 def load_data(cfg: DataConfig, device: torch.device, seed: int = 0) -> DataBundle:
     """Find, parse, subset (stratified, seeded by ``seed``), resize and move a dataset to ``device``."""
     spec = DATASETS.get(cfg.dataset)
-    (trx, tr_y), (tex, te_y) = spec.load(find_dataset_dir(spec, cfg.data_dir))
+    cache = Path(cfg.cache_dir) if cfg.cache_dir else None
+    (trx, tr_y), (tex, te_y) = spec.load(find_dataset_dir(spec, cfg.data_dir), cache)
     trx, tr_y = _subset(trx, tr_y, cfg.train_subset, seed, "--train-subset", "training")
     tex, te_y = _subset(tex, te_y, cfg.test_subset, seed, "--test-subset", "test")
     tensors = [torch.from_numpy(np.ascontiguousarray(a)) for a in (trx, tr_y, tex, te_y)]
