@@ -24,6 +24,7 @@ from snnlth.methods.runner import run_search
 from snnlth.methods.source import check_source
 from snnlth.models.catalog import MODELS, USER_MODEL, create_model
 from snnlth.models.protocol import SpikingNet, TicketModel
+from snnlth.presets import explicit_values
 from snnlth.rundir.layout import Identity, default_run_dir
 from snnlth.rundir.store import RunStore
 from snnlth.snn.surrogate import SURROGATES
@@ -57,6 +58,13 @@ def identity_facts(cfg: TrainRunConfig | SearchRunConfig) -> dict[str, dict[str,
     if cfg.data.augment and DATASETS.get(cfg.data.dataset).cutout > 0:
         return {"data": {"cutout": "before-normalisation"}}
     return {}
+
+
+def _merge(a: dict[str, dict[str, Any]], b: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    out = {k: dict(v) for k, v in a.items()}
+    for sec, values in b.items():
+        out.setdefault(sec, {}).update(values)
+    return out
 
 
 def model_builder(cfg: TrainRunConfig | SearchRunConfig, data: DataBundle) -> Callable[[], SpikingNet]:
@@ -160,7 +168,8 @@ def search(cfg: SearchRunConfig, out: str | Path | None = None, runs_root: str |
     spec.validate(cfg)
     source = check_source(cfg, spec)
     device = resolve_device(cfg.train.device)
-    ignored, facts = spec.ignored(cfg), identity_facts(cfg)
+    ignored = spec.ignored(cfg)
+    facts = _merge(identity_facts(cfg), explicit_values(cfg, ignored))
     path = Path(out) if out else default_run_dir(spec.name, cfg, runs_root, ignored, facts)
 
     def prepare() -> tuple[DataSource, Callable[[], TicketModel]]:

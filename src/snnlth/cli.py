@@ -8,7 +8,15 @@ from pathlib import Path
 
 from snnlth import __version__
 from snnlth.config import SearchRunConfig, TrainRunConfig
-from snnlth.config_io import add_config_flags, config_from_dict, fill_legacy, overrides_from_namespace, resolve_config
+from snnlth.config_io import (
+    add_config_flags,
+    config_from_dict,
+    config_to_toml,
+    fill_legacy,
+    overrides_from_namespace,
+    resolve_config,
+    resolve_search_config,
+)
 from snnlth.errors import ConfigError, SnnlthError
 from snnlth.progress import Progress
 from snnlth.rundir.layout import RunLayout
@@ -36,7 +44,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _search_config(args: argparse.Namespace) -> SearchRunConfig:
     overrides = overrides_from_namespace(args)
     if not args.resume:
-        return resolve_config(SearchRunConfig, args.config, overrides)
+        return resolve_search_config(args.config, overrides)
     run = RunLayout(Path(args.resume))
     if not run.config.exists():
         raise ConfigError(f"--resume {run.path}: no config.json there; give the run directory of a started search")
@@ -53,6 +61,9 @@ def _cmd_search(args: argparse.Namespace) -> int:
     from snnlth.methods.base import Callbacks
 
     cfg = _search_config(args)
+    if args.print_config:
+        print(config_to_toml(cfg), end="")
+        return 0
     progress = Progress(enabled=not args.no_progress)
     try:
         result = search(cfg, out=args.resume or args.out, runs_root=args.runs_root,
@@ -96,6 +107,16 @@ def _cmd_report(args: argparse.Namespace) -> int:
             print(f"note: {r.path} is missing {', '.join(r.missing)}; reported what is there")
     print(to_text(table1(runs), max_rows=10))
     print(f"\nreport: {paths['report.html']} (also {paths['report.md']} and {len(paths) - 2} figures)")
+    return 0
+
+
+def _cmd_presets(args: argparse.Namespace) -> int:
+    from snnlth.presets import describe, names
+
+    rows = names()
+    width = max(len(n) for n in rows)
+    for name in rows:
+        print(f"{name:<{width}}  {describe(name)}")
     return 0
 
 
@@ -153,7 +174,12 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Ticket search. Rerunning the same command (or --resume DIR) resumes it.")
     _add_run_args(p, SearchRunConfig, "<method>", "[data], [model], [train], [search]")
     p.add_argument("--resume", metavar="DIR", help="continue the search in DIR with the config saved there")
+    p.add_argument("--print-config", action="store_true", help="print the resolved config as TOML and exit")
     p.set_defaults(func=_cmd_search)
+
+    p = sub.add_parser("presets", help="list the paper's settings (the values of --preset)",
+                       description="The paper's settings `snnlth search --preset NAME` starts from.")
+    p.set_defaults(func=_cmd_presets)
 
     p = sub.add_parser("methods", help="list the registered ticket-search methods (the values of --method)",
                        description="The ticket-search methods `snnlth search --method` accepts.")

@@ -209,6 +209,8 @@ class SearchConfig:
                                      "reinit: last, all, round numbers or sparsities")
     from_run: str | None = _f(None, "reinit/random: a finished search run whose masks to reuse", semantic=True)
     checkpoint_every: int = _f(1, "write a resumable checkpoint every N epochs", semantic=False)
+    preset: str | None = _f(None, "start from one of the paper's settings (`snnlth presets` lists them); a config "
+                            "file and flags override it; the run is named by all the values it sets")
 
     def __post_init__(self) -> None:
         _check_choices(self)

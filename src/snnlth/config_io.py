@@ -168,6 +168,19 @@ def resolve_config(cfg_cls: type, config_file: str | None, overrides: dict[str, 
     return config_from_dict(cfg_cls, overrides, cfg)
 
 
+def resolve_search_config(config_file: str | None, overrides: dict[str, dict[str, Any]]) -> Any:
+    """Defaults ← the preset (``[search] preset`` of the file, or ``--preset``) ← TOML file ← flags, validated."""
+    from snnlth.config import SearchRunConfig
+    from snnlth.presets import preset
+
+    raw = load_toml(config_file) if config_file else {}
+    name = overrides.get("search", {}).get("preset") or (raw.get("search") or {}).get("preset")
+    cfg = SearchRunConfig()
+    for layer in ([preset(name)] if name else []) + [raw, overrides]:
+        cfg = config_from_dict(SearchRunConfig, layer, cfg)
+    return cfg
+
+
 def semantic_dict(cfg: Any, ignored: Iterable[str] = (), facts: dict[str, dict[str, Any]] | None = None
                   ) -> dict[str, dict[str, Any]]:
     """The identity of a run: the fields that change results and differ from their identity default (normally the
@@ -202,3 +215,24 @@ def config_hash(cfg: Any, kind: str, ignored: Iterable[str] = (), facts: dict[st
     ident = {k: v for k, v in ident.items() if v}
     canon = json.dumps({"kind": kind, **ident}, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canon.encode()).hexdigest()[:8]
+
+
+def config_to_toml(cfg: Any) -> str:
+    """The resolved config as a TOML file ``--config`` reads back (unset optional fields are left out)."""
+    lines: list[str] = []
+    for section, values in config_to_dict(cfg).items():
+        lines += ["", f"[{section}]"] if lines else [f"[{section}]"]
+        for key, value in values.items():
+            if value is not None:
+                lines.append(f"{key} = {_toml_value(value)}")
+    return "\n".join(lines) + "\n"
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return json.dumps(str(value))  # a TOML basic string: JSON's escaping is valid TOML
