@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -67,6 +69,26 @@ def _merge(a: dict[str, dict[str, Any]], b: dict[str, dict[str, Any]]) -> dict[s
     return out
 
 
+OFFICIAL_SEED = "official_seed"
+
+
+def unseeded(store: RunStore, cfg):
+    """``--quirks official`` sets no seed, as the official code: init, data order and augmentation come from a seed
+    drawn at random when the run starts (kept in the run, so a resumed run goes on with it; the subset selection
+    keeps ``--seed``). Other runs are returned as they are."""
+    if cfg.train.quirks != "official":
+        return cfg
+    seed = store.record(OFFICIAL_SEED, dict)["seed"] if store.has_record(OFFICIAL_SEED) else \
+        secrets.randbelow(2**31 - 1)
+    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, seed=seed))
+
+
+def keep_seed(store: RunStore, cfg) -> None:
+    """Store the drawn seed of an unseeded run (after the run's header: a directory never holds only this)."""
+    if cfg.train.quirks == "official":
+        store.record(OFFICIAL_SEED, lambda: {"seed": cfg.train.seed})
+
+
 def model_builder(cfg: TrainRunConfig | SearchRunConfig, data: DataBundle) -> Callable[[], SpikingNet]:
     """A builder of the configured model for ``data``'s image shape (on the CPU, initialised from the global RNG)."""
     spec = data.spec
@@ -100,6 +122,7 @@ def train(cfg: TrainRunConfig, out: str | Path | None = None, runs_root: str | P
     if status == "done":
         return TrainResult(store.path, store.read_summary(), "done")
     data = load_data(cfg.data, device, seed=cfg.train.seed)
+    named_cfg, cfg = cfg, unseeded(store, cfg)
     model = build_model(cfg, data, device)
     optimizer = make_optimizer(model, cfg.train)
     state = FitState()
@@ -108,7 +131,8 @@ def train(cfg: TrainRunConfig, out: str | Path | None = None, runs_root: str | P
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         state = FitState(epoch=ckpt["epoch"], history=list(ckpt["history"]))
-    store.open(identity, cfg)
+    store.open(identity, named_cfg)
+    keep_seed(store, cfg)
 
     def persist(st: FitState) -> None:
         store.save_train_checkpoint({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
@@ -191,10 +215,12 @@ def run_search_in(path: Path, cfg: SearchRunConfig, source: RunStore | None, dev
     if status == "done":
         return SearchResult(store.path, store.read_summary(), "done")
     data, build = prepare()
+    named_cfg, cfg = cfg, unseeded(store, cfg)
     ctx = SearchContext(cfg, store, data, device, build, callbacks or Callbacks())
     ctx.prunable_names(ctx.shape_model())  # fail on a model/data mismatch or a bad --exclude before writing
-    store.open(identity, cfg, label=spec.label_of(cfg), base_label=spec.label,
+    store.open(identity, named_cfg, label=spec.label_of(cfg), base_label=spec.label,
                model_identity=ctx.shape_model().identity())
+    keep_seed(store, cfg)
     summary = run_search(ctx, source)
     store.write_summary(summary)
     return SearchResult(store.path, summary, "resumed" if status == "resume" else "searched")

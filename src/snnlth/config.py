@@ -116,6 +116,9 @@ class TrainConfig:
     eval_batch_size: int = _f(256, "evaluation batch size", semantic=False)
     eval_every: int = _f(1, "evaluate on the test set every N epochs (the last epoch of every phase always is; "
                          "the paper's code: 50)", semantic=False)
+    quirks: str = _f("paper", "paper: the paper's text; official: where the official code differs from it (weight "
+                     "decay lost as dampening, reversed max-normalised KL over t in 2..4 in train mode, Early-Bird at "
+                     "2x lr retrained from init, no fixed seed); see docs/methods.md", choices=("paper", "official"))
 
     def __post_init__(self) -> None:
         _check_choices(self)

@@ -21,7 +21,11 @@ def resolve_device(name: str) -> torch.device:
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.SGD:
-    """SGD with momentum and *real* weight decay (the paper's code passed 5e-4 as ``dampening``, so lost it)."""
+    """SGD with momentum and *real* weight decay. ``--quirks official`` mirrors the official code, which passed the
+    weight decay in SGD's ``dampening`` slot: no weight decay, momentum buffers damped by (1 - 5e-4)."""
+    if cfg.quirks == "official":
+        return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, dampening=cfg.weight_decay,
+                               weight_decay=0.0)
     return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
 
 

@@ -6,6 +6,7 @@ artifact: a finished phase is loaded, not retrained; an interrupted one resumes 
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -89,6 +90,7 @@ class Phase:
     stream: int
     tags: dict[str, Any] = field(default_factory=dict)
     hooks: tuple[ResumableHook, ...] = ()
+    lr_scale: float = 1.0  # the phase trains at lr_scale x --lr (the official Early-Bird code: 2x)
 
 
 @dataclass
@@ -200,7 +202,8 @@ class SearchContext:
         enforcer = MaskEnforcer(model, phase.masks) if phase.masks is not None else None
         if enforcer is not None:
             enforcer.weights_()
-        optimizer = make_optimizer(model, self.cfg.train)
+        train_cfg = dataclasses.replace(self.cfg.train, lr=self.cfg.train.lr * phase.lr_scale)
+        optimizer = make_optimizer(model, train_cfg)
         state = FitState()
         ckpt = self.store.load_checkpoint(phase.name)
         if ckpt is not None:
@@ -226,7 +229,7 @@ class SearchContext:
 
         on_batch = (lambda info: self.callbacks.on_batch(info, label)) if self.callbacks.on_batch else None
         schedule = Schedule(phase.epochs, phase.timesteps, phase.stream, self.cfg.train.eval_every)
-        fit(model, optimizer, self.data, self.cfg.train, schedule, state, enforcer=enforcer, hooks=phase.hooks,
+        fit(model, optimizer, self.data, train_cfg, schedule, state, enforcer=enforcer, hooks=phase.hooks,
             on_batch=on_batch, on_epoch_end=on_epoch_end)
         blob = {"model": {k: v.detach().clone() for k, v in model.state_dict().items()}, "history": state.history,
                 "extra": [hook.state() for hook in phase.hooks]}

@@ -122,16 +122,19 @@ def run_early_bird(ctx: SearchContext, source: RunStore | None = None) -> Method
     tracker = EarlyBirdTracker(ctx, names, targets, min_epochs=rewind)
     ctx.event(f"Early-Bird search: dense training up to {epochs} epochs, targets "
               f"{', '.join(f'{t.sparsity:.2%}' for t in targets)}")
+    official = cfg.train.quirks == "official"  # the official code: dense run at 2x lr, tickets retrained from init
     search = ctx.run_phase(model, Phase("eb_search", init, None, plan.timesteps, epochs, stream=STREAM.round(0),
                                         tags=ctx.level_tags(0, dense),
-                                        hooks=(RewindHook(ctx, rewind), plan, tracker)))
+                                        hooks=(RewindHook(ctx, rewind), plan, tracker),
+                                        lr_scale=2.0 if official else 1.0))
     eb = tracker.finish(len(search.history))
-    start = init if rewind == 0 else ctx.load_state("rewind")
+    start = init if rewind == 0 or official else ctx.load_state("rewind")
     levels = []
     for i, info in enumerate(eb):
         masks = ctx.load_masks(f"eb_{i}")
         ctx.event(f"retraining the Early-Bird ticket at sparsity {info['target_sparsity']:.2%} at full T={full_t}")
-        phase = ctx.run_phase(model, Phase(f"retrain_eb_{i}", start, masks, full_t, epochs - rewind,
+        phase = ctx.run_phase(model, Phase(f"retrain_eb_{i}", start, masks, full_t, epochs if official else
+                                           epochs - rewind,
                                            stream=STREAM.eb_retrain(i),
                                            tags={"target": info["target_sparsity"], "retrain": True}))
         detected = info["detection_epoch"]

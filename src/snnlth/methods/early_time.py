@@ -30,16 +30,22 @@ def kl_by_timestep(logits_seq: torch.Tensor, direction: str = "paper") -> dict[i
     return out
 
 
-def choose_t_early(kl: dict[int, float], threshold: float) -> tuple[int, dict[int, float]]:
-    """Normalise by the t = 2 value and return the smallest t whose normalised KL is below ``threshold`` (else the
-    largest t, i.e. T), with the normalised curve. A KL of zero at t = 2 means the output does not change with t at
-    all (typically no spike reaches the readout yet): nothing can be learned from it, so T is kept."""
+def choose_t_early(kl: dict[int, float], threshold: float, by: str = "t2",
+                   candidates: tuple[int, ...] | None = None) -> tuple[int, dict[int, float]]:
+    """Normalise by the t = 2 value (``by="max"``: by the largest value, as the official code) and return the
+    smallest t (among ``candidates``, default all) whose normalised KL is below ``threshold`` (else the largest t,
+    i.e. T), with the normalised curve. A KL of zero at t = 2 means the output does not change with t at all
+    (typically no spike reaches the readout yet): nothing can be learned from it, so T is kept."""
     t_max = max(kl)
-    base = kl[2]
+    base = kl[2] if by == "t2" else max(kl.values())
     if base <= 1e-12:
         return t_max, {t: 0.0 for t in kl}
     norm = {t: v / base for t, v in kl.items()}
-    return next((t for t in sorted(norm) if norm[t] < threshold), t_max), norm
+    pool = sorted(t for t in norm if candidates is None or t in candidates)
+    return next((t for t in pool if norm[t] < threshold), t_max), norm
+
+
+OFFICIAL_CANDIDATES = (2, 3, 4)  # the official code tries these T_early only
 
 
 def fixed_batch(data: DataSource, size: int, seed: int) -> torch.Tensor:
@@ -49,11 +55,12 @@ def fixed_batch(data: DataSource, size: int, seed: int) -> torch.Tensor:
 
 @torch.no_grad()
 def measure_kl(model: nn.Module, x: torch.Tensor, timesteps: int, direction: str = "paper",
-               chunk: int = 250) -> dict[int, float]:
-    """Logits of ``x`` at ``timesteps`` in eval mode, then :func:`kl_by_timestep`. One forward at full T gives every
+               chunk: int = 250, train_mode: bool = False) -> dict[int, float]:
+    """Logits of ``x`` at ``timesteps`` in eval mode (``train_mode``: in train mode, as the official code, which
+    also updates BatchNorm's running statistics), then :func:`kl_by_timestep`. One forward at full T gives every
     prefix: outputs of the first t steps do not depend on later steps."""
     was_training = model.training
-    model.eval()
+    model.train(train_mode)
     logits = torch.cat([model(part, timesteps) for part in x.split(chunk)], dim=1)
     model.train(was_training)
     return kl_by_timestep(logits, direction)
@@ -99,12 +106,15 @@ class EarlyTimePlan:
     def _choose(self, model: nn.Module) -> dict:
         s, start = self.ctx.cfg.search, time.perf_counter()
         x = fixed_batch(self.ctx.data, s.et_batch, self.ctx.cfg.train.seed)
-        kl = measure_kl(model, x, self.full_t, s.et_kl)
-        t_early, norm = choose_t_early(kl, s.et_threshold)
+        official = self.ctx.cfg.train.quirks == "official"
+        direction = "code" if official else s.et_kl
+        kl = measure_kl(model, x, self.full_t, direction, train_mode=official)
+        t_early, norm = choose_t_early(kl, s.et_threshold, by="max" if official else "t2",
+                                       candidates=OFFICIAL_CANDIDATES if official else None)
         return {"mode": "auto", "t_early": t_early, "kl": {str(t): v for t, v in kl.items()},
                 "kl_normalized": {str(t): v for t, v in norm.items()}, "threshold": s.et_threshold,
-                "direction": s.et_kl, "warmup_epochs": self.warmup, "batch": int(x.shape[0]),
-                "seconds": time.perf_counter() - start}
+                "direction": direction, "warmup_epochs": self.warmup, "batch": int(x.shape[0]),
+                "normalised_by": "max" if official else "t2", "seconds": time.perf_counter() - start}
 
     # EpochHook protocol
     def after_epoch(self, model: nn.Module, state) -> bool:
