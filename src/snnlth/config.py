@@ -210,6 +210,8 @@ class SearchConfig:
                     choices=("paper", "code"))
     retrain_at: tuple[str, ...] = _f(("last",), "levels retrained at full T off the search path (ET) / taken by "
                                      "reinit: last, all, round numbers or sparsities")
+    t_pre: int | None = _f(None, "oneshot: timesteps of the dense training the mask is drawn from (default: T)")
+    t_post: int | None = _f(None, "oneshot: timesteps the tickets are retrained at (default: T)")
     from_run: str | None = _f(None, "reinit/random: a finished search run whose masks to reuse", semantic=True)
     checkpoint_every: int = _f(1, "write a resumable checkpoint every N epochs", semantic=False)
     preset: str | None = _f(None, "start from one of the paper's settings (`snnlth presets` lists them); a config "
@@ -226,6 +228,9 @@ class SearchConfig:
         _require(0 < self.et_threshold, "et_threshold", self.et_threshold, "must be > 0", "the paper uses 0.6")
         _require(self.et_warmup_epochs >= 1, "et_warmup_epochs", self.et_warmup_epochs, "must be >= 1", "use 2")
         _require(self.et_batch >= 1, "et_batch", self.et_batch, "must be >= 1", "use 1000")
+        for name in ("t_pre", "t_post"):
+            _require(getattr(self, name) is None or getattr(self, name) >= 1, name, getattr(self, name),
+                     "must be >= 1", "give a number of timesteps")
         _require(self.checkpoint_every >= 1, "checkpoint_every", self.checkpoint_every, "must be >= 1", "use 1")
         _parse_early_time(self.early_time)
         _require(len(self.retrain_at) >= 1, "retrain_at", self.retrain_at, "needs at least one level", "use last")

@@ -24,6 +24,7 @@ class STREAM:
     RETRAIN = 100  # full-T retraining of round k: 100 + k
     EB_RETRAIN = 200  # retraining of Early-Bird ticket i: 200 + i
     REINIT = 300  # reinit of level j: 300 + j
+    ONE_SHOT = 400  # one-shot methods (snip, oneshot): the dense/score phase 400, ticket k: 400 + k
 
     @staticmethod
     def round(k: int) -> int:
@@ -40,6 +41,10 @@ class STREAM:
     @staticmethod
     def reinit(j: int) -> int:
         return STREAM.REINIT + j
+
+    @staticmethod
+    def one_shot(k: int) -> int:
+        return STREAM.ONE_SHOT + k
 
 
 def epoch_generator(seed: int, epoch: int, stream: int = 0) -> torch.Generator:

@@ -34,43 +34,43 @@ def run_one_shot(ctx: SearchContext, source) -> MethodResult:
 
 @pytest.fixture
 def toy():
-    spec = register_method(MethodSpec("oneshot", "One-shot", run_one_shot, "toy: prune once after dense training",
+    spec = register_method(MethodSpec("pruneonce", "Prune-once", run_one_shot, "toy: prune once after dense training",
                                       fields=("prune_rate",)))
     yield spec
-    METHODS.unregister("oneshot")
+    METHODS.unregister("pruneonce")
 
 
 def _run_args(data, out):
-    return ["search", "--data-dir", str(data), "--out", str(out), "--method", "oneshot", "--model", "lenet300",
+    return ["search", "--data-dir", str(data), "--out", str(out), "--method", "pruneonce", "--model", "lenet300",
             "--timesteps", "2", "--epochs", "2", "--batch-size", "50", "--prune-rate", "0.6", "--no-progress"]
 
 
 def test_toy_method_through_cli_report_and_export(toy, fmnist_dir, tmp_path, capsys):
     assert main(["methods"]) == 0
     listed = capsys.readouterr().out
-    assert "oneshot" in listed and "toy: prune once" in listed and "imp" in listed
+    assert "pruneonce" in listed and "toy: prune once" in listed and "imp" in listed
     out = tmp_path / "r"
     assert main(_run_args(fmnist_dir, out)) == 0
     s = json.loads((out / "summary.json").read_text())
-    assert s["method"] == "oneshot" and s["label"] == "One-shot" and s["one_shot_rate"] == 0.6
+    assert s["method"] == "pruneonce" and s["label"] == "Prune-once" and s["one_shot_rate"] == 0.6
     assert [round(lv["sparsity_prunable"], 6) for lv in s["levels"]] == [0.0, 0.6]
     assert s["levels"][1]["search_seconds"] == pytest.approx(
         sum(json.loads(x)["train_seconds"] for x in (out / "metrics.jsonl").read_text().splitlines()
             if json.loads(x)["phase"] == "dense"))
     capsys.readouterr()
     assert main(["report", str(out), "--out", str(tmp_path / "rep")]) == 0
-    assert "One-shot" in capsys.readouterr().out and "One-shot" in (tmp_path / "rep" / "report.md").read_text()
+    assert "Prune-once" in capsys.readouterr().out and "Prune-once" in (tmp_path / "rep" / "report.md").read_text()
     assert main(["export", str(out), "--out", str(tmp_path / "t.safetensors")]) == 0
     # --from is refused: the toy declares no source
     assert main([*_run_args(fmnist_dir, tmp_path / "b"), "--from", str(out)]) == 2
-    assert "--method oneshot takes no --from" in capsys.readouterr().err
+    assert "--method pruneonce takes no --from" in capsys.readouterr().err
 
 
 def test_toy_method_resumes_after_a_crash_exactly(toy, fmnist_dir, tmp_path):
     from snnlth.api import search
     from snnlth.methods.base import Callbacks
 
-    cfg = search_cfg(fmnist_dir, method="oneshot", prune_rate=0.6, epochs=3)
+    cfg = search_cfg(fmnist_dir, method="pruneonce", prune_rate=0.6, epochs=3)
     full = search(cfg, out=tmp_path / "full").summary
 
     def crash(row):

@@ -1,0 +1,96 @@
+"""One-shot tickets, the paper's side studies (methods ``snip`` and ``oneshot``): a single score per weight, masks
+of exactly IMP's ticket sizes (``--rounds`` at ``--prune-rate``, IMP's arithmetic) drawn from it, each ticket trained
+from init. One level per ticket size, all final.
+
+- ``snip`` (Lee et al. 2019): connection sensitivity ``|g · w|`` at initialisation, from the loss gradient of one
+  training batch; ``--neuron relu`` gives SNIP on the ANN twin. Search time: the score's forward/backward.
+- ``oneshot``: ``|w|`` after the dense network is trained at ``--t-pre`` timesteps, tickets retrained at ``--t-post``
+  (the paper's study of pruning with another T: T_pre ≥ 3 is as good as 5). Search time: that dense training.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import torch
+
+from snnlth import masks as M
+from snnlth.engine.evaluate import seq_loss
+from snnlth.methods.base import Phase, PhaseResult, SearchContext, Spent, ensure_finite
+from snnlth.methods.levels import LevelSpec, level_entry
+from snnlth.methods.registry import MethodResult, MethodSpec, register_method
+from snnlth.rng import STREAM
+from snnlth.rundir.store import RunStore
+
+Scores = Callable[[SearchContext, torch.nn.Module, dict, list[str]], tuple[M.Weights, Spent, dict]]
+
+
+def snip_scores(ctx: SearchContext, model, init: dict, names: list[str]) -> tuple[M.Weights, Spent, dict]:
+    """|g · w| at init on the first training batch of the score stream, in train mode, at full T."""
+    cfg = ctx.cfg
+    start = time.perf_counter()
+    model.load_state_dict(init)
+    model.train()
+    x, y = next(iter(ctx.data.train_batches(cfg.train.batch_size, cfg.train.seed, STREAM.one_shot(0), 0)))
+    model.zero_grad(set_to_none=True)
+    seq_loss(model(x, cfg.model.timesteps), y).backward()
+    params = dict(model.named_parameters())
+    scores = {n: (params[n].grad * params[n]).detach().abs() for n in names}
+    model.zero_grad(set_to_none=True)
+    model.load_state_dict(init)  # the forward in train mode moved BatchNorm's running statistics
+    seconds = time.perf_counter() - start
+    return scores, Spent(seconds, 0.0, seconds), {"score": "snip", "batch": int(len(y)), "seconds": seconds}
+
+
+def trained_magnitudes(ctx: SearchContext, model, init: dict, names: list[str]) -> tuple[M.Weights, Spent, dict]:
+    """|w| after the dense network is trained for E epochs at T_pre."""
+    t_pre = ctx.cfg.search.t_pre or ctx.cfg.model.timesteps
+    ctx.event(f"dense training at T_pre={t_pre}, {ctx.cfg.train.epochs} epochs")
+    dense: PhaseResult = ctx.run_phase(model, Phase("dense", init, None, t_pre, ctx.cfg.train.epochs,
+                                                    stream=STREAM.one_shot(0),
+                                                    tags={**ctx.level_tags(0, M.ones_like(
+                                                        ctx.weights(model, names))), "t_pre": t_pre}))
+    weights = {n: dense.model_state[n] for n in names}
+    ensure_finite(weights, "one-shot pruning", "after the dense training ")
+    info = {"score": "magnitude", "t_pre": t_pre, "dense_test_accuracy": dense.test_accuracy}
+    return {n: w.abs() for n, w in weights.items()}, dense.spent, info
+
+
+def run_one_shot(ctx: SearchContext, scores: Scores, t_train: int) -> MethodResult:
+    cfg, s = ctx.cfg, ctx.cfg.search
+    model = ctx.new_model()
+    init = ctx.save_state_once("init", model)
+    names = ctx.prunable_names(model)
+    dense = M.ones_like(ctx.weights(model, names))
+    targets = M.imp_survivors(dense, s.prune_rate, s.rounds, s.scope)[1:]
+    keys = [f"one_shot_{k:02d}" for k in range(1, len(targets) + 1)]
+    score, spent, info = scores(ctx, model, init, names)  # on resume: a finished dense phase is loaded, not rerun
+    for key, keep in zip(keys, targets):
+        if ctx.load_masks(key) is None:
+            ctx.save_masks(key, M.mask_with_survivors(score, keep))
+    levels = []
+    for k, key in enumerate(keys, start=1):
+        masks = ctx.load_masks(key)
+        ctx.event(f"training the one-shot ticket {k}/{len(keys)} ({M.sparsity(masks):.2%} pruned) at T={t_train}")
+        phase = ctx.run_phase(model, Phase(f"ticket_{k:02d}", init, masks, t_train, cfg.train.epochs,
+                                           stream=STREAM.one_shot(k), tags=ctx.level_tags(k, masks)))
+        levels.append(level_entry(ctx, LevelSpec(k, masks, key, phase, t_train, spent, final=True)))
+    return MethodResult(levels, extra={"one_shot": info})
+
+
+def run_snip(ctx: SearchContext, source: RunStore | None = None) -> MethodResult:
+    return run_one_shot(ctx, snip_scores, ctx.cfg.model.timesteps)
+
+
+def run_oneshot(ctx: SearchContext, source: RunStore | None = None) -> MethodResult:
+    return run_one_shot(ctx, trained_magnitudes, ctx.cfg.search.t_post or ctx.cfg.model.timesteps)
+
+
+register_method(MethodSpec(
+    "snip", "SNIP", run_snip, "side study: SNIP connection sensitivity |g·w| at init, one shot at IMP's ticket sizes",
+    fields=("rounds", "prune_rate", "scope")))
+register_method(MethodSpec(
+    "oneshot", "one-shot", run_oneshot, "side study: magnitude pruning once after dense training at --t-pre, "
+    "tickets retrained at --t-post, at IMP's ticket sizes",
+    fields=("rounds", "prune_rate", "scope", "t_pre", "t_post")))
