@@ -27,7 +27,7 @@ def _err(capsys):
     (["--method", "random", "--early-time", "2"], "--early-time works with --method eb or imp only"),
     (["--method", "reinit", "--early-time", "2", "--from", "x"], "--early-time works with --method eb or imp only"),
     (["--method", "imp", "--from", "x"], "--method imp takes no --from"),
-    (["--method", "tpe"], "unknown method 'tpe'; choose one of: eb, imp, oneshot, random, reinit, snip"),
+    (["--method", "tpe"], "unknown method 'tpe'; choose one of: eb, imp, oneshot, random, reinit, snip, transfer"),
     (["--method", "rinit"], "unknown method 'rinit' (did you mean 'reinit'?)"),
     (["--retrain-at", "1.5"], "--retrain-at takes last, all"),
 ])

@@ -196,27 +196,32 @@ def search(cfg: SearchRunConfig, out: str | Path | None = None, runs_root: str |
     facts = _merge(identity_facts(cfg), explicit_values(cfg, ignored))
     path = Path(out) if out else default_run_dir(spec.name, cfg, runs_root, ignored, facts)
 
-    def prepare() -> tuple[DataSource, Callable[[], TicketModel]]:
+    def prepare() -> tuple[DataSource, Callable[[], TicketModel], Callable[[], TicketModel]]:
         data = load_data(cfg.data, device, seed=cfg.train.seed)
-        return data, model_builder(cfg, data)
+        twin = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, neuron="relu"))
+        return data, model_builder(cfg, data), model_builder(twin, data)
 
     return run_search_in(path, cfg, source, device, prepare, ignored=ignored, facts=facts, callbacks=callbacks)
 
 
 def run_search_in(path: Path, cfg: SearchRunConfig, source: RunStore | None, device: torch.device,
-                  prepare: Callable[[], tuple[DataSource, Callable[[], TicketModel]]], *, ignored: tuple[str, ...],
+                  prepare: Callable[[], tuple], *, ignored: tuple[str, ...],
                   facts: dict, callbacks: Callbacks | None = None) -> SearchResult:
     """The search of ``cfg`` in run directory ``path``: resumed if started, returned as is if finished, else run on
-    the data source and model builder ``prepare()`` gives (called only when there is work to do)."""
+    the data source, model builder (and ANN-twin builder, if any) ``prepare()`` gives (called only when there is
+    work to do)."""
     spec = method_of(cfg)
     store = RunStore(path, map_location=device)
     identity = Identity.of("search", cfg, ignored, facts)
     status = store.status(identity)
     if status == "done":
         return SearchResult(store.path, store.read_summary(), "done")
-    data, build = prepare()
+    data, build, *twin = prepare()
+    if spec.needs_twin and not twin:
+        raise ConfigError(f"--method {spec.name} trains the ANN twin of the model, which only snnlth's own "
+                          "architectures have; use one of them (`snnlth search --model ...`)")
     named_cfg, cfg = cfg, unseeded(store, cfg)
-    ctx = SearchContext(cfg, store, data, device, build, callbacks or Callbacks())
+    ctx = SearchContext(cfg, store, data, device, build, callbacks or Callbacks(), twin=twin[0] if twin else None)
     ctx.prunable_names(ctx.shape_model())  # fail on a model/data mismatch or a bad --exclude before writing
     store.open(identity, named_cfg, label=spec.label_of(cfg), base_label=spec.label,
                model_identity=ctx.shape_model().identity())

@@ -133,6 +133,7 @@ class SearchContext:
     build: Callable[[], TicketModel]  # a fresh model on the CPU, initialised from the global RNG
     callbacks: Callbacks = field(default_factory=Callbacks)
     rows: list[dict] = field(default_factory=list)  # metrics of finished phases, in execution order
+    twin: Callable[[], TicketModel] | None = None  # a builder of the ANN twin (snnlth's models only)
     _shape_model: TicketModel | None = field(default=None, repr=False)
 
     # ---- models and states -------------------------------------------------------------------------------------

@@ -64,6 +64,7 @@ class MethodSpec:
         same_as_source: ``(section, field)`` pairs that must equal the source run's.
         check_source: ``check_source(cfg, source_config, source_path)``, more checks of the source (raise
             :class:`ConfigError`).
+        needs_twin: it trains the model's ANN twin too (only snnlth's own architectures have one).
     """
 
     name: str
@@ -78,6 +79,7 @@ class MethodSpec:
     source_methods: tuple[str, ...] = ()
     same_as_source: tuple[tuple[str, str], ...] = SAME_AS_SOURCE
     check_source: Callable[..., None] | None = None
+    needs_twin: bool = False
 
     def __post_init__(self) -> None:
         known = {f.name for f in dataclasses.fields(SearchConfig)}
@@ -117,6 +119,8 @@ class MethodSpec:
             raise ConfigError(f"--method {self.name} needs --from RUN_DIR (a finished search whose masks to reuse)")
         if self.source == "none" and s.from_run:
             raise ConfigError(f"--method {self.name} takes no --from; drop it")
+        if self.needs_twin and cfg.model.neuron != "lif":
+            raise ConfigError(f"--method {self.name} searches on the ANN twin and trains the SNN: use --neuron lif")
 
 
 METHODS: Registry[MethodSpec] = Registry("method")
