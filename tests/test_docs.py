@@ -24,6 +24,7 @@ BLOCK = re.compile(r"^```(\w*)\n(.*?)^```", re.M | re.S)
 KINDS = {"python", "sh", "toml", "text"}
 SETUP = ("pip ", "make ", "python3 -m venv ", ". .venv/bin/activate")
 CLI = ("snnlth ", "python -m snnlth ")
+LOOP = "for "  # a shell loop over snnlth commands, run by bash
 
 
 def blocks(page: Path) -> list[tuple[str, str]]:
@@ -56,6 +57,9 @@ def page_script(page: Path) -> str:
             for cmd in shell_commands(code):
                 if cmd.startswith(SETUP):
                     continue
+                if cmd.startswith(LOOP) and "snnlth " in cmd:
+                    lines.append(f"assert subprocess.run(['bash', '-c', {cmd!r}]).returncode == 0, {cmd!r}")
+                    continue
                 assert cmd.startswith(CLI), f"{page.name}: a shell line the docs test cannot run: {cmd!r}"
                 args = shlex.split(cmd)[1:] if cmd.startswith("snnlth ") else shlex.split(cmd)[3:]
                 lines.append(f"rc = subprocess.run([sys.executable, '-m', 'snnlth', *{args!r}, '--no-progress']"
@@ -85,7 +89,7 @@ def tiny_fmnist(tmp_path_factory):
 def test_page_runs(page, tiny_fmnist, tmp_path):
     script = tmp_path / "page.py"
     script.write_text(page_script(page))
-    env = {"SNNLTH_DATA": str(tiny_fmnist), "PATH": str(Path(sys.executable).parent),
+    env = {"SNNLTH_DATA": str(tiny_fmnist), "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
            "OMP_NUM_THREADS": "2", "HOME": str(tmp_path), "MPLBACKEND": "Agg"}
     done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True,
                           timeout=600)

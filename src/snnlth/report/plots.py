@@ -166,6 +166,74 @@ def spikes_vs_sparsity(runs: list[RunRecord]) -> Figure | None:
     return fig
 
 
+def _final_by_round(runs: list[RunRecord]) -> dict[int, list[tuple[RunRecord, dict]]]:
+    """Final levels of finished runs, by round."""
+    out: dict[int, list[tuple[RunRecord, dict]]] = {}
+    for r in runs:
+        for lv in (r.summary or {}).get("levels", []):
+            if lv.get("final") and lv.get("round") is not None and lv.get("test_accuracy") is not None:
+                out.setdefault(lv["round"], []).append((r, lv))
+    return out
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values)
+
+
+def t_early_vs_lambda(runs: list[RunRecord]) -> Figure | None:
+    """The paper's λ ablation: the T_early each Early-Time run's KL curve gives for every threshold λ (the rule: the
+    smallest t whose normalised KL is below λ, else T), and the λ each run actually used."""
+    ets = [(r, r.summary["early_time"]) for r in runs
+           if r.summary and (r.summary.get("early_time") or {}).get("mode") == "auto"]
+    if not ets:
+        return None
+    grid = [i / 100 for i in range(5, 101)]
+    fig, ax = _fig()
+    for r, et in ets:
+        norm = {int(t): v for t, v in et["kl_normalized"].items()}
+        t_max = max(norm)
+        curve = [next((t for t in sorted(norm) if norm[t] < lam), t_max) for lam in grid]
+        (line,) = ax.step(grid, curve, where="post", label=f"{r.label} seed {r.seed}")
+        ax.plot([et["threshold"]], [et["t_early"]], "o", color=line.get_color())
+    _finish(ax, "threshold λ", "T_early", "T_early vs λ (dot: the λ the run used)", integer_x=False)
+    return fig
+
+
+def accuracy_vs_rewind(runs: list[RunRecord]) -> Figure | None:
+    """The paper's rewinding ablation: accuracy of each round's final ticket against the rewind epoch, over runs of
+    one method that differ in ``--rewind-epoch`` (mean over seeds)."""
+    rewinds = {r.config.get("search", {}).get("rewind_epoch", 0) for r in runs if r.summary}
+    if len(rewinds) < 2:
+        return None
+    fig, ax = _fig()
+    for k, pairs in sorted(_final_by_round(runs).items()):
+        by_r: dict[int, list[float]] = {}
+        for r, lv in pairs:
+            by_r.setdefault(r.config["search"].get("rewind_epoch", 0), []).append(lv["test_accuracy"])
+        if len(by_r) < 2:
+            continue
+        xs = sorted(by_r)
+        sparsity = 100 * pairs[0][1]["sparsity_all"]
+        ax.plot(xs, [_mean(by_r[x]) for x in xs], "o-", label=f"round {k} ({sparsity:.1f} % pruned)")
+    _finish(ax, "rewind epoch R", "test accuracy %", "Accuracy vs rewinding epoch (final tickets)", integer_x=True)
+    return fig
+
+
+def global_vs_local(runs: list[RunRecord]) -> Figure | None:
+    """The paper's scope ablation: accuracy vs sparsity of runs pruned globally and per layer (mean over seeds)."""
+    scopes = {r.config.get("search", {}).get("scope", "global") for r in runs if r.summary}
+    if len(scopes) < 2:
+        return None
+    fig, ax = _fig()
+    for scope in sorted(scopes):
+        chosen = [r for r in runs if r.config.get("search", {}).get("scope", "global") == scope]
+        pts = sorted((k, _mean([lv["sparsity_all"] for _, lv in pairs]),
+                      _mean([lv["test_accuracy"] for _, lv in pairs])) for k, pairs in _final_by_round(chosen).items())
+        ax.plot([100 * s for _, s, _ in pts], [a for _, _, a in pts], "o-", label=f"{scope} magnitude pruning")
+    _finish(ax, "sparsity, % of all parameters", "test accuracy %", "Global vs per-layer (local) pruning")
+    return fig
+
+
 FIGURES = {
     "accuracy_vs_sparsity.png": accuracy_vs_sparsity,
     "search_time.png": search_time,
@@ -173,4 +241,7 @@ FIGURES = {
     "early_time_kl.png": early_time_kl,
     "early_bird_distance.png": early_bird_distance,
     "spikes_vs_sparsity.png": spikes_vs_sparsity,
+    "t_early_vs_lambda.png": t_early_vs_lambda,
+    "accuracy_vs_rewind.png": accuracy_vs_rewind,
+    "global_vs_local.png": global_vs_local,
 }

@@ -19,6 +19,9 @@ CAPTIONS = {
     "early_time_kl.png": "Early-Time: normalised KL divergence vs timesteps, threshold and chosen T_early.",
     "early_bird_distance.png": "Early-Bird: mask distance vs epoch, threshold τ and detection epochs.",
     "spikes_vs_sparsity.png": "Spikes per test image (all LIF layers, all timesteps) vs sparsity, full-T tickets.",
+    "t_early_vs_lambda.png": "Early-Time ablation: T_early each run's KL curve gives for every threshold λ.",
+    "accuracy_vs_rewind.png": "Rewinding ablation: final-ticket accuracy vs --rewind-epoch, per round.",
+    "global_vs_local.png": "Scope ablation: accuracy vs sparsity with global and per-layer magnitude pruning.",
 }
 
 
