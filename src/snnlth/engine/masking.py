@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 from snnlth import masks as M
@@ -21,9 +22,10 @@ class MaskEnforcer:
         self.masks = {n: m.to(device=params[n].device, dtype=params[n].dtype) for n, m in masks.items()}
 
     def grads_(self) -> None:
-        for n, p in self.params.items():
-            if p.grad is not None:
-                p.grad.mul_(self.masks[n])
+        pairs = [(p.grad, self.masks[n]) for n, p in self.params.items() if p.grad is not None]
+        if pairs:
+            torch._foreach_mul_(*map(list, zip(*pairs)))  # one fused call, not a kernel launch per tensor
 
     def weights_(self) -> None:
-        M.apply_(self.params, self.masks)
+        with torch.no_grad():
+            torch._foreach_mul_(list(self.params.values()), [self.masks[n] for n in self.params])
