@@ -34,18 +34,24 @@ def images_per_second(args: argparse.Namespace, device: torch.device, bn_time: s
     opt = make_optimizer(model, TrainConfig())
     x = torch.randn(args.batch_size, c, s, s, device=device)
     y = torch.randint(0, 10, (args.batch_size,), device=device)
-    for i in range(args.steps + 1):
-        if i == 1:  # first step is warm-up
+    return args.steps * args.batch_size / timed_steps(model, opt, x, y, args.timesteps, args.steps, device)
+
+
+def timed_steps(model, opt, x: torch.Tensor, y: torch.Tensor, timesteps: int, steps: int,
+                device: torch.device) -> float:
+    """Seconds of ``steps`` training steps on the batch ``(x, y)``, after one untimed warm-up step."""
+    for i in range(steps + 1):
+        if i == 1:
             if device.type == "cuda":
                 torch.cuda.synchronize()
             start = time.perf_counter()
-        loss = seq_loss(model(x, args.timesteps), y)
+        loss = seq_loss(model(x, timesteps), y)
         opt.zero_grad()
         loss.backward()
         opt.step()
     if device.type == "cuda":
         torch.cuda.synchronize()
-    return args.steps * args.batch_size / (time.perf_counter() - start)
+    return time.perf_counter() - start
 
 
 def compare_lif(args: argparse.Namespace, device: torch.device) -> dict[str, float]:
@@ -98,21 +104,12 @@ def worker(args: argparse.Namespace) -> None:
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
-    for i in range(args.steps + 1):
-        if i == 1:  # the first step is warm-up
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            start = time.perf_counter()
-        loss = seq_loss(model(x, args.timesteps), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+    seconds = timed_steps(model, opt, x, y, args.timesteps, args.steps, device)
     if device.type == "cuda":
-        torch.cuda.synchronize()
         peak = (torch.cuda.max_memory_allocated() - base) / 2**20
     else:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - rss0
-    print(json.dumps({"img_s": args.steps * args.batch_size / (time.perf_counter() - start), "peak_mb": peak}))
+    print(json.dumps({"img_s": args.steps * args.batch_size / seconds, "peak_mb": peak}))
 
 
 def _rss_mb() -> float:

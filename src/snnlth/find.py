@@ -25,7 +25,7 @@ from snnlth.adapters.checks import check_model
 from snnlth.api import SearchResult, run_search_in
 from snnlth.config import SearchConfig, SearchRunConfig, TrainConfig
 from snnlth.config_io import config_from_dict
-from snnlth.data.user import UserData, fingerprint, first_input, is_tensor_pair, make_source
+from snnlth.data.user import UserData, fingerprint, first_input, hash_tensor, is_tensor_pair, make_source
 from snnlth.engine.optim import resolve_device
 from snnlth.errors import ConfigError, DataError, RunDirError
 from snnlth.methods.base import Callbacks
@@ -194,10 +194,7 @@ def state_digest(model: nn.Module) -> str:
     """SHA-256 (16 hex digits) of a model's state: names, shapes, dtypes and values."""
     digest = hashlib.sha256()
     for name, t in model.state_dict().items():
-        t = t.detach().cpu().contiguous()
-        digest.update(f"{name}{tuple(t.shape)}{t.dtype}".encode())
-        if t.numel():
-            digest.update(t.reshape(-1).view(torch.uint8).numpy())  # the buffer itself, no copy
+        hash_tensor(digest, f"{name}{tuple(t.shape)}{t.dtype}", t)
     return digest.hexdigest()[:16]
 
 

@@ -9,6 +9,7 @@ parameters, and ``.to(device)`` moves the user's network too. Subclasses only sa
 
 from __future__ import annotations
 
+import abc
 import copy
 import hashlib
 from collections.abc import Callable
@@ -41,7 +42,7 @@ def first_output(out: object) -> torch.Tensor:
     return out
 
 
-class Adapter(nn.Module):
+class Adapter(nn.Module, metaclass=abc.ABCMeta):
     """Base of every adapter (see the module docstring). ``timesteps`` is the default T; every call may give
     another (Early-Time searches at fewer steps). ``encode`` turns the input batch into the step inputs
     (default :func:`direct`); ``readout`` picks the logits out of what the network returns (default
@@ -83,9 +84,9 @@ class Adapter(nn.Module):
         self.reset()
         return self.run(self.encode(x, t), t)
 
+    @abc.abstractmethod
     def run(self, x_seq: torch.Tensor, timesteps: int) -> torch.Tensor:
-        """``x_seq: [T, B, ...]`` -> ``[T, B, classes]``."""
-        raise NotImplementedError
+        """``x_seq: [T, B, ...]`` -> ``[T, B, classes]``; each adapter says how its network runs T steps."""
 
     def reset(self) -> None:
         """Clear all neuron state (membranes, synaptic currents) and detach it from the last graph."""

@@ -188,12 +188,18 @@ def fingerprint(train: UserData, test: UserData) -> dict[str, Any]:
             labels = _known_labels(data)
             items += [labels] if labels is not None else []
         for t in items:
-            t = torch.as_tensor(t).detach().cpu().contiguous()
-            digest.update(str((t.dtype, tuple(t.shape))).encode())
-            if t.numel():
-                digest.update(t.reshape(-1).view(torch.uint8).numpy())  # the buffer itself, no copy
+            t = torch.as_tensor(t)
+            hash_tensor(digest, str((t.dtype, tuple(t.shape))), t)
         out[name] = {"items": size, "sha256": digest.hexdigest()[:16]}
     return out
+
+
+def hash_tensor(digest: Any, header: str, t: torch.Tensor) -> None:
+    """Feed ``header`` and the bytes of ``t`` (on the CPU, contiguous; the buffer itself, no copy) to ``digest``."""
+    t = t.detach().cpu().contiguous()
+    digest.update(header.encode())
+    if t.numel():
+        digest.update(t.reshape(-1).view(torch.uint8).numpy())
 
 
 @contextlib.contextmanager
