@@ -1,14 +1,17 @@
 """Training-step throughput, measured side by side (interleaved) in one run.
 
-Default (``--compare twin``): our engine against a spikingjelly 2.0 twin of the same network (bench/twin.py; the
-twin's figure is the faster of its single-step paper-code loop and its multi-step mode), per device, model and T:
-training images/s and peak memory (CPU: peak RSS growth of a fresh process; CUDA: ``max_memory_allocated``), each
-variant in its own process. ``--quick`` is a few minutes on 2 cores; ``--out FILE.json`` keeps the rows
-(``ours_img_s``, ``twin_img_s``, ``speedup``, ``ours_peak_mb``, ``twin_peak_mb``, ``memory_ratio``).
-``--compare lif`` (fused vs reference LIF) and ``--compare bn`` (per-step vs pooled BN) compare our own variants.
+Default (``--compare twin``): our engine against a spikingjelly 2.0 twin of the same network (bench/twin.py), per
+device, model and T: training images/s and peak memory (CPU: peak RSS growth of a fresh process; CUDA:
+``max_memory_allocated``), each variant in its own process, after a warm-up step. Each side's figure is its faster
+variant: ours with the eager or the compiled LIF kernel (``--lif-kernel``; the compile time is printed), the twin in
+its single-step paper-code loop or its multi-step mode. Then a correctness check (losses of 50 steps from one init,
+against the noise floor of float rounding) and the end-to-end figure: ``snnlth train`` against the bare step.
+``--quick`` is a few minutes on 2 cores; ``--out FILE.json`` keeps ``{"check", "rows", "e2e"}``, rows holding
+``ours_img_s``, ``twin_img_s``, ``speedup``, ``ours_peak_mb``, ``twin_peak_mb``, ``memory_ratio``.
+``--compare lif`` (fused vs reference LIF), ``bn`` (per-step vs pooled BN) and ``e2e`` run one part alone.
 
     .venv/bin/python bench/engine.py [--quick] [--out FILE.json] [--device auto]
-    .venv/bin/python bench/engine.py --compare lif|bn [--model convnet] [--timesteps 5] [--batch-size 128]
+    .venv/bin/python bench/engine.py --compare lif|bn|e2e [--model convnet] [--timesteps 5] [--batch-size 128]
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import torch
 import snnlth.snn.neuron as neuron
 from snnlth.config import ModelConfig, TrainConfig
 from snnlth.engine.evaluate import seq_loss
+from snnlth.engine.fastpath import prepare
 from snnlth.engine.optim import make_optimizer, resolve_device
 from snnlth.models import create_model
 
@@ -40,6 +44,7 @@ def images_per_second(args: argparse.Namespace, device: torch.device, bn_time: s
 def timed_steps(model, opt, x: torch.Tensor, y: torch.Tensor, timesteps: int, steps: int,
                 device: torch.device) -> float:
     """Seconds of ``steps`` training steps on the batch ``(x, y)``, after one untimed warm-up step."""
+    start = time.perf_counter()
     for i in range(steps + 1):
         if i == 1:
             if device.type == "cuda":
@@ -59,7 +64,7 @@ def compare_lif(args: argparse.Namespace, device: torch.device) -> dict[str, flo
     results: dict[str, list[float]] = {}
     try:
         for label in ("fused", "reference", "fused", "reference"):  # interleaved to even out machine noise
-            reference = lambda x, *a, **k: neuron.lif_reference(x, *a, **k)[0]  # noqa: E731
+            reference = lambda x, *a, **k: neuron.lif_reference(x, *a[:5])[0]  # noqa: E731
             neuron.lif_multistep = fused_fn if label == "fused" else reference
             results.setdefault(label, []).append(images_per_second(args, device))
     finally:
@@ -75,7 +80,20 @@ def compare_bn(args: argparse.Namespace, device: torch.device) -> dict[str, floa
 
 
 # (model, image side, batch) per device: the rows of the twin comparison
-TWIN_ROWS = {"cpu": (("convnet", 28, 128), ("vgg16", 28, 32)), "cuda": (("vgg16", 32, 128),)}
+TWIN_ROWS = {"cpu": (("convnet", 28, 128), ("vgg16", 28, 32)), "cuda": (("vgg16", 32, 128), ("resnet19", 32, 128))}
+# ours: eager LIF (the CPU default) and compiled LIF (--lif-kernel compiled; the CUDA default); twin: spikingjelly
+# single-step (the paper's code) and multi-step. Each side's figure is its faster variant.
+OURS, TWINS = ("ours", "ours-c"), ("twin-s", "twin-m")
+
+
+def _twin(ours, step_mode: str):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from twin import make_twin
+
+    return make_twin(ours, step_mode)
 
 
 def worker(args: argparse.Namespace) -> None:
@@ -87,20 +105,17 @@ def worker(args: argparse.Namespace) -> None:
     torch.manual_seed(0)
     c = 1 if args.side == 28 else 3
     ours = create_model(ModelConfig(model=args.model), c, args.side, 10)
-    model = ours
-    if args.worker != "ours":
-        import sys
-        from pathlib import Path
-
-        sys.path.insert(0, str(Path(__file__).parent))
-        from twin import Twin
-
-        model = Twin(ours, args.worker[-1])
+    model = ours if args.worker in OURS else _twin(ours, args.worker[-1])
     model = model.to(device)
+    if args.worker in OURS:  # what snnlth's engine applies when training starts (snnlth.engine.fastpath)
+        prepare(model, TrainConfig(lif_kernel="compiled" if args.worker == "ours-c" else "eager"), device)
     opt = make_optimizer(model, TrainConfig())
     x = torch.randn(args.batch_size, c, args.side, args.side, device=device)
     y = torch.randint(0, 10, (args.batch_size,), device=device)
-    rss0 = _rss_mb()
+    start = time.perf_counter()
+    timed_steps(model, opt, x[:2], y[:2], args.timesteps, 0, device)  # compiles (for any batch size), if anything does
+    warmup = time.perf_counter() - start
+    rss0 = _rss_mb()  # peak memory: growth from here, over a warm-up step and the timed steps at the full batch
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
@@ -109,7 +124,7 @@ def worker(args: argparse.Namespace) -> None:
         peak = (torch.cuda.max_memory_allocated() - base) / 2**20
     else:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - rss0
-    print(json.dumps({"img_s": args.steps * args.batch_size / seconds, "peak_mb": peak}))
+    print(json.dumps({"img_s": args.steps * args.batch_size / seconds, "peak_mb": peak, "warmup_s": warmup}))
 
 
 def _rss_mb() -> float:
@@ -121,39 +136,48 @@ def _rss_mb() -> float:
 
 def check_twin(args: argparse.Namespace, device: torch.device, steps: int = 50) -> dict:
     """Correctness first: ours and the single-step twin from the same init on the same batches (real-valued random
-    images, fixed labels), ``steps`` SGD steps each; the losses should agree within float noise."""
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).parent))
-    from twin import Twin
-
+    images, fixed labels), ``steps`` SGD steps each. Spikes are thresholds, so float rounding flips one now and then
+    and two correct implementations drift apart; the noise floor is the drift between two implementations of our
+    own engine that differ only in rounding (the fused LIF and the plain-autograd reference). The twin agrees
+    within noise when its largest loss difference from ours is at most twice that floor."""
+    fused_fn = neuron.lif_multistep
     losses = {}
-    for variant in ("ours", "twin"):
-        torch.manual_seed(0)
-        ours = create_model(ModelConfig(model="convnet"), 1, 28, 10)
-        model = (ours if variant == "ours" else Twin(ours, "s")).to(device)
-        opt = make_optimizer(model, TrainConfig(lr=0.05))
-        gen = torch.Generator().manual_seed(1)
-        out = []
-        for _ in range(steps):
-            x = torch.rand(32, 1, 28, 28, generator=gen).to(device)
-            y = (x.mean((1, 2, 3)) * 1e4).long().remainder(10)
-            loss = seq_loss(model(x, 5), y)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            out.append(loss.item())
-        losses[variant] = out
-    diffs = [abs(a - b) for a, b in zip(losses["ours"], losses["twin"])]
-    same = next((i for i, d in enumerate(diffs) if d > 1e-5), steps)
-    result = {"steps": steps, "steps_equal_to_1e-5": same, "max_abs_loss_diff": max(diffs),
+    try:
+        for variant in ("ours", "ours-reference-lif", "twin"):
+            torch.manual_seed(0)
+            ours = create_model(ModelConfig(model="convnet"), 1, 28, 10)
+            model = (_twin(ours, "s") if variant == "twin" else ours).to(device)
+            reference = lambda x, *a, **k: neuron.lif_reference(x, *a[:5])[0]  # noqa: E731
+            neuron.lif_multistep = reference if variant == "ours-reference-lif" else fused_fn
+            opt = make_optimizer(model, TrainConfig(lr=0.05))
+            gen = torch.Generator().manual_seed(1)
+            out = []
+            for _ in range(steps):
+                x = torch.rand(32, 1, 28, 28, generator=gen).to(device)
+                y = (x.mean((1, 2, 3)) * 1e4).long().remainder(10)
+                loss = seq_loss(model(x, 5), y)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                out.append(loss.item())
+            losses[variant] = out
+    finally:
+        neuron.lif_multistep = fused_fn
+
+    def drift(a: str, b: str) -> list[float]:
+        return [abs(u - v) for u, v in zip(losses[a], losses[b])]
+
+    twin, noise = drift("ours", "twin"), drift("ours", "ours-reference-lif")
+    same = next((i for i, d in enumerate(twin) if d > 1e-5), steps)
+    result = {"steps": steps, "steps_equal_to_1e-5": same, "max_abs_loss_diff": max(twin),
+              "noise_max_abs_loss_diff": max(noise), "within_noise": max(twin) <= 2 * max(noise) + 1e-5,
               "first_loss": losses["ours"][0], "last_loss_ours": losses["ours"][-1],
               "last_loss_twin": losses["twin"][-1]}
-    print(f"check: convnet T=5 from one init on the same batches: losses equal (within 1e-5) for the first {same} of "
-          f"{steps} steps, then float rounding flips spikes and the runs drift apart (max |difference| "
-          f"{result['max_abs_loss_diff']:.2e}; last loss {result['last_loss_ours']:.4f} ours, "
-          f"{result['last_loss_twin']:.4f} twin)", flush=True)
+    print(f"check: convnet T=5, one init, the same {steps} batches: ours and the twin give equal losses (within 1e-5) "
+          f"for the first {same} steps, then drift by at most {result['max_abs_loss_diff']:.2e}; our engine with "
+          f"its reference LIF drifts from ours by {result['noise_max_abs_loss_diff']:.2e} (float rounding flips "
+          f"spikes): {'within' if result['within_noise'] else 'NOT within'} noise. Last loss "
+          f"{result['last_loss_ours']:.4f} ours, {result['last_loss_twin']:.4f} twin", flush=True)
     return result
 
 
@@ -162,39 +186,76 @@ def compare_twin(args: argparse.Namespace, device: torch.device) -> list[dict]:
     import subprocess
     import sys
 
-    steps, repeats = (3, 1) if args.quick else (10, 2)
+    steps, repeats = (3, 1) if args.quick else (8, 2)
     rows = []
     for model, side, batch in TWIN_ROWS[device.type]:
         for t in (5, 3):
             got: dict[str, list[dict]] = {}
             for _ in range(repeats):
-                for variant in ("ours", "twin-s", "twin-m"):  # interleaved to even out machine noise
+                for variant in (*OURS, *TWINS):  # interleaved to even out machine noise
                     cmd = [sys.executable, __file__, "--worker", variant, "--model", model, "--side", str(side),
                            "--timesteps", str(t), "--batch-size", str(batch), "--steps", str(steps),
                            "--device", device.type]
                     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.splitlines()[-1]
                     got.setdefault(variant, []).append(json.loads(out))
-            ours = max(got["ours"], key=lambda r: r["img_s"])
-            twin = max((max(got[v], key=lambda r: r["img_s"]) for v in ("twin-s", "twin-m")), key=lambda r: r["img_s"])
-            mode = "single-step" if twin in got["twin-s"] else "multi-step"
+            best = {v: max(got[v], key=lambda r: r["img_s"]) for v in got}
+            ours = max((best[v] for v in OURS), key=lambda r: r["img_s"])
+            twin = max((best[v] for v in TWINS), key=lambda r: r["img_s"])
+            mode = "single-step" if twin is best["twin-s"] else "multi-step"
+            ours_mode = "compiled LIF" if ours is best["ours-c"] else "eager LIF"
             rows.append({"device": device.type, "model": model, "side": side, "batch": batch, "timesteps": t,
                          "ours_img_s": ours["img_s"], "twin_img_s": twin["img_s"], "twin_mode": mode,
+                         "ours_mode": ours_mode, "ours_eager_img_s": best["ours"]["img_s"],
+                         "ours_compiled_img_s": best["ours-c"]["img_s"],
+                         "compile_seconds": best["ours-c"]["warmup_s"],
                          "speedup": ours["img_s"] / twin["img_s"], "ours_peak_mb": ours["peak_mb"],
                          "twin_peak_mb": twin["peak_mb"], "memory_ratio": ours["peak_mb"] / max(twin["peak_mb"], 1e-9),
                          "threads": torch.get_num_threads()})
             r = rows[-1]
-            print(f"{device.type} {model} {side}px B={batch} T={t}: ours {r['ours_img_s']:.0f} img/s, twin "
+            print(f"{device.type} {model} {side}px B={batch} T={t}: ours {r['ours_img_s']:.0f} img/s ({ours_mode}; "
+                  f"eager {r['ours_eager_img_s']:.0f}, compiled {r['ours_compiled_img_s']:.0f} after a "
+                  f"{r['compile_seconds']:.0f} s compile), twin "
                   f"{r['twin_img_s']:.0f} img/s ({mode}), speed-up {r['speedup']:.2f}x; peak {r['ours_peak_mb']:.0f} "
                   f"vs {r['twin_peak_mb']:.0f} MB, memory ratio {r['memory_ratio']:.2f}", flush=True)
     return rows
 
 
+def compare_e2e(args: argparse.Namespace, device: torch.device) -> dict:
+    """``snnlth train`` (real Fashion-MNIST, augmentation, mask-free training, per-epoch evaluation and checkpoint
+    excluded: its train images/s) against the bare training step of the same model, batch and T on a fixed random
+    batch (bench worker ``ours``), interleaved in fresh processes; the train figure is taken from epoch 2 of 2."""
+    import json
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    train_images = 2560 if args.quick else 10240
+    got: dict[str, list[float]] = {"bare": [], "train": []}
+    for _ in range(1 if args.quick else 2):
+        cmd = [sys.executable, __file__, "--worker", "ours", "--model", "convnet", "--side", "28", "--timesteps", "5",
+               "--batch-size", "128", "--steps", str(train_images // 128), "--device", device.type]
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.splitlines()[-1]
+        got["bare"].append(json.loads(out)["img_s"])
+        with tempfile.TemporaryDirectory() as tmp:
+            cmd = [sys.executable, "-m", "snnlth", "train", "--model", "convnet", "--timesteps", "5", "--batch-size",
+                   "128", "--epochs", "2", "--train-subset", str(train_images), "--test-subset", "1000",
+                   "--no-progress", "--device", device.type, "--out", str(Path(tmp) / "run")]
+            subprocess.run(cmd, capture_output=True, text=True, check=True)
+            rows = [json.loads(line) for line in (Path(tmp) / "run" / "metrics.jsonl").read_text().splitlines()]
+            got["train"].append(rows[-1]["images_per_second"])
+    bare, train = max(got["bare"]), max(got["train"])
+    print(f"{device.type} convnet 28px B=128 T=5: bare step {bare:.0f} img/s, snnlth train {train:.0f} img/s "
+          f"({100 * train / bare:.0f} % of the bare step)", flush=True)
+    return {"bare_img_s": bare, "train_img_s": train, "ratio": train / bare}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--compare", default="twin", choices=("twin", "lif", "bn"))
+    p.add_argument("--compare", default="twin", choices=("twin", "lif", "bn", "e2e"))
     p.add_argument("--quick", action="store_true", help="twin: 3 steps, one repeat (a few minutes on 2 cores)")
     p.add_argument("--out", metavar="FILE.json", help="twin: write the rows here")
-    p.add_argument("--worker", choices=("ours", "twin-s", "twin-m"), help=argparse.SUPPRESS)
+    p.add_argument("--worker", choices=(*OURS, *TWINS), help=argparse.SUPPRESS)
     p.add_argument("--side", type=int, default=28, help=argparse.SUPPRESS)
     p.add_argument("--model", default="convnet", choices=sorted(SHAPES))
     p.add_argument("--timesteps", type=int, default=5)
@@ -210,9 +271,13 @@ def main() -> None:
 
         check = check_twin(args, device)
         rows = compare_twin(args, device)
+        e2e = compare_e2e(args, device)
         if args.out:
             with open(args.out, "w") as fh:
-                json.dump({"check": check, "rows": rows}, fh, indent=1)
+                json.dump({"check": check, "rows": rows, "e2e": e2e}, fh, indent=1)
+        return None
+    if args.compare == "e2e":
+        compare_e2e(args, device)
         return None
     res = compare_lif(args, device) if args.compare == "lif" else compare_bn(args, device)
     (a, ra), (b, rb) = res.items()

@@ -113,6 +113,13 @@ class TrainConfig:
     seed: int = _f(0, "random seed (init, data order, augmentation)")
     device: str = _f("auto", "auto, cpu or cuda", semantic=False, choices=("auto", "cpu", "cuda"))
     amp: bool = _f(False, "bf16 autocast (CUDA; LIF state stays fp32)")
+    lif_kernel: str = _f("auto", "LIF loop over T: eager (no start-up cost), compiled (torch.compile: one fused "
+                         "kernel; a one-off compile of ~30 s on CPU), auto (compiled on CUDA, eager on CPU)",
+                         semantic=False, choices=("auto", "eager", "compiled"))
+    compile: bool = _f(False, "torch.compile the whole model for training and evaluation (CUDA; on CPU the compile "
+                       "rarely pays off)", semantic=False)
+    channels_last: bool = _f(False, "channels-last memory format for the model and its inputs (CUDA with --amp; "
+                             "slower on CPU)", semantic=False)
     eval_batch_size: int = _f(256, "evaluation batch size", semantic=False)
     eval_every: int = _f(1, "evaluate on the test set every N epochs (the last epoch of every phase always is; "
                          "the paper's code: 50)", semantic=False)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import sys
 
+POSTFIX_SECONDS = 0.5  # how often the bar's loss / accuracy / images/s are read from the device
+
 
 def _write(line: str) -> None:
     from tqdm import tqdm
@@ -19,6 +21,7 @@ class Progress:
 
     def __init__(self, enabled: bool = True) -> None:
         self.enabled, self.bar, self.epoch = enabled, None, None
+        self.shown = 0.0  # BatchInfo.seconds when the postfix was last refreshed
 
     def on_batch(self, info, label: str = "") -> None:
         if not self.enabled:
@@ -28,11 +31,14 @@ class Progress:
         if self.epoch != (label, info.epoch):
             self.close()
             self.epoch = (label, info.epoch)
+            self.shown = 0.0
             desc = f"{label + ' ' if label else ''}epoch {info.epoch + 1}/{info.epochs}"
             self.bar = tqdm(total=info.batches, desc=desc, unit="batch",
                             leave=False, dynamic_ncols=True, file=sys.stderr)
         self.bar.update(info.batch - self.bar.n)
-        if info.batch == info.batches or info.batch % 5 == 0:
+        # loss and accuracy live on the device: reading them waits for the GPU, so at most every POSTFIX_SECONDS
+        if info.batch == info.batches or info.seconds - self.shown >= POSTFIX_SECONDS:
+            self.shown = info.seconds
             self.bar.set_postfix(loss=f"{info.loss:.3f}", acc=f"{info.accuracy:.1f}%",
                                  img_s=f"{info.images_per_second:.0f}", refresh=False)
 

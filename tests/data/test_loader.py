@@ -4,7 +4,7 @@ import torch
 
 from snnlth.config import DataConfig
 from snnlth.data import load_data, stratified_subset, train_batches
-from snnlth.data.augment import cutout, normalize, random_crop
+from snnlth.data.augment import cutout, draw_epoch, normalize, random_crop
 from snnlth.data.catalog import DATASETS, find_dataset_dir
 from snnlth.data.loader import epoch_generator, eval_batches
 from snnlth.errors import ConfigError, DataError
@@ -82,7 +82,7 @@ def test_eval_batches_unaugmented(fmnist_dir):
 
 def test_random_crop_is_a_shifted_window():
     x = torch.arange(2 * 1 * 6 * 6, dtype=torch.float32).view(2, 1, 6, 6) + 1
-    out = random_crop(x, 2, torch.Generator().manual_seed(0))
+    out = random_crop(x, 2, draw_epoch(2, 6, 6, 2, torch.Generator().manual_seed(0))[:, :2])
     assert out.shape == x.shape
     for i in range(2):  # every nonzero value sits at a constant offset from its source
         nz = out[i, 0] > 0
@@ -93,7 +93,7 @@ def test_random_crop_is_a_shifted_window():
 
 
 def test_cutout_zeroes_a_square():
-    out = cutout(torch.ones(8, 3, 32, 32), 16, torch.Generator().manual_seed(0))
+    out = cutout(torch.ones(8, 3, 32, 32), 16, draw_epoch(8, 32, 32, 4, torch.Generator().manual_seed(0))[:, 3:])
     zeros = (out == 0).all(1).flatten(1).sum(1)
     assert ((zeros > 0) & (zeros <= 256)).all()
     assert (out[:, 0] == out[:, 2]).all()  # same hole in every channel
@@ -105,10 +105,36 @@ def test_cutout_hole_is_black_before_normalisation():
 
     mean, std = (0.4913, 0.4821, 0.4465), (0.2023, 0.1994, 0.2010)
     x = torch.full((6, 3, 32, 32), 200, dtype=torch.uint8)
-    out = augment(x, mean, std, padding=0, hflip=False, cutout_size=16, gen=torch.Generator().manual_seed(0))
+    draws = draw_epoch(6, 32, 32, 0, torch.Generator().manual_seed(0))
+    out = augment(x, mean, std, padding=0, hflip=False, cutout_size=16, draws=draws)
     black = torch.tensor([-m / s for m, s in zip(mean, std)]).view(1, 3, 1, 1)
     lit = torch.tensor([(200 / 255 - m) / s for m, s in zip(mean, std)]).view(1, 3, 1, 1)
     in_hole = torch.isclose(out, black.expand_as(out), atol=1e-5)
     assert (in_hole.all(1) | torch.isclose(out, lit.expand_as(out), atol=1e-5).all(1)).all()
     holes = in_hole.all(1).flatten(1).sum(1)
     assert ((holes >= 64) & (holes <= 256)).all()  # a 16-px square, clipped at most to a quarter
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_random_crop_gives_plain_strides(channels):
+    # a permuted [B, H, W, C] crop of one-channel images reads as channels-last to the convolution (slow BN backward)
+    x = torch.rand(4, channels, 8, 8)
+    out = random_crop(x, 2, torch.tensor([[0, 1], [2, 3], [4, 0], [1, 1]]))
+    assert out.stride() == (channels * 64, 64, 8, 1)
+
+
+def test_an_epoch_reaches_the_device_in_one_copy(fmnist_dir, monkeypatch):
+    """Order and augmentation draws of an epoch are copied to the device once, not per batch (a per-batch copy from
+    pageable memory waits for the GPU)."""
+    d = load_data(DataConfig(data_dir=str(fmnist_dir), train_subset=160), CPU)
+    copies = []
+    real_to = torch.Tensor.to
+
+    def counting_to(self, *args, **kwargs):
+        copies.append(tuple(self.shape))
+        return real_to(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.Tensor, "to", counting_to)
+    batches = list(train_batches(d, 32, epoch_generator(0, 0)))
+    assert len(batches) == 5
+    assert copies == [(160, 6)]

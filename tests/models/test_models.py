@@ -120,3 +120,14 @@ def test_input_coding_is_separable_from_the_body():
     assert x_seq.shape == (4, 3, 32, 28, 28) and torch.equal(x_seq[0], x_seq[3])  # direct coding: same current
     with torch.no_grad():
         assert torch.equal(model.body(x_seq), model(x, 4))
+
+
+def test_plain_layout_undoes_an_ambiguous_channels_last_batch():
+    from snnlth.models.protocol import plain_layout
+
+    x = torch.rand(4, 8, 8, 1).permute(0, 3, 1, 2)  # contiguous in both layouts: the convolution picks channels-last
+    assert x.stride() == (64, 1, 8, 1)
+    y = plain_layout(x)
+    assert y.stride() == (64, 64, 8, 1) and torch.equal(x, y)
+    z = torch.rand(2, 3, 4, 4)
+    assert plain_layout(z) is z  # already plain: no copy

@@ -27,16 +27,27 @@ def test_threshold_is_inclusive_and_reset_is_hard():
     assert lif_multistep(x).flatten().tolist() == [1.0, 1.0, 1.0]
 
 
+def _has_compiler() -> bool:
+    import shutil
+
+    return shutil.which("g++") is not None or shutil.which("c++") is not None
+
+
+KERNELS = ["eager", pytest.param("compiled", marks=pytest.mark.skipif(not _has_compiler(),
+                                                                      reason="torch.compile on CPU needs a C++ compiler"))]
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
 @pytest.mark.parametrize("detach_reset", [True, False])
 @pytest.mark.parametrize("surrogate", ["atan", "sigmoid"])
-def test_fused_matches_reference(detach_reset, surrogate):
+def test_fused_matches_reference(detach_reset, surrogate, kernel):
     torch.manual_seed(0)
     x = (torch.randn(6, 3, 5) * 1.5 + 0.8).requires_grad_()
     g = torch.randn(6, 3, 5)
     s_ref, _ = lif_reference(x, surrogate=surrogate, detach_reset=detach_reset)
     (s_ref * g).sum().backward()
     grad_ref, x.grad = x.grad.clone(), None
-    s = lif_multistep(x, surrogate=surrogate, detach_reset=detach_reset)
+    s = lif_multistep(x, surrogate=surrogate, detach_reset=detach_reset, kernel=kernel)
     (s * g).sum().backward()
     assert torch.equal(s, s_ref)
     assert torch.allclose(x.grad, grad_ref, atol=1e-6)

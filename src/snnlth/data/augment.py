@@ -1,13 +1,27 @@
 """Batched, on-device augmentation: random crop with zero padding, horizontal flip, Cutout, normalisation.
 
-Random draws come from a CPU ``torch.Generator`` (a few numbers per image), so a given seed gives the same images on
-CPU and CUDA, and a resumed run sees exactly the batches it would have seen.
+The random numbers of a whole epoch (a few per image) are drawn at once from a CPU ``torch.Generator``
+(:func:`draw_epoch`) and reach the device in one copy together with the epoch's order, so training waits on no
+host-to-device copy per batch, a given seed gives the same images on CPU and CUDA, and a resumed run sees exactly
+the batches it would have seen. Each transform takes its slice of the draws.
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+
+# columns of the per-image draws: crop row and column offsets, flip (0/1), Cutout centre row and column
+DRAW_COLUMNS = 5
+
+
+def draw_epoch(n: int, height: int, width: int, padding: int, gen: torch.Generator) -> torch.Tensor:
+    """``[n, 5]`` int64 random numbers for ``n`` images (see ``DRAW_COLUMNS``), on the CPU, from ``gen``."""
+    offsets = torch.randint(0, 2 * padding + 1, (n, 2), generator=gen)
+    flips = (torch.rand(n, generator=gen) < 0.5).long().unsqueeze(1)
+    centres = torch.cat([torch.randint(0, height, (n, 1), generator=gen),
+                         torch.randint(0, width, (n, 1), generator=gen)], 1)
+    return torch.cat([offsets, flips, centres], 1)
 
 
 def normalize(x_u8: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
@@ -17,33 +31,36 @@ def normalize(x_u8: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...
     return (x_u8.float() / 255 - m) / s
 
 
-def random_crop(x: torch.Tensor, padding: int, gen: torch.Generator) -> torch.Tensor:
-    """Zero-pad ``x: [B, C, H, W]`` by ``padding`` and cut one random H×W window per image."""
+def random_crop(x: torch.Tensor, padding: int, offsets: torch.Tensor) -> torch.Tensor:
+    """Zero-pad ``x: [B, C, H, W]`` by ``padding`` and cut one H×W window per image, at ``offsets: [B, 2]``
+    (row, column) in ``0..2·padding``."""
     if padding <= 0:
         return x
     b, _, h, w = x.shape
     padded = F.pad(x, (padding,) * 4)
-    offs = torch.randint(0, 2 * padding + 1, (b, 2), generator=gen).to(x.device)
-    rows = offs[:, :1] + torch.arange(h, device=x.device)  # [B, H]
-    cols = offs[:, 1:] + torch.arange(w, device=x.device)  # [B, W]
-    batch = torch.arange(b, device=x.device)[:, None, None]
-    return padded[batch, :, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)  # [B,H,W,C] -> [B,C,H,W]
+    rows = offsets[:, :1] + torch.arange(h, device=x.device)  # [B, H]
+    cols = offsets[:, 1:] + torch.arange(w, device=x.device)  # [B, W]
+    batch = torch.arange(b, device=x.device)[:, None, None, None]
+    chans = torch.arange(x.shape[1], device=x.device)[None, :, None, None]
+    # indexed straight into [B, C, H, W] order: plain contiguous strides. (A permuted [B, H, W, C] result reads as
+    # channels-last to the convolution, which then keeps the whole network in that layout: BatchNorm's backward is
+    # ~10x slower in it on CPU.)
+    return padded[batch, chans, rows[:, None, :, None], cols[:, None, None, :]]
 
 
-def random_hflip(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """Mirror each image of ``x: [B, C, H, W]`` with probability 1/2."""
-    flip = (torch.rand(x.shape[0], generator=gen) < 0.5).to(x.device).view(-1, 1, 1, 1)
-    return torch.where(flip, x.flip(-1), x)
+def random_hflip(x: torch.Tensor, flips: torch.Tensor) -> torch.Tensor:
+    """Mirror the images of ``x: [B, C, H, W]`` whose ``flips: [B]`` is 1."""
+    return torch.where(flips.bool().view(-1, 1, 1, 1), x.flip(-1), x)
 
 
-def cutout(x: torch.Tensor, size: int, gen: torch.Generator) -> torch.Tensor:
-    """Zero one ``size``×``size`` square per image, centred anywhere (clipped at the border), as DeVries & Taylor.
-    Applied to raw pixels, before normalisation, so the hole is black (as in the official code's transform)."""
+def cutout(x: torch.Tensor, size: int, centres: torch.Tensor) -> torch.Tensor:
+    """Zero one ``size``×``size`` square per image, centred at ``centres: [B, 2]`` (row, column; clipped at the
+    border), as DeVries & Taylor. Applied to raw pixels, before normalisation, so the hole is black (as in the
+    official code's transform)."""
     if size <= 0:
         return x
-    b, _, h, w = x.shape
-    cy = torch.randint(0, h, (b, 1, 1), generator=gen).to(x.device)
-    cx = torch.randint(0, w, (b, 1, 1), generator=gen).to(x.device)
+    _, _, h, w = x.shape
+    cy, cx = centres[:, 0].view(-1, 1, 1), centres[:, 1].view(-1, 1, 1)
     ys = torch.arange(h, device=x.device).view(1, -1, 1)
     xs = torch.arange(w, device=x.device).view(1, 1, -1)
     hole = (ys >= cy - size // 2) & (ys < cy + size - size // 2) & (xs >= cx - size // 2) & (xs < cx + size - size // 2)
@@ -51,9 +68,10 @@ def cutout(x: torch.Tensor, size: int, gen: torch.Generator) -> torch.Tensor:
 
 
 def augment(x_u8: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...], padding: int, hflip: bool,
-            cutout_size: int, gen: torch.Generator) -> torch.Tensor:
-    """The training transform of the paper's code, batched: crop(pad) -> flip -> Cutout (black hole) -> normalise."""
-    x = random_crop(x_u8, padding, gen)
+            cutout_size: int, draws: torch.Tensor) -> torch.Tensor:
+    """The training transform of the paper's code, batched: crop(pad) -> flip -> Cutout (black hole) -> normalise;
+    ``draws: [B, 5]`` from :func:`draw_epoch`, on ``x_u8``'s device."""
+    x = random_crop(x_u8, padding, draws[:, 0:2])
     if hflip:
-        x = random_hflip(x, gen)
-    return normalize(cutout(x, cutout_size, gen), mean, std)
+        x = random_hflip(x, draws[:, 2])
+    return normalize(cutout(x, cutout_size, draws[:, 3:5]), mean, std)

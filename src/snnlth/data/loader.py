@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from snnlth.config import DataConfig
-from snnlth.data.augment import augment, normalize
+from snnlth.data.augment import augment, draw_epoch, normalize
 from snnlth.data.catalog import DATASETS, DatasetSpec, find_dataset_dir
 from snnlth.data.source import Batch
 from snnlth.errors import ConfigError
@@ -113,15 +113,21 @@ def load_dataset(name: str = "fmnist", *, train_subset: int | None = None, test_
 def train_batches(data: DataBundle, batch_size: int, gen: torch.Generator) -> Iterator[Batch]:
     """Shuffled, augmented training batches ``(x: [B, C, S, S] float, y: [B])``; a final batch of one is dropped
     (BatchNorm cannot train on a single image)."""
-    perm = torch.randperm(data.num_train, generator=gen).to(data.train_y.device)
-    s = data.spec
-    for start in range(0, data.num_train, batch_size):
-        idx = perm[start: start + batch_size]
-        if len(idx) < 2:
+    s, n = data.spec, data.num_train
+    perm = torch.randperm(n, generator=gen)
+    if data.augment:  # the epoch's order and random draws reach the device in one copy
+        h, w = data.train_x.shape[-2:]
+        plan = torch.cat([perm[:, None], draw_epoch(n, h, w, s.crop_padding, gen)], 1).to(data.device)
+    else:
+        plan = perm[:, None].to(data.device)
+    for start in range(0, n, batch_size):
+        rows = plan[start: start + batch_size]
+        if len(rows) < 2:
             break
+        idx = rows[:, 0]
         x = data.train_x[idx]
         if data.augment:
-            x = augment(x, s.mean, s.std, s.crop_padding, s.hflip, s.cutout, gen)
+            x = augment(x, s.mean, s.std, s.crop_padding, s.hflip, s.cutout, rows[:, 1:])
         else:
             x = normalize(x, s.mean, s.std)
         yield x, data.train_y[idx]

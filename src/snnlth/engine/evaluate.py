@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -74,24 +75,33 @@ def _device_of(model: nn.Module) -> torch.device:
 
 @torch.no_grad()
 def evaluate(model: nn.Module, data: DataSource, timesteps: int, batch_size: int = 256, amp: bool = False,
-             split: str = "test") -> dict[str, float]:
-    """Accuracy (percent), mean loss, spikes per image (all LIF layers, all timesteps), SynOps, MACs and energy per
-    image (:mod:`snnlth.engine.energy`) over ``split`` in eval mode; restores the model's previous mode."""
+             split: str = "test", count: bool = True, forward: Callable | None = None) -> dict[str, float | None]:
+    """Accuracy (percent), mean loss, and with ``count`` spikes per image (all LIF layers, all timesteps), SynOps,
+    MACs and energy per image (:mod:`snnlth.engine.energy`; ``None`` without ``count``: no hooks, no extra work)
+    over ``split`` in eval mode; restores the model's previous mode. ``forward``: what runs the model (a compiled
+    wrapper of it); counting always runs the model itself, since hooks and compiled graphs do not mix."""
     was_training = model.training
     model.eval()
     device = data.device
+    run = model if count or forward is None else forward
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
     n = 0
-    with SpikeCounter(model) as spikes, OpCounter(model) as ops:
+    with contextlib.ExitStack() as stack:
+        spikes = stack.enter_context(SpikeCounter(model)) if count else None
+        ops = stack.enter_context(OpCounter(model)) if count else None
         for x, y in data.eval_batches(batch_size, split):
             with autocast(device, amp):
-                logits_seq = model(x, timesteps)
+                logits_seq = run(x, timesteps)
             loss_sum += seq_loss(logits_seq, y) * len(y)
             correct += seq_correct(logits_seq, y)
             n += len(y)
     model.train(was_training)
-    synops, macs = (v / max(n, 1) for v in ops.totals())
-    return {"accuracy": 100.0 * correct.item() / max(n, 1), "loss": loss_sum.item() / max(n, 1),
-            "spikes_per_image": spikes.total() / max(n, 1), "synops_per_image": synops, "macs_per_image": macs,
-            "energy_uj_per_image": energy_uj(synops, macs)}
+    out: dict[str, float | None] = {"accuracy": 100.0 * correct.item() / max(n, 1), "loss": loss_sum.item() / max(n, 1),
+                                    "spikes_per_image": None, "synops_per_image": None, "macs_per_image": None,
+                                    "energy_uj_per_image": None}
+    if spikes is not None and ops is not None:
+        synops, macs = (v / max(n, 1) for v in ops.totals())
+        out.update(spikes_per_image=spikes.total() / max(n, 1), synops_per_image=synops, macs_per_image=macs,
+                   energy_uj_per_image=energy_uj(synops, macs))
+    return out

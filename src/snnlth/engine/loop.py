@@ -14,6 +14,7 @@ from torch import nn
 from snnlth.config import TrainConfig
 from snnlth.data.source import DataSource
 from snnlth.engine.evaluate import autocast, evaluate, seq_correct, seq_loss
+from snnlth.engine.fastpath import prepare
 from snnlth.engine.masking import MaskEnforcer
 from snnlth.engine.optim import cosine_lr, set_lr
 
@@ -75,19 +76,28 @@ class EpochSpec:
 
 def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, data: DataSource, cfg: TrainConfig,
                 spec: EpochSpec, enforcer: MaskEnforcer | None = None,
-                on_batch: Callable[[BatchInfo], None] | None = None) -> dict:
-    """One pass over the training data; with an ``enforcer``, pruned weights get no update and stay exactly 0."""
+                on_batch: Callable[[BatchInfo], None] | None = None,
+                forward: Callable[..., torch.Tensor] | None = None) -> dict:
+    """One pass over the training data; with an ``enforcer``, pruned weights get no update and stay exactly 0.
+    ``forward``: what runs the model (default: the model; :func:`snnlth.engine.fastpath.prepare` gives a compiled
+    wrapper). The loss and accuracy sums stay on the device: no host sync per batch."""
     model.train()
+    forward = model if forward is None else forward
     device = data.device
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
-    seen, batches = 0, -(-data.num_train // cfg.batch_size)
+    # a compiled model wants one batch shape: the ragged last batch is left out (as drop_last), not recompiled for
+    static = cfg.compile
+    seen = 0
+    batches = data.num_train // cfg.batch_size if static else -(-data.num_train // cfg.batch_size)
     timesteps, amp = spec.timesteps, cfg.amp
     _sync(device)
     start = time.perf_counter()
     for i, (x, y) in enumerate(data.train_batches(cfg.batch_size, cfg.seed, spec.stream, spec.epoch)):
+        if static and len(y) != cfg.batch_size:
+            break
         with autocast(device, amp):
-            logits_seq = model(x, timesteps)  # [T, B, C]
+            logits_seq = forward(x, timesteps)  # [T, B, C]
         loss = seq_loss(logits_seq, y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -146,19 +156,22 @@ def fit(model: nn.Module, optimizer: torch.optim.Optimizer, data: DataSource, cf
     exactly the same batches. ``wall_seconds`` of a row covers training, hooks and evaluation."""
     state = state or FitState()
     end = schedule.epochs if schedule.stop_epoch is None else min(schedule.stop_epoch, schedule.epochs)
+    forward = prepare(model, cfg, data.device)
     for epoch in range(state.epoch, end):
         start = time.perf_counter()
         timesteps = schedule.timesteps_at(epoch)
         lr = cosine_lr(cfg.lr, epoch, schedule.epochs)
         set_lr(optimizer, lr)
         row = train_epoch(model, optimizer, data, cfg, EpochSpec(epoch, schedule.epochs, timesteps, schedule.stream),
-                          enforcer, on_batch)
+                          enforcer, on_batch, forward)
         state.history.append({"epoch": epoch + 1, "timesteps": timesteps, "lr": lr, **row})
         state.epoch = epoch + 1
         stop = any([hook.after_epoch(model, state) for hook in hooks])  # a list: every hook runs
-        if stop or state.epoch == schedule.epochs or state.epoch % schedule.eval_every == 0:
+        last = stop or state.epoch == schedule.epochs
+        if last or state.epoch % schedule.eval_every == 0:
             t0 = time.perf_counter()
-            test = evaluate(model, data, timesteps, cfg.eval_batch_size, cfg.amp)
+            # spikes and operations are counted on the phase's last evaluation only (the level's numbers)
+            test = evaluate(model, data, timesteps, cfg.eval_batch_size, cfg.amp, count=last, forward=forward)
             state.history[-1].update(test_loss=test["loss"], test_accuracy=test["accuracy"],
                                      **{k: test[k] for k in ("spikes_per_image", "synops_per_image",
                                                              "macs_per_image", "energy_uj_per_image")},

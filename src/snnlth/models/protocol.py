@@ -81,6 +81,7 @@ class SpikingNet(nn.Module, metaclass=abc.ABCMeta):
         self.timesteps = timesteps
         self.is_ann = parts.is_ann
         self.input_transform: nn.Module = nn.Identity()  # e.g. input normalisation inside an exported ticket
+        self.memory_format = torch.contiguous_format  # of the input images (TrainConfig.channels_last)
 
     def forward(self, x: torch.Tensor, timesteps: int | None = None) -> torch.Tensor:
         """Per-step logits ``[T, B, classes]`` for images ``x: [B, C, H, W]``.
@@ -92,6 +93,8 @@ class SpikingNet(nn.Module, metaclass=abc.ABCMeta):
         if t < 1:
             raise ValueError(f"timesteps must be >= 1, got {t}")
         x = self.input_transform(x)
+        x = plain_layout(x) if self.memory_format == torch.contiguous_format else x.contiguous(
+            memory_format=self.memory_format)
         if self.is_ann:
             return self.body(self.encode(x, 1)).expand(t, -1, -1)
         return self.body(self.encode(x, t))
@@ -132,6 +135,18 @@ class SpikingNet(nn.Module, metaclass=abc.ABCMeta):
     def identity(self) -> dict:
         return model_identity(self)
 
+
+
+def plain_layout(x: torch.Tensor) -> torch.Tensor:
+    """``x`` with plain row-major strides. An image batch with one channel can be contiguous in both layouts (strides
+    ``(HW, 1, W, 1)``, as from a permute); the convolution then picks channels-last and the whole network runs in it,
+    where BatchNorm's backward is ~10× slower on CPU. A copy only when the strides differ."""
+    if x.dim() != 4:
+        return x
+    _, c, h, w = x.shape
+    if x.stride() != (c * h * w, h * w, w, 1):
+        return x.clone(memory_format=torch.contiguous_format)
+    return x
 
 
 class Normalize(nn.Module):

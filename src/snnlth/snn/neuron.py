@@ -40,52 +40,116 @@ def lif_reference(x_seq: torch.Tensor, tau: float = 4.0 / 3.0, v_threshold: floa
 class _LIFFunction(torch.autograd.Function):
     """Fused multi-step LIF. Saves only the charges ``h_seq`` (fp32); spikes are recomputed from them.
 
-    Backward, with ``g = surrogate'(H[t] - V_th)`` and ``dV[t]`` the gradient reaching ``V[t]`` from step t+1:
-    ``dH[t] = dS[t]·g + dV[t]·(1 - S[t])`` (minus ``dV[t]·H[t]·g`` when the reset is not detached),
-    ``dX[t] = dH[t] / tau``, ``dV[t-1] = dH[t]·(1 - 1/tau)``.
+    Forward, with ``decay = 1 - 1/tau``: ``H[0] = X[0]/tau`` and ``H[t] = X[t]/tau + decay·H[t-1]·(1 - S[t-1])``,
+    one in-place ``addcmul_`` per step on a buffer that starts as ``X/tau``; the spikes ``S = H >= V_th`` in one
+    pass at the end. Backward, with ``g = surrogate'(H[t] - V_th)`` and ``dV[t]`` the gradient reaching ``V[t]`` from
+    step t+1 (``dV[t] = decay·dH[t+1]``): ``dH[t] = dS[t]·g + dV[t]·(1 - S[t])`` (minus ``dV[t]·H[t]·g`` when the
+    reset is not detached), ``dX[t] = dH[t] / tau``: the per-step terms over the whole sequence at once, then one
+    in-place ``addcmul_`` per step. Few passes over memory and no allocation per step (see bench/engine.py).
     """
 
     @staticmethod
     def forward(ctx, x_seq: torch.Tensor, tau: float, v_threshold: float, grad_fn: Callable, alpha: float,
                 detach_reset: bool) -> torch.Tensor:  # type: ignore[override]
         decay, gain = 1.0 - 1.0 / tau, 1.0 / tau
-        h_seq = torch.empty(x_seq.shape, dtype=torch.float32, device=x_seq.device)
-        s_seq = torch.empty_like(x_seq)
-        v = torch.zeros_like(h_seq[0])
-        for t in range(x_seq.shape[0]):
-            h = torch.add(v.mul_(decay), x_seq[t], alpha=gain, out=h_seq[t])
-            fired = h >= v_threshold
-            s_seq[t] = fired
-            v = h.masked_fill(fired, 0.0)
+        h_seq = torch.mul(x_seq.float(), gain)  # a fresh fp32 buffer whatever the input's dtype
+        keep = torch.empty_like(h_seq[0])
+        for t in range(1, x_seq.shape[0]):
+            # comparisons write floats into a reused buffer: a bool result, its cast and fresh buffers cost ~3x more
+            torch.lt(h_seq[t - 1], v_threshold, out=keep)  # 1 - S[t-1]
+            h_seq[t].add_(keep.mul_(h_seq[t - 1]), alpha=decay)
         ctx.save_for_backward(h_seq)
         ctx.cfg = (tau, v_threshold, grad_fn, alpha, detach_reset, x_seq.dtype)
-        return s_seq
+        return torch.ge(h_seq, v_threshold, out=torch.empty(h_seq.shape, dtype=x_seq.dtype, device=h_seq.device))
 
     @staticmethod
     def backward(ctx, grad_s: torch.Tensor):  # type: ignore[override]
         (h_seq,) = ctx.saved_tensors
         tau, v_threshold, grad_fn, alpha, detach_reset, dtype = ctx.cfg
         decay = 1.0 - 1.0 / tau
-        grad_x = torch.empty(h_seq.shape, dtype=dtype, device=h_seq.device)
-        grad_v = torch.zeros_like(h_seq[0])
-        for t in range(h_seq.shape[0] - 1, -1, -1):
-            h = h_seq[t]
-            centred = h - v_threshold
-            sg = grad_fn(centred, alpha)
-            keep = (centred < 0).to(h.dtype)  # 1 - S[t]
-            grad_h = grad_s[t].float() * sg + grad_v * keep
+        centred = h_seq - v_threshold
+        sg = grad_fn(centred, alpha)
+        # what dH[t+1] contributes to dH[t]: decay·(1 - S[t]) (− decay·H[t]·g without a detached reset)
+        carry = torch.lt(h_seq, v_threshold, out=centred).mul_(decay)  # reuses the buffer of ``centred``
+        if not detach_reset:
+            carry.addcmul_(h_seq, sg, value=-decay)
+        grad_h = sg.mul_(grad_s)  # dS[t]·g, then the recurrence in place, last step first
+        for t in range(h_seq.shape[0] - 2, -1, -1):
+            grad_h[t].addcmul_(grad_h[t + 1], carry[t])
+        return grad_h.mul_(1.0 / tau).to(dtype), None, None, None, None, None
+
+
+def _charges(x_seq: torch.Tensor, decay: float, gain: float, v_threshold: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(h_seq, spikes)`` of :class:`_LIFFunction`'s forward written without in-place updates of views, for ``torch.compile``:
+    the compiler fuses the loop over T into one kernel (one read of ``x_seq``, one write of ``h_seq``)."""
+    h = x_seq[0].float() * gain
+    out = [h]
+    for t in range(1, x_seq.shape[0]):
+        h = x_seq[t].float() * gain + decay * torch.where(h < v_threshold, h, 0.0)
+        out.append(h)
+    h_seq = torch.stack(out)
+    return h_seq, (h_seq >= v_threshold).to(x_seq.dtype)
+
+
+def _input_grads(h_seq: torch.Tensor, grad_s: torch.Tensor, decay: float, gain: float, v_threshold: float,
+                 grad_fn: Callable, alpha: float, detach_reset: bool) -> torch.Tensor:
+    """The backward of :class:`_LIFFunction` in the same compiler-friendly form as :func:`_charges`."""
+    out = []
+    grad_h = None
+    for t in range(h_seq.shape[0] - 1, -1, -1):
+        centred = h_seq[t] - v_threshold
+        sg = grad_fn(centred, alpha)
+        grad_t = grad_s[t].float() * sg
+        if grad_h is not None:
+            carry = torch.where(centred < 0, decay, 0.0)
             if not detach_reset:
-                grad_h -= grad_v * h * sg
-            grad_x[t] = grad_h / tau
-            grad_v = grad_h.mul_(decay)
-        return grad_x, None, None, None, None, None
+                carry = carry - decay * h_seq[t] * sg
+            grad_t = grad_t + grad_h * carry
+        grad_h = grad_t
+        out.append(grad_t * gain)
+    return torch.stack(out[::-1])
+
+
+_COMPILED: dict[str, Callable] = {}  # torch.compile'd loops, built on first use (a per-process cache)
+
+
+def _compiled(name: str) -> Callable:
+    if name not in _COMPILED:
+        fn = {"charges": _charges, "input_grads": _input_grads}[name]
+        _COMPILED[name] = torch.compile(fn, dynamic=True)
+    return _COMPILED[name]
+
+
+class _CompiledLIF(torch.autograd.Function):
+    """:class:`_LIFFunction` with both loops compiled by ``torch.compile`` (fused kernels: Triton on CUDA, C++ on
+    CPU). Same equations; results equal up to float rounding."""
+
+    @staticmethod
+    def forward(ctx, x_seq: torch.Tensor, tau: float, v_threshold: float, grad_fn: Callable, alpha: float,
+                detach_reset: bool) -> torch.Tensor:  # type: ignore[override]
+        h_seq, spikes = _compiled("charges")(x_seq, 1.0 - 1.0 / tau, 1.0 / tau, v_threshold)
+        ctx.save_for_backward(h_seq)
+        ctx.cfg = (tau, v_threshold, grad_fn, alpha, detach_reset, x_seq.dtype)
+        return spikes
+
+    @staticmethod
+    def backward(ctx, grad_s: torch.Tensor):  # type: ignore[override]
+        (h_seq,) = ctx.saved_tensors
+        tau, v_threshold, grad_fn, alpha, detach_reset, dtype = ctx.cfg
+        grad_x = _compiled("input_grads")(h_seq, grad_s, 1.0 - 1.0 / tau, 1.0 / tau, v_threshold, grad_fn, alpha,
+                                          detach_reset)
+        return grad_x.to(dtype), None, None, None, None, None
+
+
+LIF_KERNELS = {"eager": _LIFFunction, "compiled": _CompiledLIF}
 
 
 def lif_multistep(x_seq: torch.Tensor, tau: float = 4.0 / 3.0, v_threshold: float = 1.0, surrogate: str = "atan",
-                  alpha: float = 2.0, detach_reset: bool = True) -> torch.Tensor:
+                  alpha: float = 2.0, detach_reset: bool = True, kernel: str = "eager") -> torch.Tensor:
     """Spikes ``[T, B, ...]`` of a LIF neuron driven by ``x_seq: [T, B, ...]`` (equations in :func:`lif_reference`).
-    The membrane is fp32 even under autocast; spikes come back in the input's dtype."""
-    return _LIFFunction.apply(x_seq, tau, v_threshold, SURROGATES.get(surrogate), alpha, detach_reset)
+    The membrane is fp32 even under autocast; spikes come back in the input's dtype. ``kernel``: ``eager``
+    (hand-written loops, no start-up cost) or ``compiled`` (``torch.compile``d loops: fused, a one-off compile)."""
+    return LIF_KERNELS[kernel].apply(x_seq, tau, v_threshold, SURROGATES.get(surrogate), alpha, detach_reset)
 
 
 class LIF(nn.Module):
@@ -106,9 +170,11 @@ class LIF(nn.Module):
         SURROGATES.get(surrogate)  # fail at build time on an unknown name
         self.tau, self.v_threshold, self.surrogate = tau, v_threshold, surrogate
         self.alpha, self.detach_reset = alpha, detach_reset
+        self.kernel = "eager"  # see lif_multistep; the engine sets it per run (TrainConfig.lif_kernel)
 
     def forward(self, x_seq: torch.Tensor) -> torch.Tensor:
-        return lif_multistep(x_seq, self.tau, self.v_threshold, self.surrogate, self.alpha, self.detach_reset)
+        return lif_multistep(x_seq, self.tau, self.v_threshold, self.surrogate, self.alpha, self.detach_reset,
+                             self.kernel)
 
     def extra_repr(self) -> str:
         return f"tau={self.tau:.4g}, v_threshold={self.v_threshold}, surrogate={self.surrogate}, alpha={self.alpha}"

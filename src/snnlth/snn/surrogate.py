@@ -16,13 +16,13 @@ from snnlth.registry import Registry
 
 def atan_grad(x: torch.Tensor, alpha: float) -> torch.Tensor:
     """ATan surrogate: ``dS/dx = (alpha / 2) / (1 + (pi/2 * alpha * x)^2)`` (the paper's, alpha = 2)."""
-    return (alpha / 2) / (1 + (math.pi / 2 * alpha * x).square())
+    return torch.mul(x, math.pi / 2 * alpha).square_().add_(1).reciprocal_().mul_(alpha / 2)  # one new buffer
 
 
 def sigmoid_grad(x: torch.Tensor, alpha: float) -> torch.Tensor:
     """Sigmoid surrogate: ``dS/dx = alpha * s * (1 - s)`` with ``s = sigmoid(alpha * x)``."""
     s = torch.sigmoid(alpha * x)
-    return alpha * s * (1 - s)
+    return s.sub_(s.square()).mul_(alpha)  # s - s² = s (1 - s)
 
 
 class _Spike(torch.autograd.Function):

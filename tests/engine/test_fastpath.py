@@ -1,0 +1,103 @@
+"""The speed settings of a run (snnlth.engine.fastpath) and what the engine skips when nobody asks for it."""
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from snnlth.config import DataConfig, ModelConfig, TrainConfig
+from snnlth.data import load_data
+from snnlth.engine.evaluate import evaluate
+from snnlth.engine.fastpath import prepare, resolve_lif_kernel, set_lif_kernel
+from snnlth.engine.loop import Schedule, fit
+from snnlth.engine.optim import make_optimizer
+from snnlth.models import create_model
+from snnlth.snn.neuron import LIF
+
+CPU = torch.device("cpu")
+
+
+def _model_and_data(fmnist_dir, model="convnet", n=200):
+    data = load_data(DataConfig(data_dir=str(fmnist_dir), train_subset=n, test_subset=100), CPU)
+    torch.manual_seed(0)
+    return create_model(ModelConfig(model=model, timesteps=2), 1, 28, 10), data
+
+
+def test_evaluation_counts_spikes_only_when_asked(fmnist_dir):
+    model, data = _model_and_data(fmnist_dir, "lenet300")
+    counted, plain = evaluate(model, data, 2), evaluate(model, data, 2, count=False)
+    assert counted["accuracy"] == plain["accuracy"] and counted["loss"] == pytest.approx(plain["loss"])
+    assert counted["spikes_per_image"] > 0 and counted["synops_per_image"] > 0
+    assert plain["spikes_per_image"] is None and plain["synops_per_image"] is None and plain["energy_uj_per_image"] is None
+
+
+def test_fit_counts_on_the_last_evaluation_of_a_phase_only(fmnist_dir):
+    model, data = _model_and_data(fmnist_dir, "lenet300")
+    cfg = TrainConfig(epochs=3, batch_size=50)
+    state = fit(model, make_optimizer(model, cfg), data, cfg, Schedule(3, 2))
+    assert [h["test_accuracy"] is not None for h in state.history] == [True, True, True]
+    assert [h["spikes_per_image"] is not None for h in state.history] == [False, False, True]
+
+
+def test_lif_kernel_choice():
+    assert resolve_lif_kernel("auto", CPU) == "eager"
+    assert resolve_lif_kernel("compiled", CPU) == "compiled"
+    model = create_model(ModelConfig(model="convnet"), 1, 28, 10)
+    assert set_lif_kernel(model, "compiled") == 3
+    assert {m.kernel for m in model.modules() if isinstance(m, LIF)} == {"compiled"}
+    prepare(model, TrainConfig(lif_kernel="eager"), CPU)
+    assert {m.kernel for m in model.modules() if isinstance(m, LIF)} == {"eager"}
+
+
+def test_channels_last_setting(fmnist_dir):
+    model, data = _model_and_data(fmnist_dir)
+    prepare(model, TrainConfig(channels_last=True), CPU)
+    assert model.blocks[1][0].weight.is_contiguous(memory_format=torch.channels_last)
+    x, _ = next(data.eval_batches(8))
+    seen = []
+    model.blocks[0][0].register_forward_pre_hook(lambda m, a: seen.append(a[0].is_contiguous(
+        memory_format=torch.channels_last)))
+    assert model(x, 2).shape == (2, 8, 10) and seen == [True]
+
+
+@pytest.mark.parametrize("policy", ["keep", "system"])
+def test_cpu_memory_policy_is_applied_once_and_can_be_refused(policy):
+    code = ("from snnlth.engine.cpu_memory import keep_freed_memory as k; import sys; "
+            "sys.stdout.write(str(k()) + str(k()))")
+    env = {"SNNLTH_CPU_MALLOC": policy, "PATH": "/usr/bin:/bin"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout
+    if sys.platform.startswith("linux"):
+        assert out == ("TrueTrue" if policy == "keep" else "FalseFalse")
+
+
+def test_progress_bar_reads_the_device_at_most_twice_a_second():
+    from snnlth import progress
+    from snnlth.engine.loop import BatchInfo
+
+    reads = []
+
+    class Info(BatchInfo):
+        @property
+        def loss(self):
+            reads.append(self.batch)
+            return 0.0
+
+    bar = progress.Progress()
+    for i in range(1, 101):  # 100 batches in 1 s of training: reads at 0.5 s, 1.0 s and on the last batch
+        bar.on_batch(Info(0, 1, i, 100, torch.zeros(()), torch.zeros(()), i, i / 100))
+    bar.close()
+    assert reads == [50, 100]
+
+
+def test_compiled_model_trains_on_full_batches_only(fmnist_dir):
+    """--compile: the model runs through torch.compile, the ragged last batch is left out (one batch shape), the
+    last evaluation still counts spikes (on the model itself) and the state dict keeps the model's own names."""
+    model, data = _model_and_data(fmnist_dir, "lenet300", n=180)
+    names = set(model.state_dict())
+    cfg = TrainConfig(epochs=2, batch_size=50, compile=True)
+    seen = []
+    state = fit(model, make_optimizer(model, cfg), data, cfg, Schedule(2, 2), on_batch=lambda i: seen.append(i.seen))
+    assert seen == [50, 100, 150] * 2  # 180 images: 30 left out per epoch
+    assert state.history[-1]["spikes_per_image"] > 0 and state.history[0]["spikes_per_image"] is None
+    assert set(model.state_dict()) == names
