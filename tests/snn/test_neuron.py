@@ -131,3 +131,23 @@ def test_neurons_are_found_by_predicate_not_type():
     with SpikeCounter(net) as counter:
         net(x)
     assert set(counter.per_layer) == {"0", "2"} and counter.total() == 3 + 3
+
+
+def test_a_failing_compiled_kernel_falls_back_to_the_eager_one(monkeypatch):
+    from snnlth.snn import neuron
+
+    kernels = neuron._Kernels()
+
+    def broken(*args):
+        raise RuntimeError("no C++ compiler found\nmore lines")
+
+    kernels.compiled = (broken, broken)
+    monkeypatch.setattr(neuron, "_KERNELS", kernels)
+    x = (torch.randn(4, 3, 5) * 1.5).requires_grad_()
+    with pytest.warns(RuntimeWarning, match="compiled LIF kernel failed .RuntimeError: no C.. compiler found.; using"):
+        s = lif_multistep(x, kernel="compiled")
+    s.sum().backward()  # the backward uses the eager loops too, without a second warning
+    assert torch.equal(s, lif_multistep(x.detach()))
+    assert kernels.failed.startswith("RuntimeError")
+    with pytest.raises(ValueError, match="unknown LIF kernel 'fast'"):
+        lif_multistep(x, kernel="fast")

@@ -37,51 +37,43 @@ def lif_reference(x_seq: torch.Tensor, tau: float = 4.0 / 3.0, v_threshold: floa
     return torch.stack(spikes).to(x_seq.dtype), torch.stack(charges)
 
 
-class _LIFFunction(torch.autograd.Function):
-    """Fused multi-step LIF. Saves only the charges ``h_seq`` (fp32); spikes are recomputed from them.
-
-    Forward, with ``decay = 1 - 1/tau``: ``H[0] = X[0]/tau`` and ``H[t] = X[t]/tau + decay·H[t-1]·(1 - S[t-1])``,
-    one in-place ``addcmul_`` per step on a buffer that starts as ``X/tau``; the spikes ``S = H >= V_th`` in one
-    pass at the end. Backward, with ``g = surrogate'(H[t] - V_th)`` and ``dV[t]`` the gradient reaching ``V[t]`` from
-    step t+1 (``dV[t] = decay·dH[t+1]``): ``dH[t] = dS[t]·g + dV[t]·(1 - S[t])`` (minus ``dV[t]·H[t]·g`` when the
-    reset is not detached), ``dX[t] = dH[t] / tau``: the per-step terms over the whole sequence at once, then one
-    in-place ``addcmul_`` per step. Few passes over memory and no allocation per step (see bench/engine.py).
-    """
-
-    @staticmethod
-    def forward(ctx, x_seq: torch.Tensor, tau: float, v_threshold: float, grad_fn: Callable, alpha: float,
-                detach_reset: bool) -> torch.Tensor:  # type: ignore[override]
-        decay, gain = 1.0 - 1.0 / tau, 1.0 / tau
-        h_seq = torch.mul(x_seq.float(), gain)  # a fresh fp32 buffer whatever the input's dtype
-        keep = torch.empty_like(h_seq[0])
-        for t in range(1, x_seq.shape[0]):
-            # comparisons write floats into a reused buffer: a bool result, its cast and fresh buffers cost ~3x more
-            torch.lt(h_seq[t - 1], v_threshold, out=keep)  # 1 - S[t-1]
-            h_seq[t].add_(keep.mul_(h_seq[t - 1]), alpha=decay)
-        ctx.save_for_backward(h_seq)
-        ctx.cfg = (tau, v_threshold, grad_fn, alpha, detach_reset, x_seq.dtype)
-        return torch.ge(h_seq, v_threshold, out=torch.empty(h_seq.shape, dtype=x_seq.dtype, device=h_seq.device))
-
-    @staticmethod
-    def backward(ctx, grad_s: torch.Tensor):  # type: ignore[override]
-        (h_seq,) = ctx.saved_tensors
-        tau, v_threshold, grad_fn, alpha, detach_reset, dtype = ctx.cfg
-        decay = 1.0 - 1.0 / tau
-        centred = h_seq - v_threshold
-        sg = grad_fn(centred, alpha)
-        # what dH[t+1] contributes to dH[t]: decay·(1 - S[t]) (− decay·H[t]·g without a detached reset)
-        carry = torch.lt(h_seq, v_threshold, out=centred).mul_(decay)  # reuses the buffer of ``centred``
-        if not detach_reset:
-            carry.addcmul_(h_seq, sg, value=-decay)
-        grad_h = sg.mul_(grad_s)  # dS[t]·g, then the recurrence in place, last step first
-        for t in range(h_seq.shape[0] - 2, -1, -1):
-            grad_h[t].addcmul_(grad_h[t + 1], carry[t])
-        return grad_h.mul_(1.0 / tau).to(dtype), None, None, None, None, None
+def _charges_eager(x_seq: torch.Tensor, decay: float, gain: float, v_threshold: float
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(h_seq, spikes)``: ``H[0] = X[0]/tau``, ``H[t] = X[t]/tau + decay·H[t-1]·(1 - S[t-1])`` with
+    ``decay = 1 - 1/tau``, one in-place update per step on a buffer that starts as ``X/tau``; ``S = H >= V_th`` in
+    one pass at the end. Comparisons write floats into one reused buffer: a bool result, its cast and fresh buffers
+    cost 2-3x more on CPU."""
+    h_seq = torch.mul(x_seq.float(), gain)  # a fresh fp32 buffer whatever the input's dtype
+    keep = torch.empty_like(h_seq[0])
+    for t in range(1, x_seq.shape[0]):
+        torch.lt(h_seq[t - 1], v_threshold, out=keep)  # 1 - S[t-1]
+        h_seq[t].add_(keep.mul_(h_seq[t - 1]), alpha=decay)
+    spikes = torch.ge(h_seq, v_threshold, out=torch.empty(h_seq.shape, dtype=x_seq.dtype, device=h_seq.device))
+    return h_seq, spikes
 
 
-def _charges(x_seq: torch.Tensor, decay: float, gain: float, v_threshold: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(h_seq, spikes)`` of :class:`_LIFFunction`'s forward written without in-place updates of views, for ``torch.compile``:
-    the compiler fuses the loop over T into one kernel (one read of ``x_seq``, one write of ``h_seq``)."""
+def _input_grads_eager(h_seq: torch.Tensor, grad_s: torch.Tensor, decay: float, gain: float, v_threshold: float,
+                       grad_fn: Callable, alpha: float, detach_reset: bool) -> torch.Tensor:
+    """``dX`` from ``dS``: with ``g = surrogate'(H[t] - V_th)`` and ``dV[t] = decay·dH[t+1]`` the gradient reaching
+    ``V[t]`` from step t+1, ``dH[t] = dS[t]·g + dV[t]·(1 - S[t])`` (minus ``dV[t]·H[t]·g`` when the reset is not
+    detached) and ``dX[t] = dH[t] / tau``: the per-step terms over the whole sequence at once, then one in-place
+    ``addcmul_`` per step, last step first."""
+    centred = h_seq - v_threshold
+    sg = grad_fn(centred, alpha)
+    # what dH[t+1] contributes to dH[t]: decay·(1 - S[t]) (− decay·H[t]·g without a detached reset)
+    carry = torch.lt(h_seq, v_threshold, out=centred).mul_(decay)  # reuses the buffer of ``centred``
+    if not detach_reset:
+        carry.addcmul_(h_seq, sg, value=-decay)
+    grad_h = sg.mul_(grad_s)  # dS[t]·g, then the recurrence in place
+    for t in range(h_seq.shape[0] - 2, -1, -1):
+        grad_h[t].addcmul_(grad_h[t + 1], carry[t])
+    return grad_h.mul_(gain)
+
+
+def _charges_pure(x_seq: torch.Tensor, decay: float, gain: float, v_threshold: float
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`_charges_eager` without in-place updates of views, for ``torch.compile``, which fuses the loop over T
+    into one kernel (one read of ``x_seq``, one write each of ``h_seq`` and the spikes)."""
     h = x_seq[0].float() * gain
     out = [h]
     for t in range(1, x_seq.shape[0]):
@@ -91,9 +83,9 @@ def _charges(x_seq: torch.Tensor, decay: float, gain: float, v_threshold: float)
     return h_seq, (h_seq >= v_threshold).to(x_seq.dtype)
 
 
-def _input_grads(h_seq: torch.Tensor, grad_s: torch.Tensor, decay: float, gain: float, v_threshold: float,
-                 grad_fn: Callable, alpha: float, detach_reset: bool) -> torch.Tensor:
-    """The backward of :class:`_LIFFunction` in the same compiler-friendly form as :func:`_charges`."""
+def _input_grads_pure(h_seq: torch.Tensor, grad_s: torch.Tensor, decay: float, gain: float, v_threshold: float,
+                      grad_fn: Callable, alpha: float, detach_reset: bool) -> torch.Tensor:
+    """:func:`_input_grads_eager` in the compiler-friendly form of :func:`_charges_pure`."""
     out = []
     grad_h = None
     for t in range(h_seq.shape[0] - 1, -1, -1):
@@ -110,38 +102,60 @@ def _input_grads(h_seq: torch.Tensor, grad_s: torch.Tensor, decay: float, gain: 
     return torch.stack(out[::-1])
 
 
-_COMPILED: dict[str, Callable] = {}  # torch.compile'd loops, built on first use (a per-process cache)
+class _Kernels:
+    """The LIF loops by kernel name: ``eager`` (hand-written, no start-up cost) or ``compiled`` (``torch.compile``
+    of the pure loops, built on first use: Triton on CUDA, C++ on CPU). Should compiling fail (no compiler, an
+    unsupported device), the compiled kernel warns once and runs the eager loops from then on."""
+
+    def __init__(self) -> None:
+        self.compiled: tuple[Callable, Callable] | None = None
+        self.failed: str | None = None
+
+    def get(self, kernel: str) -> tuple[Callable, Callable]:
+        if kernel == "eager" or self.failed:
+            return _charges_eager, _input_grads_eager
+        if self.compiled is None:
+            self.compiled = (torch.compile(_charges_pure, dynamic=True), torch.compile(_input_grads_pure, dynamic=True))
+        return self.compiled
+
+    def run(self, kernel: str, which: int, *args):
+        try:
+            return self.get(kernel)[which](*args)
+        except Exception as exc:  # noqa: BLE001 - any compile failure falls back to the same maths, eagerly
+            if kernel == "eager" or self.failed:
+                raise
+            import warnings
+
+            self.failed = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            warnings.warn(f"the compiled LIF kernel failed ({self.failed}); using the eager one (--lif-kernel eager "
+                          "silences this)", RuntimeWarning, stacklevel=2)
+            return self.get("eager")[which](*args)
 
 
-def _compiled(name: str) -> Callable:
-    if name not in _COMPILED:
-        fn = {"charges": _charges, "input_grads": _input_grads}[name]
-        _COMPILED[name] = torch.compile(fn, dynamic=True)
-    return _COMPILED[name]
+_KERNELS = _Kernels()  # per process: compiled functions are cached by torch anyway
+LIF_KERNELS = ("eager", "compiled")
 
 
-class _CompiledLIF(torch.autograd.Function):
-    """:class:`_LIFFunction` with both loops compiled by ``torch.compile`` (fused kernels: Triton on CUDA, C++ on
-    CPU). Same equations; results equal up to float rounding."""
+class _LIFFunction(torch.autograd.Function):
+    """Fused multi-step LIF: no autograd graph inside; saves only the charges ``h_seq`` (fp32), from which the
+    backward recomputes spikes and surrogate gradients (equations in :func:`_charges_eager` and
+    :func:`_input_grads_eager`)."""
 
     @staticmethod
     def forward(ctx, x_seq: torch.Tensor, tau: float, v_threshold: float, grad_fn: Callable, alpha: float,
-                detach_reset: bool) -> torch.Tensor:  # type: ignore[override]
-        h_seq, spikes = _compiled("charges")(x_seq, 1.0 - 1.0 / tau, 1.0 / tau, v_threshold)
+                detach_reset: bool, kernel: str) -> torch.Tensor:  # type: ignore[override]
+        h_seq, spikes = _KERNELS.run(kernel, 0, x_seq, 1.0 - 1.0 / tau, 1.0 / tau, v_threshold)
         ctx.save_for_backward(h_seq)
-        ctx.cfg = (tau, v_threshold, grad_fn, alpha, detach_reset, x_seq.dtype)
+        ctx.cfg = (tau, v_threshold, grad_fn, alpha, detach_reset, x_seq.dtype, kernel)
         return spikes
 
     @staticmethod
     def backward(ctx, grad_s: torch.Tensor):  # type: ignore[override]
         (h_seq,) = ctx.saved_tensors
-        tau, v_threshold, grad_fn, alpha, detach_reset, dtype = ctx.cfg
-        grad_x = _compiled("input_grads")(h_seq, grad_s, 1.0 - 1.0 / tau, 1.0 / tau, v_threshold, grad_fn, alpha,
-                                          detach_reset)
-        return grad_x.to(dtype), None, None, None, None, None
-
-
-LIF_KERNELS = {"eager": _LIFFunction, "compiled": _CompiledLIF}
+        tau, v_threshold, grad_fn, alpha, detach_reset, dtype, kernel = ctx.cfg
+        grad_x = _KERNELS.run(kernel, 1, h_seq, grad_s, 1.0 - 1.0 / tau, 1.0 / tau, v_threshold, grad_fn, alpha,
+                              detach_reset)
+        return grad_x.to(dtype), None, None, None, None, None, None
 
 
 def lif_multistep(x_seq: torch.Tensor, tau: float = 4.0 / 3.0, v_threshold: float = 1.0, surrogate: str = "atan",
@@ -149,7 +163,9 @@ def lif_multistep(x_seq: torch.Tensor, tau: float = 4.0 / 3.0, v_threshold: floa
     """Spikes ``[T, B, ...]`` of a LIF neuron driven by ``x_seq: [T, B, ...]`` (equations in :func:`lif_reference`).
     The membrane is fp32 even under autocast; spikes come back in the input's dtype. ``kernel``: ``eager``
     (hand-written loops, no start-up cost) or ``compiled`` (``torch.compile``d loops: fused, a one-off compile)."""
-    return LIF_KERNELS[kernel].apply(x_seq, tau, v_threshold, SURROGATES.get(surrogate), alpha, detach_reset)
+    if kernel not in LIF_KERNELS:
+        raise ValueError(f"unknown LIF kernel {kernel!r}; use one of {LIF_KERNELS}")
+    return _LIFFunction.apply(x_seq, tau, v_threshold, SURROGATES.get(surrogate), alpha, detach_reset, kernel)
 
 
 class LIF(nn.Module):
