@@ -203,6 +203,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def torch_oom() -> type[BaseException]:
+    """torch's CUDA out-of-memory error (a class that never matches when torch lacks it)."""
+    import torch
+
+    return getattr(torch.cuda, "OutOfMemoryError", _Never)
+
+
+class _Never(Exception):
+    pass
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -210,10 +221,15 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except SnnlthError as exc:
         print(f"snnlth: error: {exc}", file=sys.stderr)
-        return 2
+        return exc.exit_status
     except KeyboardInterrupt:
-        print("snnlth: interrupted; rerun the same command to resume from the last completed epoch", file=sys.stderr)
+        print("snnlth: interrupted (files being written were completed); rerun the same command to resume from the "
+              "last completed epoch", file=sys.stderr)
         return 130
+    except torch_oom() as exc:
+        print(f"snnlth: error: the GPU ran out of memory ({str(exc).splitlines()[0][:120]}); use a smaller "
+              "--batch-size or --amp, then rerun the same command to resume", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

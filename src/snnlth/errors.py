@@ -1,9 +1,12 @@
 """Exception types. Every user-facing failure is a :class:`SnnlthError` whose message is one line that names the
-problem and the fix; the CLI prints it and exits with status 2."""
+problem and the fix; the CLI prints it and exits with its ``exit_status``: 2 for bad input (config, data files, run
+directories), 1 for a fault while running (a diverging loss, a full disk)."""
 
 
 class SnnlthError(Exception):
     """Base class of errors caused by user input (config, data files, run directories)."""
+
+    exit_status = 2
 
 
 class ConfigError(SnnlthError, ValueError):
@@ -20,3 +23,11 @@ class RunDirError(SnnlthError):
 
 class NumericalError(SnnlthError):
     """NaN or inf where a finite number is needed (weights to prune, a loss)."""
+
+    exit_status = 1
+
+
+class StorageError(SnnlthError):
+    """A file of a run could not be written (disk full, permission denied); what was there before is intact."""
+
+    exit_status = 1

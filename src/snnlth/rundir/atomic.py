@@ -3,13 +3,16 @@ reader sees the old file or the new one, never a torn one. No torch here: report
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
-from snnlth.errors import RunDirError
+from snnlth.errors import RunDirError, StorageError
 
 
 def _fsync_dir(path: Path) -> None:
@@ -25,21 +28,44 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` atomically; a crash leaves the previous content intact."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+@contextlib.contextmanager
+def _sigint_deferred():
+    """Hold Ctrl-C (SIGINT) back while a file is written: the write completes, then the interrupt arrives. Only the
+    main thread receives signals; elsewhere, or without ``pthread_sigmask``, a no-op."""
+    mask = getattr(signal, "pthread_sigmask", None)
+    if mask is None or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = mask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
+        yield
+    finally:
+        mask(signal.SIG_SETMASK, old)  # a pending SIGINT is delivered here, after the write
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` atomically; a crash leaves the previous content intact, Ctrl-C waits for the
+    write to finish, and a failed write (disk full, permission denied) is a :class:`StorageError` naming the path."""
+    path = Path(path)
+    tmp = None
+    try:
+        with _sigint_deferred():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+            tmp = None
+            _fsync_dir(path.parent)
+    except OSError as exc:
+        kept = f"the previous {path.name} is intact" if path.exists() else f"no {path.name} was written"
+        raise StorageError(f"cannot write {path}: {exc.strerror or exc} ({kept}); free disk space or fix the "
+                           "permissions, then rerun the same command to resume") from None
+    finally:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
