@@ -25,6 +25,7 @@ from snnlth.methods.registry import method_of
 from snnlth.methods.runner import run_search
 from snnlth.methods.source import check_source
 from snnlth.models.catalog import MODELS, USER_MODEL, create_model
+from snnlth.rundir.atomic import sigint_deferred
 from snnlth.models.protocol import SpikingNet, TicketModel
 from snnlth.presets import explicit_values
 from snnlth.rundir.layout import Identity, default_run_dir
@@ -132,12 +133,22 @@ def train(cfg: TrainRunConfig, out: str | Path | None = None, runs_root: str | P
         optimizer.load_state_dict(ckpt["optimizer"])
         state = FitState(epoch=ckpt["epoch"], history=list(ckpt["history"]))
     store.open(identity, named_cfg)
+    try:
+        return _train_in(store, cfg, model, optimizer, data, state, device, status, on_batch, on_epoch)
+    finally:
+        store.close()
+
+
+def _train_in(store: RunStore, cfg: TrainRunConfig, model: SpikingNet, optimizer: torch.optim.Optimizer,
+              data: DataBundle, state: FitState, device: torch.device, status: str,
+              on_batch: Callable[[BatchInfo], None] | None, on_epoch: Callable[[dict], None] | None) -> TrainResult:
     keep_seed(store, cfg)
 
     def persist(st: FitState) -> None:
-        store.save_train_checkpoint({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                                     "epoch": st.epoch, "history": st.history})
-        store.write_metrics(st.history)
+        with sigint_deferred():  # checkpoint and metrics rows together, whatever Ctrl-C does
+            store.save_train_checkpoint({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                                         "epoch": st.epoch, "history": st.history})
+            store.write_metrics(st.history)
         if on_epoch is not None:
             on_epoch(st.history[-1])
 
@@ -225,7 +236,10 @@ def run_search_in(path: Path, cfg: SearchRunConfig, source: RunStore | None, dev
     ctx.prunable_names(ctx.shape_model())  # fail on a model/data mismatch or a bad --exclude before writing
     store.open(identity, named_cfg, label=spec.label_of(cfg), base_label=spec.label,
                model_identity=ctx.shape_model().identity())
-    keep_seed(store, cfg)
-    summary = run_search(ctx, source)
-    store.write_summary(summary)
+    try:
+        keep_seed(store, cfg)
+        summary = run_search(ctx, source)
+        store.write_summary(summary)
+    finally:
+        store.close()
     return SearchResult(store.path, summary, "resumed" if status == "resume" else "searched")

@@ -71,3 +71,76 @@ def test_ctrl_c_during_a_write_waits_for_the_write(tmp_path, monkeypatch):
         atomic.atomic_write_bytes(target, b"new" * 1000)
     assert target.read_bytes() == b"new" * 1000
     assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]
+
+
+def test_ctrl_c_exits_130_and_the_same_command_resumes(fmnist_dir, tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "snnlth", "train", "--data-dir", str(fmnist_dir), "--out", str(out), *TINY,
+           "--epochs", "40"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (out / "checkpoint.pt").exists() and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert err.strip().count("\n") == 0 and "rerun the same command to resume" in err and "Traceback" not in err
+    done = load_blob(out / "checkpoint.pt")["epoch"]
+    assert 1 <= done < 40
+    rows = (out / "metrics.jsonl").read_text().splitlines()
+    assert len(rows) == done
+
+
+def test_a_second_writer_is_refused_and_a_dead_owners_lock_is_taken_over(tmp_path):
+    import subprocess
+    import sys
+
+    from snnlth.errors import RunDirError
+    from snnlth.rundir.lock import RunLock
+
+    run = tmp_path / "run"
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; from snnlth.rundir.lock import RunLock; lock = RunLock(sys.argv[1]); lock.acquire(); print('held', "
+        "flush=True); time.sleep(60)"), str(run)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(RunDirError, match=rf"{run} is in use by process {holder.pid} on .*; wait for it"):
+            RunLock(run).acquire()
+    finally:
+        holder.kill()  # SIGKILL: no clean-up, the lock file stays behind
+        holder.wait()
+    assert (run / ".lock").exists()
+    mine = RunLock(run)
+    mine.acquire()  # taken over
+    assert mine.owner()["pid"] == os.getpid()
+    mine.release()
+
+
+def test_two_processes_on_one_run_directory(fmnist_dir, tmp_path, capsys):
+    """The CLI refuses a second writer in one line, exit 2, and writes nothing."""
+    from snnlth.rundir.lock import RunLock
+
+    out = tmp_path / "run"
+    other = RunLock(out)
+    other.acquire()  # another writer (here: this process, through another handle; flock locks are per open file)
+    try:
+        rc = main(["train", "--data-dir", str(fmnist_dir), "--out", str(out), *TINY, "--epochs", "1"])
+        assert rc == 2 and f"is in use by process {os.getpid()}" in one_line_error(capsys)
+        assert [p.name for p in out.iterdir()] == [".lock"]
+    finally:
+        other.release()
+    assert main(["train", "--data-dir", str(fmnist_dir), "--out", str(out), *TINY, "--epochs", "1"]) == 0
+
+
+def test_env_json_keeps_one_entry_per_start(fmnist_dir, tmp_path):
+    out = tmp_path / "run"
+    args = ["train", "--data-dir", str(fmnist_dir), "--out", str(out), *TINY]
+    assert main([*args, "--epochs", "1"]) == 0
+    (out / "summary.json").unlink()  # as if it had stopped before the end: the next start resumes it
+    assert main([*args, "--epochs", "1"]) == 0
+    starts = json.loads((out / "env.json").read_text())["starts"]
+    assert len(starts) == 2 and all("torch" in s and "started_at" in s and s["pid"] == os.getpid() for s in starts)

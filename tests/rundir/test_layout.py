@@ -1,4 +1,6 @@
 import pytest
+
+from snnlth.errors import StorageError
 import torch
 
 from snnlth.config import ModelConfig, TrainRunConfig
@@ -24,7 +26,7 @@ def test_failed_write_keeps_old_content(tmp_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr("os.replace", boom)
-    with pytest.raises(OSError):
+    with pytest.raises(StorageError, match=r"cannot write .*f.txt: disk full \(the previous f.txt is intact\)"):
         atomic_write_text(p, "new")
     assert p.read_text() == "old" and [f.name for f in tmp_path.iterdir()] == ["f.txt"]
 

@@ -22,6 +22,7 @@ from snnlth.engine.masking import MaskEnforcer
 from snnlth.engine.optim import make_optimizer
 from snnlth.errors import ConfigError, NumericalError
 from snnlth.models.protocol import TicketModel
+from snnlth.rundir.atomic import sigint_deferred
 from snnlth.rundir.store import RunStore
 
 
@@ -219,12 +220,13 @@ class SearchContext:
             start, row = time.perf_counter(), st.history[-1]
             row.update(phase=phase.name, **phase.tags)
             every = self.cfg.search.checkpoint_every
-            if st.epoch % every == 0 or row["test_accuracy"] is not None:  # evaluated: possibly the last epoch
-                self.store.save_checkpoint(phase.name, {
-                    "model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": st.epoch,
-                    "history": st.history, "extra": [hook.state() for hook in phase.hooks]})
-            row["wall_seconds"] += time.perf_counter() - start
-            self.write_metrics(st.history)
+            with sigint_deferred():  # checkpoint and metrics rows together, whatever Ctrl-C does
+                if st.epoch % every == 0 or row["test_accuracy"] is not None:  # evaluated: possibly the last epoch
+                    self.store.save_checkpoint(phase.name, {
+                        "model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": st.epoch,
+                        "history": st.history, "extra": [hook.state() for hook in phase.hooks]})
+                row["wall_seconds"] += time.perf_counter() - start
+                self.write_metrics(st.history)
             if self.callbacks.on_epoch:
                 self.callbacks.on_epoch(row)
 

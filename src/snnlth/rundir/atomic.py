@@ -29,18 +29,24 @@ def _fsync_dir(path: Path) -> None:
 
 
 @contextlib.contextmanager
-def _sigint_deferred():
-    """Hold Ctrl-C (SIGINT) back while a file is written: the write completes, then the interrupt arrives. Only the
-    main thread receives signals; elsewhere, or without ``pthread_sigmask``, a no-op."""
-    mask = getattr(signal, "pthread_sigmask", None)
-    if mask is None or threading.current_thread() is not threading.main_thread():
+def sigint_deferred():
+    """Hold Ctrl-C (SIGINT) back while a file (or a group of files that belong together, such as a checkpoint and
+    its metrics) is written: the write completes, then the interrupt is acted on as it would have been. (A handler that only records it, not a signal mask: the signal may land on any of torch's
+    threads.) Handlers can be set in the main thread only; elsewhere a no-op."""
+    if threading.current_thread() is not threading.main_thread():
         yield
         return
-    old = mask(signal.SIG_BLOCK, {signal.SIGINT})
+    pending: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: pending.append(signum))
     try:
         yield
     finally:
-        mask(signal.SIG_SETMASK, old)  # a pending SIGINT is delivered here, after the write
+        signal.signal(signal.SIGINT, previous)
+        if pending:
+            if callable(previous):
+                previous(signal.SIGINT, None)  # Python's default handler raises KeyboardInterrupt
+            elif previous == signal.SIG_DFL:
+                signal.raise_signal(signal.SIGINT)
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
@@ -49,7 +55,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     path = Path(path)
     tmp = None
     try:
-        with _sigint_deferred():
+        with sigint_deferred():
             path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
             with os.fdopen(fd, "wb") as fh:

@@ -16,7 +16,10 @@ A train run directory: the header, ``metrics.jsonl``, ``summary.json`` and ``che
 from __future__ import annotations
 
 import json
+import os
 import re
+import sys
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +28,7 @@ from typing import Any
 from snnlth.config_io import config_hash, config_to_dict, semantic_dict
 from snnlth.errors import RunDirError
 from snnlth.rundir.atomic import atomic_write_json, atomic_write_text, read_json
+from snnlth.rundir.lock import LOCK
 
 CONFIG, ENV, METRICS, SUMMARY, CHECKPOINT = "config.json", "env.json", "metrics.jsonl", "summary.json", "checkpoint.pt"
 
@@ -111,7 +115,7 @@ class RunLayout:
         stale = self.stale_temp_files()
         if not self.config.exists():
             header = [p for p in stale if p.parent == self.path and _temp_of(p.name, (CONFIG, ENV), ())]
-            if set(self.path.iterdir()) - set(header):
+            if set(self.path.iterdir()) - set(header) - {self.path / LOCK}:  # a new run's lock may come first
                 raise RunDirError(f"--out {self.path} holds files that are not an snnlth run; choose an empty or new "
                                   "directory")
             for tmp in header:  # killed while writing the header: the directory is still a new run
@@ -132,7 +136,18 @@ class RunLayout:
         self.path.mkdir(parents=True, exist_ok=True)
         atomic_write_json(self.config, {"kind": identity.kind, "semantic": identity.semantic, **extra,
                                         **config_to_dict(cfg)})
-        atomic_write_json(self.env, env)
+        atomic_write_json(self.env, {"starts": [*self.starts(), {**env, "started_at": time.strftime(
+            "%Y-%m-%dT%H:%M:%S%z"), "pid": os.getpid(), "argv": sys.argv}]})
+
+    def starts(self) -> list[dict]:
+        """``env.json``'s entries, one per start or resume of this run (a file from before 0.4, a single entry)."""
+        if not self.env.exists():
+            return []
+        try:
+            saved = read_json(self.env)
+        except RunDirError:
+            return []  # a damaged provenance file does not stop a run; the new entry starts it afresh
+        return list(saved["starts"]) if isinstance(saved, dict) and "starts" in saved else [saved]
 
     def write_metrics(self, rows: list[dict]) -> None:
         atomic_write_text(self.metrics, "".join(json.dumps(r) + "\n" for r in rows))

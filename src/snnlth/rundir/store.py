@@ -21,6 +21,7 @@ from snnlth import masks as M
 from snnlth.errors import RunDirError
 from snnlth.rundir.atomic import atomic_write_bytes, atomic_write_json, read_json
 from snnlth.rundir.layout import Identity, RunLayout
+from snnlth.rundir.lock import RunLock
 
 _MAGIC = b"SNNLTH1\n"
 
@@ -51,10 +52,17 @@ class RunStore(RunLayout):
     def __init__(self, path: str | Path, map_location: Any = "cpu") -> None:
         super().__init__(Path(path))
         object.__setattr__(self, "map_location", map_location)
+        object.__setattr__(self, "lock", RunLock(self.path))
 
     def open(self, identity: Identity, cfg: Any, **extra: Any) -> None:
-        """Start or continue writing this run: header files (``extra`` goes into ``config.json``)."""
+        """Start or continue writing this run: take the run's lock (a second writer is refused, naming the owner's
+        pid), then the header files (``extra`` goes into ``config.json``; ``env.json`` gains one entry per start)."""
+        self.lock.acquire()
         self.write_header(identity, cfg, environment(), **extra)
+
+    def close(self) -> None:
+        """Stop writing: release the lock (the process's end releases it too)."""
+        self.lock.release()
 
     # ---- model states (init, rewind) ------------------------------------------------------------------------------
     def save_state_once(self, name: str, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
