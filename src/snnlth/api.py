@@ -19,7 +19,7 @@ from snnlth.data.loader import DataBundle, load_data
 from snnlth.data.source import DataSource
 from snnlth.engine.loop import BatchInfo, FitState, Schedule, fit
 from snnlth.engine.optim import make_optimizer, resolve_device
-from snnlth.errors import ConfigError
+from snnlth.errors import ConfigError, NumericalError
 from snnlth.methods.base import Callbacks, SearchContext
 from snnlth.methods.registry import method_of
 from snnlth.methods.runner import run_search
@@ -153,7 +153,11 @@ def _train_in(store: RunStore, cfg: TrainRunConfig, model: SpikingNet, optimizer
             on_epoch(st.history[-1])
 
     schedule = Schedule(cfg.train.epochs, cfg.model.timesteps, eval_every=cfg.train.eval_every)
-    fit(model, optimizer, data, cfg.train, schedule, state, on_batch=on_batch, on_epoch_end=persist)
+    try:
+        fit(model, optimizer, data, cfg.train, schedule, state, on_batch=on_batch, on_epoch_end=persist)
+    except NumericalError as exc:
+        kept = f"last good checkpoint {store.checkpoint}, epoch {state.epoch}" if state.epoch else "no checkpoint yet"
+        raise NumericalError(f"{exc} ({kept})") from None
     summary = make_summary(cfg, model, state, device)
     store.write_summary(summary)
     return TrainResult(store.path, summary, "resumed" if status == "resume" else "trained", model)

@@ -120,6 +120,9 @@ class TrainConfig:
                        "rarely pays off)", semantic=False)
     channels_last: bool = _f(False, "channels-last memory format for the model and its inputs (CUDA with --amp; "
                              "slower on CPU)", semantic=False)
+    on_nan: str = _f("stop", "a NaN/inf training loss: stop (one line naming phase, epoch and batch; the last "
+                     "checkpoint is kept) or skip-batch (no update from that batch; counted per epoch)",
+                     semantic=False, choices=("stop", "skip-batch"))
     eval_batch_size: int = _f(256, "evaluation batch size", semantic=False)
     eval_every: int = _f(1, "evaluate on the test set every N epochs (the last epoch of every phase always is; "
                          "the paper's code: 50)", semantic=False)

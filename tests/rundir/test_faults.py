@@ -144,3 +144,71 @@ def test_env_json_keeps_one_entry_per_start(fmnist_dir, tmp_path):
     assert main([*args, "--epochs", "1"]) == 0
     starts = json.loads((out / "env.json").read_text())["starts"]
     assert len(starts) == 2 and all("torch" in s and "started_at" in s and s["pid"] == os.getpid() for s in starts)
+
+
+def _nan_at(monkeypatch, epoch: int, batch: int):
+    """The training loss of (epoch, batch), both 1-based, becomes NaN; every other loss is the real one."""
+    import torch
+
+    from snnlth.engine import loop
+
+    real, calls = loop.seq_loss, {"n": 0, "epoch": 0}
+    real_epoch = loop.train_epoch
+
+    def counting_epoch(*args, **kwargs):
+        calls["epoch"] += 1
+        calls["n"] = 0
+        return real_epoch(*args, **kwargs)
+
+    def loss(logits, y):
+        calls["n"] += 1
+        out = real(logits, y)
+        return out * torch.nan if (calls["epoch"], calls["n"]) == (epoch, batch) else out
+
+    monkeypatch.setattr(loop, "seq_loss", loss)
+    monkeypatch.setattr(loop, "train_epoch", counting_epoch)
+
+
+def test_a_nan_loss_stops_the_run_in_one_line_naming_epoch_batch_and_checkpoint(fmnist_dir, tmp_path, monkeypatch,
+                                                                               capsys):
+    out = tmp_path / "run"
+    _nan_at(monkeypatch, epoch=2, batch=3)
+    rc = main(["train", "--data-dir", str(fmnist_dir), "--out", str(out), *TINY, "--epochs", "3"])
+    err = one_line_error(capsys)
+    assert rc == 1
+    assert "NaN or inf at epoch 2, batch 3" in err and f"last good checkpoint {out / 'checkpoint.pt'}, epoch 1" in err
+    assert load_blob(out / "checkpoint.pt")["epoch"] == 1
+
+
+def test_skip_batch_leaves_out_the_bad_batch_and_counts_it(fmnist_dir, tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    _nan_at(monkeypatch, epoch=2, batch=3)
+    assert main(["train", "--data-dir", str(fmnist_dir), "--out", str(out), *TINY, "--epochs", "3",
+                 "--on-nan", "skip-batch"]) == 0
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r.get("skipped_batches") for r in rows] == [None, 1, None]
+    assert all(r["train_loss"] == r["train_loss"] for r in rows)  # finite: the NaN never entered the sums
+
+
+def test_a_nan_in_a_search_names_the_phase(fmnist_dir, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "run"
+    _nan_at(monkeypatch, epoch=3, batch=2)  # the third epoch trained: round 1's first (rounds train 2 epochs each)
+    rc = main(["search", "--data-dir", str(fmnist_dir), "--out", str(out), *TINY, "--epochs", "2", "--rounds", "2"])
+    err = one_line_error(capsys)
+    assert rc == 1 and "phase round_01 (round 1)" in err and "at epoch 1, batch 2" in err, err
+    assert "no checkpoint of this phase yet: a rerun starts it again" in err
+
+
+def test_cuda_out_of_memory_is_one_line_suggesting_a_smaller_batch(fmnist_dir, tmp_path, monkeypatch, capsys):
+    import torch
+
+    from snnlth.engine import loop
+
+    def oom(*args, **kwargs):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB\nmore details")
+
+    monkeypatch.setattr(loop, "train_epoch", oom)
+    rc = main(["train", "--data-dir", str(fmnist_dir), "--out", str(tmp_path / "run"), *TINY, "--epochs", "1"])
+    err = one_line_error(capsys)
+    assert rc == 1 and "GPU ran out of memory (CUDA out of memory. Tried to allocate 2.00 GiB)" in err
+    assert "smaller --batch-size or --amp" in err

@@ -17,6 +17,7 @@ from snnlth.engine.evaluate import autocast, evaluate, seq_correct, seq_loss
 from snnlth.engine.fastpath import prepare
 from snnlth.engine.masking import MaskEnforcer
 from snnlth.engine.optim import cosine_lr, set_lr
+from snnlth.errors import NumericalError
 
 
 @dataclass
@@ -88,7 +89,9 @@ def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, data: DataSo
     correct = torch.zeros((), device=device, dtype=torch.long)
     # a compiled model wants one batch shape: the ragged last batch is left out (as drop_last), not recompiled for
     static = cfg.compile
-    seen = 0
+    seen = skipped = 0
+    skip_bad = cfg.on_nan == "skip-batch"
+    first_bad = torch.full((), -1, device=device, dtype=torch.long)  # the first non-finite batch, kept on the device
     batches = data.num_train // cfg.batch_size if static else -(-data.num_train // cfg.batch_size)
     timesteps, amp = spec.timesteps, cfg.amp
     _sync(device)
@@ -99,6 +102,14 @@ def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, data: DataSo
         with autocast(device, amp):
             logits_seq = forward(x, timesteps)  # [T, B, C]
         loss = seq_loss(logits_seq, y)
+        if skip_bad:  # asks the device every batch: the price of choosing skip-batch
+            if not bool(torch.isfinite(loss)):
+                skipped += 1
+                continue
+        else:
+            first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss), i, first_bad)
+            if device.type == "cpu" or i % 50 == 49:  # free on CPU; on CUDA a sync every 50 batches
+                _stop_if_bad(first_bad, spec)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if enforcer is not None:
@@ -112,10 +123,21 @@ def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, data: DataSo
         if on_batch is not None:
             on_batch(BatchInfo(spec.epoch, spec.epochs, i + 1, batches, loss_sum, correct, seen,
                                time.perf_counter() - start))
+    _stop_if_bad(first_bad, spec)
     _sync(device)
     seconds = time.perf_counter() - start
-    return {"train_loss": loss_sum.item() / max(seen, 1), "train_accuracy": 100.0 * correct.item() / max(seen, 1),
-            "train_seconds": seconds, "images_per_second": seen / max(seconds, 1e-9)}
+    row = {"train_loss": loss_sum.item() / max(seen, 1), "train_accuracy": 100.0 * correct.item() / max(seen, 1),
+           "train_seconds": seconds, "images_per_second": seen / max(seconds, 1e-9)}
+    if skipped:
+        row["skipped_batches"] = skipped
+    return row
+
+
+def _stop_if_bad(first_bad: torch.Tensor, spec: EpochSpec) -> None:
+    bad = int(first_bad)
+    if bad >= 0:
+        raise NumericalError(f"the training loss became NaN or inf at epoch {spec.epoch + 1}, batch {bad + 1}; the "
+                             "run stops with its last checkpoint kept: lower --lr, or use --on-nan skip-batch")
 
 
 @dataclass(frozen=True)

@@ -232,8 +232,12 @@ class SearchContext:
 
         on_batch = (lambda info: self.callbacks.on_batch(info, label)) if self.callbacks.on_batch else None
         schedule = Schedule(phase.epochs, phase.timesteps, phase.stream, self.cfg.train.eval_every)
-        fit(model, optimizer, self.data, train_cfg, schedule, state, enforcer=enforcer, hooks=phase.hooks,
-            on_batch=on_batch, on_epoch_end=on_epoch_end)
+        try:
+            fit(model, optimizer, self.data, train_cfg, schedule, state, enforcer=enforcer, hooks=phase.hooks,
+                on_batch=on_batch, on_epoch_end=on_epoch_end)
+        except NumericalError as exc:
+            raise NumericalError(f"phase {phase.name}{f' ({label})' if label else ''}: {exc} "
+                                 f"({_last_checkpoint(self.store, phase.name)})") from None
         blob = {"model": {k: v.detach().clone() for k, v in model.state_dict().items()}, "history": state.history,
                 "extra": [hook.state() for hook in phase.hooks]}
         self.store.save_phase(phase.name, blob)
@@ -267,3 +271,15 @@ def _label(tags: dict[str, Any]) -> str:
     """Progress-bar label of a phase: its round (or Early-Bird target), and whether it is a full-T retraining."""
     parts = [f"{k} {tags[k]}" for k in ("round", "target") if tags.get(k) is not None]
     return " ".join(parts + (["retrain"] if tags.get("retrain") else []))
+
+
+def _last_checkpoint(store: RunStore, phase: str) -> str:
+    """Where a rerun resumes a phase from, for messages."""
+    path = store.phase_checkpoint(phase)
+    if not path.exists():
+        return "no checkpoint of this phase yet: a rerun starts it again"
+    try:
+        epoch = store.load_checkpoint(phase)["epoch"]
+    except Exception:  # noqa: BLE001 - a message helper: never fail while reporting a failure
+        return f"last checkpoint {path}"
+    return f"last good checkpoint {path}, epoch {epoch}"
