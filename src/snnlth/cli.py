@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 from snnlth import __version__
@@ -214,11 +216,33 @@ class _Never(Exception):
     pass
 
 
+def _run_dir_warning() -> type[Warning]:
+    from snnlth.rundir.store import RunDirWarning
+
+    return RunDirWarning
+
+
+def _one_line_warnings(show: Callable) -> Callable:
+    """``warnings.showwarning`` that prints snnlth's run-directory warnings as one line, others as ``show`` does."""
+    from snnlth.rundir.store import RunDirWarning
+
+    def showwarning(message, category, filename, lineno, file=None, line=None) -> None:
+        if issubclass(category, RunDirWarning):
+            print(f"snnlth: warning: {message}", file=sys.stderr)
+        else:
+            show(message, category, filename, lineno, file, line)
+
+    return showwarning
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return args.func(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _one_line_warnings(warnings.showwarning)
+            warnings.simplefilter("always", _run_dir_warning())
+            return args.func(args)
     except SnnlthError as exc:
         print(f"snnlth: error: {exc}", file=sys.stderr)
         return exc.exit_status

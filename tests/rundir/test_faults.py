@@ -212,3 +212,46 @@ def test_cuda_out_of_memory_is_one_line_suggesting_a_smaller_batch(fmnist_dir, t
     err = one_line_error(capsys)
     assert rc == 1 and "GPU ran out of memory (CUDA out of memory. Tried to allocate 2.00 GiB)" in err
     assert "smaller --batch-size or --amp" in err
+
+
+def _rows(run):
+    timing = ("train_seconds", "images_per_second", "eval_seconds", "wall_seconds")
+    return [{k: v for k, v in json.loads(line).items() if k not in timing}
+            for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_a_damaged_checkpoint_falls_back_to_the_previous_one(fmnist_dir, tmp_path, monkeypatch, capsys):
+    import torch
+
+    args = [*TINY, "--data-dir", str(fmnist_dir), "--epochs", "3"]
+    clean, hurt = tmp_path / "clean", tmp_path / "hurt"
+    assert main(["train", "--out", str(clean), *args]) == 0
+    with monkeypatch.context() as m:
+        _nan_at(m, epoch=3, batch=1)  # stops after epoch 2: checkpoint.pt (epoch 2) and checkpoint.pt.prev (epoch 1)
+        assert main(["train", "--out", str(hurt), *args]) == 1
+    assert load_blob(hurt / "checkpoint.pt.prev")["epoch"] == 1
+    data = (hurt / "checkpoint.pt").read_bytes()
+    (hurt / "checkpoint.pt").write_bytes(data[: len(data) // 2])  # torn by a failing disk
+    capsys.readouterr()
+    assert main(["train", "--out", str(hurt), *args]) == 0
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and err.startswith("snnlth: warning: ")
+    assert f"{hurt / 'checkpoint.pt'} is damaged or missing; resuming from the previous checkpoint" in err
+    assert "(epoch 1)" in err
+    assert _rows(hurt) == _rows(clean)  # epochs 2 and 3 redone: the same numbers as the uninterrupted run
+    a, b = load_blob(clean / "checkpoint.pt")["model"], load_blob(hurt / "checkpoint.pt")["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_both_checkpoints_damaged_is_one_line(tmp_path):
+    from snnlth.errors import RunDirError
+    from snnlth.rundir.store import RunStore
+
+    store = RunStore(tmp_path / "run")
+    store.save_train_checkpoint({"epoch": 1})
+    store.save_train_checkpoint({"epoch": 2})
+    for name in ("checkpoint.pt", "checkpoint.pt.prev"):
+        (store.path / name).write_bytes(b"garbage")
+    with pytest.raises(RunDirError, match="checkpoint.pt and the previous checkpoint checkpoint.pt.prev are both "
+                                          "damaged; delete both"):
+        store.load_train_checkpoint()

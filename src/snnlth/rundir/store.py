@@ -10,7 +10,9 @@ import hashlib
 import io
 import os
 import platform
+import shutil
 import subprocess
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -42,6 +44,15 @@ def load_blob(path: str | Path, map_location: Any = "cpu") -> Any:
     if len(raw) < head or not raw.startswith(_MAGIC) or hashlib.sha256(raw[head:]).digest() != raw[len(_MAGIC):head]:
         raise RunDirError(f"{path} is damaged (checksum mismatch); delete it to restart that stage")
     return torch.load(io.BytesIO(raw[head:]), map_location=map_location, weights_only=True)
+
+
+class RunDirWarning(UserWarning):
+    """Something in a run directory was damaged and worked around (the CLI prints it as one line)."""
+
+
+def previous(path: Path) -> Path:
+    """Where the checkpoint before ``path`` is kept: ``checkpoint.pt`` -> ``checkpoint.pt.prev``."""
+    return path.with_name(path.name + ".prev")
 
 
 class RunStore(RunLayout):
@@ -89,23 +100,60 @@ class RunStore(RunLayout):
         return load_blob(path, map_location=self.map_location) if path.exists() else None
 
     def save_phase(self, name: str, blob: dict) -> None:
-        """Store a finished phase, then drop its checkpoint."""
+        """Store a finished phase, then drop its checkpoints."""
         save_blob(self.phase_file(name), blob)
         self.phase_checkpoint(name).unlink(missing_ok=True)
+        previous(self.phase_checkpoint(name)).unlink(missing_ok=True)
 
     def load_checkpoint(self, name: str) -> dict | None:
-        path = self.phase_checkpoint(name)
-        return load_blob(path, map_location=self.map_location) if path.exists() else None
+        return self._load_checkpoint(self.phase_checkpoint(name))
 
     def save_checkpoint(self, name: str, blob: dict) -> None:
-        save_blob(self.phase_checkpoint(name), blob)
+        self._save_checkpoint(self.phase_checkpoint(name), blob)
 
     # ---- train runs -----------------------------------------------------------------------------------------------
     def load_train_checkpoint(self) -> dict | None:
-        return load_blob(self.checkpoint, map_location=self.map_location) if self.checkpoint.exists() else None
+        return self._load_checkpoint(self.checkpoint)
 
     def save_train_checkpoint(self, blob: dict) -> None:
-        save_blob(self.checkpoint, blob)
+        self._save_checkpoint(self.checkpoint, blob)
+
+    # ---- checkpoints with a fallback ------------------------------------------------------------------------------
+    def _save_checkpoint(self, path: Path, blob: dict) -> None:
+        """Write a checkpoint, keeping the one before it as ``<name>.prev`` (a hard link, no copy, so ``path``
+        itself is never missing): if the new one is ever found damaged, a resume falls back to the previous one and
+        loses one checkpoint interval more."""
+        if path.exists():
+            link = path.with_name(path.name + ".prev.link")
+            link.unlink(missing_ok=True)
+            try:
+                os.link(path, link)
+            except OSError:  # a file system without hard links
+                shutil.copy2(path, link)
+            os.replace(link, previous(path))
+        save_blob(path, blob)
+        load_blob(path)  # verified as written (read back from the page cache, checksum checked)
+
+    def _load_checkpoint(self, path: Path) -> dict | None:
+        """The checkpoint at ``path``; a damaged one is named in a :class:`RunDirWarning` and its previous checkpoint
+        is used instead; both damaged (or no previous one) is a :class:`RunDirError` naming them."""
+        prev = previous(path)
+        if not path.exists() and not prev.exists():
+            return None
+        try:
+            return load_blob(path, map_location=self.map_location)
+        except (RunDirError, FileNotFoundError) as exc:
+            if not prev.exists():
+                raise RunDirError(f"{exc}; no previous checkpoint to fall back to: delete it to restart that "
+                                  "stage") from None
+            try:
+                blob = load_blob(prev, map_location=self.map_location)
+            except RunDirError:
+                raise RunDirError(f"{path} and the previous checkpoint {prev.name} are both damaged; delete both to "
+                                  "restart that stage") from None
+            warnings.warn(f"{path} is damaged or missing; resuming from the previous checkpoint {prev.name} "
+                          f"(epoch {blob.get('epoch')})", RunDirWarning, stacklevel=3)
+            return blob
 
     # ---- small JSON records ---------------------------------------------------------------------------------------
     def has_record(self, name: str) -> bool:
