@@ -99,7 +99,7 @@ def test_nan_weights_stop_pruning_with_one_line(capsys, fmnist_dir, tmp_path):
     blob["model"]["fc2.weight"][3, 4] = torch.nan
     save_blob(out / "phases" / "round_00.pt", blob)
     capsys.readouterr()
-    assert main(argv) == 2
+    assert main(argv) == 1  # a numerical fault while running: exit 1
     line = _err(capsys)
     assert "pruning for round 1 stopped: after round 0 fc2.weight holds 1 NaN/inf value" in line
     assert not (out / "masks" / "round_01.pt").exists() and not (out / "summary.json").exists()
