@@ -131,4 +131,8 @@ def write_report(runs: list[RunRecord], out_dir: str | Path) -> dict[str, Path]:
     atomic_write_text(out / "report.md", render_markdown(blocks))
     atomic_write_text(out / "report.html", render_html(blocks, images))
     paths["report.md"], paths["report.html"] = out / "report.md", out / "report.html"
+    # temp files of a report write that was killed: ``.<one of our files>.<random>.tmp``
+    for tmp in out.glob(".*.tmp"):
+        if tmp.name[1:].rsplit(".", 2)[0] in paths:
+            tmp.unlink(missing_ok=True)
     return paths

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from snnlth.errors import RunDirError, StorageError
+from snnlth.rundir.faults import fault_point
 
 
 def _fsync_dir(path: Path) -> None:
@@ -62,6 +63,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
                 fh.write(data)
                 fh.flush()
                 os.fsync(fh.fileno())
+            fault_point(f"write:{path.name}")
             os.replace(tmp, path)
             tmp = None
             _fsync_dir(path.parent)

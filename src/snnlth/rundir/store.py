@@ -22,6 +22,7 @@ import torch
 from snnlth import masks as M
 from snnlth.errors import RunDirError
 from snnlth.rundir.atomic import atomic_write_bytes, atomic_write_json, read_json
+from snnlth.rundir.faults import fault_point
 from snnlth.rundir.layout import Identity, RunLayout
 from snnlth.rundir.lock import RunLock
 
@@ -87,6 +88,7 @@ class RunStore(RunLayout):
 
     # ---- masks ------------------------------------------------------------------------------------------------------
     def save_masks(self, key: str, masks: M.Masks) -> None:
+        fault_point(f"masks:{key}")
         save_blob(self.masks_file(key), M.pack(masks))
 
     def load_masks(self, key: str) -> M.Masks | None:
@@ -165,6 +167,7 @@ class RunStore(RunLayout):
         if path.exists():
             return read_json(path)
         value = compute()
+        fault_point(f"record:{name}")
         atomic_write_json(path, value)
         return value
 

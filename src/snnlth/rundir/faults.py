@@ -1,0 +1,27 @@
+"""Named crash points for tests: ``SNNLTH_FAULT_AT=<point>[@N]`` kills this process with SIGKILL the N-th time (default
+the first) it reaches a point matching ``<point>`` (shell-style wildcards), as a power cut would.
+
+Points: ``write:<file name>`` (a file fully written to its temp file, not yet renamed into place), ``masks:<key>``
+(masks computed, not yet stored: pruning, an Early-Bird detection), ``record:<name>`` (a record computed, not yet
+stored: the Early-Time choice). Without the variable this is one dictionary lookup.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import signal
+
+_seen: dict[str, int] = {}  # per process: how often each matching point was reached
+
+
+def fault_point(name: str) -> None:
+    spec = os.environ.get("SNNLTH_FAULT_AT")
+    if not spec:
+        return
+    pattern, _, nth = spec.partition("@")
+    if not fnmatch.fnmatchcase(name, pattern):
+        return
+    _seen[pattern] = _seen.get(pattern, 0) + 1
+    if _seen[pattern] == int(nth or 1):
+        os.kill(os.getpid(), signal.SIGKILL)

@@ -1,0 +1,79 @@
+"""Kill at any instant (SNNLTH_FAULT_AT names the instant: snnlth.rundir.faults), rerun the same command, and the run
+ends exactly as an uninterrupted one: IMP, IMP + Early-Time (auto), Early-Bird and Early-Bird + Early-Time, killed in
+the middle of a checkpoint write, of pruning, of the Early-Time choice, of an Early-Bird detection."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.helpers import make_fmnist
+from tests.methods.test_resume import ENV, _same_results
+
+BASE = ["--model", "lenet300", "--timesteps", "3", "--epochs", "3", "--rounds", "2", "--batch-size", "25",
+        "--no-progress"]
+ET = ["--early-time", "auto", "--et-warmup-epochs", "1", "--et-batch", "50", "--et-threshold", "1.5"]
+EB = ["--method", "eb", "--target-sparsity", "0.3", "0.6", "--eb-window", "2", "--eb-threshold", "0.001",
+      "--epochs", "4"]
+METHODS = {"imp": [], "imp+et": ET, "eb": EB, "eb+et": [*EB, *ET]}
+POINTS = [  # (method, the instant of the kill)
+    ("imp", "write:round_01.ckpt.pt@2"),   # mid checkpoint write, second epoch of round 1
+    ("imp", "masks:round_02"),             # mid pruning for round 2
+    ("imp+et", "record:early_time"),       # mid Early-Time choice
+    ("imp+et", "write:round_00.pt"),       # mid writing a finished phase
+    ("eb", "masks:eb_0"),                  # mid Early-Bird detection
+    ("eb", "write:metrics.jsonl@3"),       # mid metrics write
+    ("eb+et", "record:early_time"),
+    ("eb+et", "write:eb_search.ckpt.pt@2"),
+]
+
+
+def _cmd(data_dir, out, method):
+    return [sys.executable, "-m", "snnlth", "search", "--data-dir", str(data_dir), "--out", str(out), *BASE,
+            *METHODS[method]]
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    return make_fmnist(tmp_path_factory.mktemp("data") / "fmnist")  # one for all: the run config names it
+
+
+@pytest.fixture(scope="module")
+def full_runs(tmp_path_factory, data_dir):
+    """Uninterrupted runs, one per method, made on first use."""
+    made = {}
+
+    def get(method):
+        if method not in made:
+            out = tmp_path_factory.mktemp("full") / method
+            subprocess.run(_cmd(data_dir, out, method), check=True, env=ENV, capture_output=True, timeout=600)
+            made[method] = out
+        return made[method]
+
+    return get
+
+
+@pytest.mark.parametrize("method,point", POINTS, ids=[f"{m}-{p}" for m, p in POINTS])
+def test_killed_at_a_named_instant_then_rerun_equals_uninterrupted(data_dir, tmp_path, full_runs, method, point):
+    full = full_runs(method)
+    fmnist_dir = data_dir
+    killed = tmp_path / "killed"
+    proc = subprocess.run(_cmd(fmnist_dir, killed, method), env={**ENV, "SNNLTH_FAULT_AT": point},
+                          capture_output=True, timeout=600)
+    assert proc.returncode == -9, f"never reached {point}: {proc.stderr.decode()[-300:]}"
+    assert not (killed / "summary.json").exists()
+    keys = [p.stem for p in (full / "masks").glob("*.pt")]
+    _same_results(full, killed, keys)
+    assert json.loads((killed / "env.json").read_text())["starts"][-1]["argv"][-1] == "--no-progress"
+
+
+def test_a_report_killed_mid_write_is_rewritten_whole(full_runs, tmp_path):
+    run, out = full_runs("imp"), tmp_path / "report"
+    cmd = [sys.executable, "-m", "snnlth", "report", str(run), "--out", str(out)]
+    killed = subprocess.run(cmd, env={**ENV, "SNNLTH_FAULT_AT": "write:report.html"}, capture_output=True, timeout=300)
+    assert killed.returncode == -9 and not (out / "report.html").exists()
+    subprocess.run(cmd, env=ENV, check=True, capture_output=True, timeout=300)
+    html = (out / "report.html").read_text()
+    assert html.rstrip().endswith("</html>") and "accuracy" in html.lower()
+    assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
