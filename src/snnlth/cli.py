@@ -247,13 +247,31 @@ def main(argv: list[str] | None = None) -> int:
         print(f"snnlth: error: {exc}", file=sys.stderr)
         return exc.exit_status
     except KeyboardInterrupt:
-        print("snnlth: interrupted (files being written were completed); rerun the same command to resume from the "
-              "last completed epoch", file=sys.stderr)
-        return 130
+        return _interrupted()
     except torch_oom() as exc:
         print(f"snnlth: error: the GPU ran out of memory ({str(exc).splitlines()[0][:120]}); use a smaller "
               "--batch-size or --amp, then rerun the same command to resume", file=sys.stderr)
         return 1
+    except Exception as exc:
+        if _raised_by_an_interrupt(exc):  # Ctrl-C inside a library's clean-up (a progress bar's lock) can surface
+            return _interrupted()  # as another error; the interrupt is still what happened
+        raise
+
+
+def _interrupted() -> int:
+    print("snnlth: interrupted (files being written were completed); rerun the same command to resume from the "
+          "last completed epoch", file=sys.stderr)
+    return 130
+
+
+def _raised_by_an_interrupt(exc: BaseException) -> bool:
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        seen.add(id(exc))
+        exc = exc.__context__
+    return False
 
 
 if __name__ == "__main__":

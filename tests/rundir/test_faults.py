@@ -255,3 +255,19 @@ def test_both_checkpoints_damaged_is_one_line(tmp_path):
     with pytest.raises(RunDirError, match="checkpoint.pt and the previous checkpoint checkpoint.pt.prev are both "
                                           "damaged; delete both"):
         store.load_train_checkpoint()
+
+
+def test_ctrl_c_surfacing_as_another_error_still_exits_130(fmnist_dir, tmp_path, monkeypatch, capsys):
+    """Ctrl-C inside a library's clean-up (tqdm's lock, as seen in CI) raises another error during its handling."""
+    from snnlth.engine import loop
+
+    def interrupted_epoch(*args, **kwargs):
+        try:
+            raise KeyboardInterrupt
+        finally:
+            raise AttributeError("type object 'tqdm' has no attribute '_lock'")
+
+    monkeypatch.setattr(loop, "train_epoch", interrupted_epoch)
+    rc = main(["train", "--data-dir", str(fmnist_dir), "--out", str(tmp_path / "run"), *TINY, "--epochs", "1"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 130 and err.startswith("snnlth: interrupted") and "\n" not in err and "Traceback" not in err
