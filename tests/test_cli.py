@@ -77,3 +77,13 @@ def test_no_traceback_from_a_real_process(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "snnlth", "train", "--timesteps", "-2", "--out", str(tmp_path / "r")],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0 and "Traceback" not in proc.stderr
+
+
+def test_an_abbreviated_or_misspelt_flag_is_refused_with_the_closest_one(capsys, tmp_path):
+    """argparse would take --timestep for --timesteps and start a run; snnlth wants whole names."""
+    for flag, closest in (("--timestep", "--timesteps"), ("--rewind-epochs", "--rewind-epoch")):
+        with pytest.raises(SystemExit) as exc:
+            main(["search", flag, "3", "--out", str(tmp_path / "r")])
+        assert exc.value.code == 2
+        assert f"unrecognized arguments: {flag} 3 (did you mean {closest}?)" in _err(capsys)
+    assert not (tmp_path / "r").exists()

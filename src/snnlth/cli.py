@@ -163,8 +163,35 @@ def _add_run_args(p: argparse.ArgumentParser, cfg_cls: type, kind: str, tables: 
     add_config_flags(p, cfg_cls)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with whole flag names only (``--timestep`` is not taken for ``--timesteps``: a typo must not start a
+    run) and its errors as one line, with the closest flag when one is misspelt; exit status 2."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+    def _flags(self) -> list[str]:
+        flags = list(self._option_string_actions)
+        for action in self._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for sub in action.choices.values():
+                    flags += list(sub._option_string_actions)
+        return flags
+
+    def error(self, message: str):  # type: ignore[override]
+        import difflib
+
+        hint = ""
+        if message.startswith("unrecognized arguments:"):
+            unknown = [a.split("=")[0] for a in message.split(":", 1)[1].split() if a.startswith("-")]
+            close = difflib.get_close_matches(unknown[0], self._flags(), n=1, cutoff=0.75) if unknown else []
+            hint = f" (did you mean {close[0]}?)" if close else ""
+        self.exit(2, f"{self.prog}: error: {message}{hint}; see `{self.prog} --help`\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="snnlth", description="Lottery tickets in deep spiking neural networks.")
+    parser = _Parser(prog="snnlth", description="Lottery tickets in deep spiking neural networks.")
     parser.add_argument("--version", action="version", version=f"snnlth {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     p = sub.add_parser("train", help="train one (dense) model and evaluate it after every epoch",
