@@ -77,3 +77,31 @@ def test_a_report_killed_mid_write_is_rewritten_whole(full_runs, tmp_path):
     html = (out / "report.html").read_text()
     assert html.rstrip().endswith("</html>") and "accuracy" in html.lower()
     assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_a_damaged_finished_phase_is_recomputed_with_everything_made_after_it(data_dir, full_runs, tmp_path):
+    """phases/round_01.pt damaged: it, masks/round_02.pt and phases/round_02.pt (derived from it) are set aside and
+    recomputed; round 0 and masks/round_01.pt are kept; the result equals the uninterrupted run."""
+    import shutil
+
+    full = full_runs("imp")
+    run = tmp_path / "run"
+    shutil.copytree(full, run)
+    cmd = _cmd(data_dir, run, "imp")
+    data = (run / "phases" / "round_01.pt").read_bytes()
+    (run / "phases" / "round_01.pt").write_bytes(data[:100] + bytes(8) + data[108:])  # flipped bytes
+    export = subprocess.run([sys.executable, "-m", "snnlth", "export", str(run), "--round", "1", "--out",
+                             str(tmp_path / "t.safetensors")], env=ENV, capture_output=True, text=True, timeout=300)
+    assert export.returncode == 2 and "round_01.pt is damaged" in export.stderr and "delete summary.json" in export.stderr
+    (run / "summary.json").unlink()
+    kept = {p: (run / p).read_bytes() for p in ("phases/round_00.pt", "masks/round_01.pt")}
+    again = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr
+    warning = [line for line in again.stderr.splitlines() if line.startswith("snnlth: warning:")]
+    assert len(warning) == 1 and "round_01.pt is damaged; it and the 2 file(s) made after it" in warning[0]
+    assert "masks/round_02.pt, phases/round_02.pt" in warning[0]
+    (aside,) = (run / "damaged").iterdir()
+    assert sorted(p.relative_to(aside).as_posix() for p in aside.rglob("*.pt")) == [
+        "masks/round_02.pt", "phases/round_01.pt", "phases/round_02.pt"]
+    assert all((run / p).read_bytes() == b for p, b in kept.items())
+    _same_results(full, run, [p.stem for p in (full / "masks").glob("*.pt")])

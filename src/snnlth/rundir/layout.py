@@ -68,6 +68,7 @@ class RunLayout:
     metrics = property(lambda self: self.path / METRICS)
     summary = property(lambda self: self.path / SUMMARY)
     checkpoint = property(lambda self: self.path / CHECKPOINT)
+    made_log = property(lambda self: self.path / "made.json")
 
     def state_file(self, name: str) -> Path:
         return self.path / f"{name}.pt"

@@ -42,6 +42,10 @@ class RunLock:
         self.path = Path(run_dir) / LOCK
         self._fh = None
 
+    @property
+    def held(self) -> bool:
+        return self._fh is not None
+
     def owner(self) -> dict:
         try:
             return json.loads(self.path.read_text() or "{}")

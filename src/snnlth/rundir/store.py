@@ -12,6 +12,7 @@ import os
 import platform
 import shutil
 import subprocess
+import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -90,20 +91,22 @@ class RunStore(RunLayout):
     def save_masks(self, key: str, masks: M.Masks) -> None:
         fault_point(f"masks:{key}")
         save_blob(self.masks_file(key), M.pack(masks))
+        self._log_made(self.masks_file(key))
 
     def load_masks(self, key: str) -> M.Masks | None:
-        path = self.masks_file(key)
-        return M.unpack(load_blob(path)) if path.exists() else None
+        blob = self._load_made(self.masks_file(key), "cpu")
+        return None if blob is None else M.unpack(blob)
 
     # ---- training phases ------------------------------------------------------------------------------------------
     def load_phase(self, name: str) -> dict | None:
-        """A finished phase (``model``, ``history``, ``extra``), or None."""
-        path = self.phase_file(name)
-        return load_blob(path, map_location=self.map_location) if path.exists() else None
+        """A finished phase (``model``, ``history``, ``extra``), or None (also when it was damaged and set aside
+        to be recomputed: see :meth:`_load_made`)."""
+        return self._load_made(self.phase_file(name), self.map_location)
 
     def save_phase(self, name: str, blob: dict) -> None:
         """Store a finished phase, then drop its checkpoints."""
         save_blob(self.phase_file(name), blob)
+        self._log_made(self.phase_file(name))
         self.phase_checkpoint(name).unlink(missing_ok=True)
         previous(self.phase_checkpoint(name)).unlink(missing_ok=True)
 
@@ -119,6 +122,59 @@ class RunStore(RunLayout):
 
     def save_train_checkpoint(self, blob: dict) -> None:
         self._save_checkpoint(self.checkpoint, blob)
+
+    # ---- finished files and what was derived from them -----------------------------------------------------------
+    def _made(self) -> list[str]:
+        """Finished masks and phases in the order they were made (``made.json``): each is derived from those
+        before it, never from those after."""
+        return list(read_json(self.made_log)) if self.made_log.exists() else []
+
+    def _log_made(self, path: Path) -> None:
+        rel = path.relative_to(self.path).as_posix()
+        made = self._made()
+        if rel not in made:  # rewritten with the same content (a resume stores round 0's masks again): same place
+            atomic_write_json(self.made_log, [*made, rel])
+
+    def _load_made(self, path: Path, map_location: Any) -> Any:
+        """Load a finished mask or phase file. A damaged one is set aside with everything made after it (later
+        masks, phases, their checkpoints, the summary) in ``damaged/<time>/``, named in one warning line, and
+        None is returned: the caller recomputes it, and the rest follows from it, never mixed with files that were
+        derived from the damaged one. Without ``made.json`` (a run from before 0.4) the damage is an error."""
+        if not path.exists():
+            return None
+        try:
+            return load_blob(path, map_location=map_location)
+        except RunDirError as exc:
+            rel = path.relative_to(self.path).as_posix()
+            made = self._made()
+            if not self.lock.held:  # a reader (export, find_ticket's results) never changes a run
+                raise RunDirError(f"{exc.args[0].split(';')[0]}; delete {self.summary.name} and rerun the run's "
+                                  "command: it and everything made after it are recomputed") from None
+            if rel not in made:
+                raise RunDirError(f"{exc} (this run predates made.json: delete the file and everything made after "
+                                  "it, or the run directory)") from None
+            later = made[made.index(rel) + 1:]
+            self._set_aside([rel, *later])
+            atomic_write_json(self.made_log, made[: made.index(rel)])
+            warnings.warn(f"{path} is damaged; it and the {len(later)} file(s) made after it"
+                          f"{' (' + ', '.join(later[:3]) + (', ...' if len(later) > 3 else '') + ')' if later else ''}"
+                          f" were set aside in {self.path / 'damaged'} and are recomputed", RunDirWarning,
+                          stacklevel=3)
+            return None
+
+    def _set_aside(self, rels: list[str]) -> None:
+        dest = self.path / "damaged" / time.strftime("%Y%m%dT%H%M%S")
+        victims = [self.path / r for r in rels]
+        for r in rels:  # their checkpoints, and the summary, come from them too
+            if r.startswith("phases/"):
+                ckpt = self.phase_checkpoint(Path(r).stem)
+                victims += [ckpt, previous(ckpt)]
+        victims.append(self.summary)
+        for src in victims:
+            if src.exists():
+                target = dest / src.relative_to(self.path)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(src, target)
 
     # ---- checkpoints with a fallback ------------------------------------------------------------------------------
     def _save_checkpoint(self, path: Path, blob: dict) -> None:
