@@ -271,3 +271,18 @@ def test_ctrl_c_surfacing_as_another_error_still_exits_130(fmnist_dir, tmp_path,
     rc = main(["train", "--data-dir", str(fmnist_dir), "--out", str(tmp_path / "run"), *TINY, "--epochs", "1"])
     err = capsys.readouterr().err.strip()
     assert rc == 130 and err.startswith("snnlth: interrupted") and "\n" not in err and "Traceback" not in err
+
+
+def test_a_damaged_summary_is_named_and_rebuilt(fmnist_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["train", "--data-dir", str(fmnist_dir), "--out", str(out), *TINY, "--epochs", "1"]
+    assert main(args) == 0
+    good = json.loads((out / "summary.json").read_text())
+    (out / "summary.json").write_text('{"test_accuracy": 8')  # torn
+    capsys.readouterr()
+    assert main(args) == 2
+    assert f"{out / 'summary.json'} is damaged (not valid JSON); delete it and rerun" in one_line_error(capsys)
+    (out / "summary.json").unlink()
+    assert main(args) == 0
+    rebuilt = json.loads((out / "summary.json").read_text())
+    assert rebuilt["test_accuracy"] == good["test_accuracy"] and rebuilt["epochs"] == 1

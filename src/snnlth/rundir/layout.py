@@ -90,7 +90,11 @@ class RunLayout:
         return read_json(self.config)
 
     def read_summary(self) -> dict:
-        return read_json(self.summary)
+        try:
+            return read_json(self.summary)
+        except RunDirError:
+            raise RunDirError(f"{self.summary} is damaged (not valid JSON); delete it and rerun the run's command: "
+                              "the summary is rebuilt from the finished phases") from None
 
     def is_finished(self) -> bool:
         return self.config.exists() and self.summary.exists()
