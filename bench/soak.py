@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+STARTUP_SECONDS = 4.0  # imports and data loading of a fresh process, before any training
 sys.path.insert(0, str(ROOT))
 
 from tests.methods.test_resume import TIMING, _strip  # noqa: E402  (the same comparison as the tests)
@@ -44,12 +45,16 @@ def main() -> None:
     total = time.perf_counter() - start
     print(f"uninterrupted: {total:.0f} s", flush=True)
     rng = random.Random(args.seed)
+    # the kill moments: uniform over the uninterrupted run's duration, each attempt waiting from the last moment to
+    # the next (plus the few seconds a fresh process needs to import and load the data)
+    moments = sorted(rng.uniform(0, total) for _ in range(args.kills))
+    gaps = [b - a for a, b in zip([0.0, *moments], moments)]
     kills, attempts = 0, 0
     while True:
         attempts += 1
         proc = subprocess.Popen(command(killed), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         if kills < args.kills:
-            delay = rng.uniform(1.0, total / args.kills * 1.5)
+            delay = gaps[kills] + STARTUP_SECONDS
             try:
                 proc.wait(timeout=delay)
             except subprocess.TimeoutExpired:
@@ -57,8 +62,8 @@ def main() -> None:
                 proc.wait()
                 kills += 1
                 held = sorted(p.relative_to(killed).as_posix() for p in killed.rglob("*.pt")) if killed.exists() else []
-                print(f"kill {kills}: {delay:.1f} s into attempt {attempts}; {len(held)} tensor files "
-                      f"(last phases: {[h for h in held if h.startswith('phases/')][-2:]})", flush=True)
+                print(f"kill {kills}: {delay:.1f} s into attempt {attempts}; {len(held)} tensor files, the last "
+                      f"phases {[h for h in held if h.startswith('phases/')][-2:]}", flush=True)
                 continue
         else:
             proc.wait()
