@@ -138,3 +138,17 @@ def test_an_epoch_reaches_the_device_in_one_copy(fmnist_dir, monkeypatch):
     batches = list(train_batches(d, 32, epoch_generator(0, 0)))
     assert len(batches) == 5
     assert copies == [(160, 6)]
+
+
+def test_labels_outside_the_classes_are_named_with_the_expected_range(tmp_path):
+    import numpy as np
+
+    from snnlth.errors import DataError
+    from tests.helpers import make_fmnist, write_idx
+
+    root = make_fmnist(tmp_path / "fm")
+    labels = (np.arange(200) % 10).astype(np.uint8)
+    labels[7] = 12
+    write_idx(root / "train-labels-idx1-ubyte.gz", labels)
+    with pytest.raises(DataError, match=r"fmnist in .*: training labels span 0..12, expected 0..9 \(install it"):
+        load_data(DataConfig(data_dir=str(root)), CPU)

@@ -105,3 +105,17 @@ def test_a_damaged_finished_phase_is_recomputed_with_everything_made_after_it(da
         "masks/round_02.pt", "phases/round_01.pt", "phases/round_02.pt"]
     assert all((run / p).read_bytes() == b for p, b in kept.items())
     _same_results(full, run, [p.stem for p in (full / "masks").glob("*.pt")])
+
+
+def test_a_damaged_mask_is_recomputed_with_the_phase_trained_on_it(data_dir, full_runs, tmp_path):
+    import shutil
+
+    full = full_runs("imp")
+    run = tmp_path / "run"
+    shutil.copytree(full, run)
+    (run / "masks" / "round_02.pt").write_bytes((run / "masks" / "round_02.pt").read_bytes()[:-9])  # truncated
+    (run / "summary.json").unlink()
+    again = subprocess.run(_cmd(data_dir, run, "imp"), env=ENV, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr
+    assert "round_02.pt is damaged; it and the 1 file(s) made after it (phases/round_02.pt)" in again.stderr
+    _same_results(full, run, [p.stem for p in (full / "masks").glob("*.pt")])

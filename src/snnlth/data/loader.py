@@ -15,7 +15,7 @@ from snnlth.config import DataConfig
 from snnlth.data.augment import augment, draw_epoch, normalize
 from snnlth.data.catalog import DATASETS, DatasetSpec, find_dataset_dir
 from snnlth.data.source import Batch
-from snnlth.errors import ConfigError
+from snnlth.errors import ConfigError, DataError
 from snnlth.rng import ET_BATCH_OFFSET, epoch_generator
 
 
@@ -85,7 +85,10 @@ def load_data(cfg: DataConfig, device: torch.device, seed: int = 0) -> DataBundl
     """Find, parse, subset (stratified, seeded by ``seed``), resize and move a dataset to ``device``."""
     spec = DATASETS.get(cfg.dataset)
     cache = Path(cfg.cache_dir) if cfg.cache_dir else None
-    (trx, tr_y), (tex, te_y) = spec.load(find_dataset_dir(spec, cfg.data_dir), cache)
+    root = find_dataset_dir(spec, cfg.data_dir)
+    (trx, tr_y), (tex, te_y) = spec.load(root, cache)
+    for split, x, y in (("training", trx, tr_y), ("test", tex, te_y)):
+        check_arrays(spec, root, split, x, y)
     trx, tr_y = _subset(trx, tr_y, cfg.train_subset, seed, "--train-subset", "training")
     tex, te_y = _subset(tex, te_y, cfg.test_subset, seed, "--test-subset", "test")
     tensors = [torch.from_numpy(np.ascontiguousarray(a)) for a in (trx, tr_y, tex, te_y)]
@@ -93,6 +96,21 @@ def load_data(cfg: DataConfig, device: torch.device, seed: int = 0) -> DataBundl
     tensors = [t.to(device) for t in tensors]
     return DataBundle(spec, *tensors, image_size=int(tensors[0].shape[-1]), augment=cfg.augment)
 
+
+
+def check_arrays(spec: DatasetSpec, root: Path, split: str, x: np.ndarray, y: np.ndarray) -> None:
+    """The decoded files hold what ``spec`` says: uint8 images ``[N, C, S, S]`` and N labels in ``0..classes-1``;
+    anything else is a :class:`DataError` spelling out the expected layout."""
+    want = f"[N, {spec.in_channels}, {spec.image_size}, {spec.image_size}]"
+    if x.ndim != 4 or x.shape[1:] != (spec.in_channels, spec.image_size, spec.image_size):
+        raise DataError(f"{spec.name} in {root}: the {split} images are {list(x.shape)}, expected {want} uint8 "
+                        f"({spec.how_to_get or 'see docs/extending.md'})")
+    if len(y) != len(x):
+        raise DataError(f"{spec.name} in {root}: {len(x)} {split} images but {len(y)} labels; the files do not "
+                        f"belong together ({spec.how_to_get or 'restore them'})")
+    if len(y) and (int(y.min()) < 0 or int(y.max()) >= spec.num_classes):
+        raise DataError(f"{spec.name} in {root}: {split} labels span {int(y.min())}..{int(y.max())}, expected "
+                        f"0..{spec.num_classes - 1} ({spec.how_to_get or 'restore the files'})")
 
 
 def load_dataset(name: str = "fmnist", *, train_subset: int | None = None, test_subset: int | None = None,
