@@ -1,5 +1,6 @@
 """Seconds per CIFAR-10 training epoch (50,000 images, 32×32, B=128) of VGG16 and ResNet19 at T=5 and T=3: our engine
-(its fast settings) against the spikingjelly twin (bench/twin.py, the faster of its single- and multi-step modes).
+(its fast settings) against the spikingjelly twin (bench/twin.py, the faster of its single- and multi-step modes),
+both under bf16 autocast on CUDA.
 
 The epoch runs through the engine's own data path (device-resident uint8 images, per-epoch random draws, on-device
 crop/flip/Cutout) from the real CIFAR-10 when ``--data-dir`` (or ``$SNNLTH_DATA``) holds it, else from synthetic
@@ -59,7 +60,9 @@ def worker(args: argparse.Namespace) -> None:
     torch.manual_seed(0)
     ours = create_model(ModelConfig(model=args.model), 3, 32, 10).to(device)
     fast = args.worker == "ours" and device.type == "cuda"
-    cfg = TrainConfig(batch_size=BATCH, amp=fast, compile=fast and args.compile, channels_last=fast,
+    # both sides train under the same bf16 autocast on CUDA (same precision); compile, channels-last and the fused
+    # LIF kernel are our engine's own
+    cfg = TrainConfig(batch_size=BATCH, amp=device.type == "cuda", compile=fast and args.compile, channels_last=fast,
                       lif_kernel="auto")
     if args.worker == "ours":
         model = ours

@@ -151,3 +151,18 @@ def test_a_failing_compiled_kernel_falls_back_to_the_eager_one(monkeypatch):
     assert kernels.failed.startswith("RuntimeError")
     with pytest.raises(ValueError, match="unknown LIF kernel 'fast'"):
         lif_multistep(x, kernel="fast")
+
+
+def test_out_of_memory_in_the_compiled_kernel_is_not_a_compile_failure(monkeypatch):
+    from snnlth.snn import neuron
+
+    kernels = neuron._Kernels()
+
+    def oom(*args):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+
+    kernels.compiled = (oom, oom)
+    monkeypatch.setattr(neuron, "_KERNELS", kernels)
+    with pytest.raises(torch.cuda.OutOfMemoryError):
+        lif_multistep(torch.randn(3, 2), kernel="compiled")
+    assert kernels.failed is None  # the compiled kernel stays in use

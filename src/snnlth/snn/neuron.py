@@ -122,8 +122,8 @@ class _Kernels:
         try:
             return self.get(kernel)[which](*args)
         except Exception as exc:  # noqa: BLE001 - any compile failure falls back to the same maths, eagerly
-            if kernel == "eager" or self.failed:
-                raise
+            if kernel == "eager" or self.failed or isinstance(exc, torch.cuda.OutOfMemoryError):
+                raise  # out of memory is not the kernel's fault: the eager loops would need more
             import warnings
 
             self.failed = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
