@@ -32,8 +32,8 @@ TWINS = ("twin-s", "twin-m")
 def _data(device: torch.device, data_dir: str | None):
     """CIFAR-10 as the engine holds it, or synthetic images of the same shape and a flag saying which."""
     from snnlth.config import DataConfig
-    from snnlth.data.loader import DataBundle, load_data
     from snnlth.data.catalog import DATASETS
+    from snnlth.data.loader import DataBundle, load_data
     from snnlth.errors import DataError
 
     try:

@@ -1,5 +1,5 @@
-"""A spikingjelly 2.0 twin of snnlth's convnet, vgg16 and resnet19: the same layers, parameter names and init (our state dict
-loads into it), with spikingjelly's LIFNode (tau 4/3, V_th 1, hard reset to 0, ATan α=2, detach_reset=True).
+"""A spikingjelly 2.0 twin of snnlth's convnet, vgg16 and resnet19: the same layers, parameter names and init (our
+state dict loads into it), with spikingjelly's LIFNode (tau 4/3, V_th 1, hard reset to 0, ATan α=2, detach_reset=True).
 
 ``step_mode="s"`` runs it as the paper's code does (single-step neurons, the whole network looped over T, BatchNorm
 per step, ``reset_net`` after each batch); ``"m"`` in spikingjelly's multi-step torch mode (BatchNorm over T·B).

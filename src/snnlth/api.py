@@ -25,9 +25,9 @@ from snnlth.methods.registry import method_of
 from snnlth.methods.runner import run_search
 from snnlth.methods.source import check_source
 from snnlth.models.catalog import MODELS, USER_MODEL, create_model
-from snnlth.rundir.atomic import sigint_deferred
 from snnlth.models.protocol import SpikingNet, TicketModel
 from snnlth.presets import explicit_values
+from snnlth.rundir.atomic import sigint_deferred
 from snnlth.rundir.layout import Identity, default_run_dir
 from snnlth.rundir.store import RunStore
 from snnlth.snn.surrogate import SURROGATES

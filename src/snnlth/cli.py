@@ -251,10 +251,10 @@ def _run_dir_warning() -> type[Warning]:
 
 def _one_line_warnings(show: Callable) -> Callable:
     """``warnings.showwarning`` that prints snnlth's run-directory warnings as one line, others as ``show`` does."""
-    from snnlth.rundir.store import RunDirWarning
+    ours = _run_dir_warning()
 
     def showwarning(message, category, filename, lineno, file=None, line=None) -> None:
-        if issubclass(category, RunDirWarning):
+        if issubclass(category, ours):
             print(f"snnlth: warning: {message}", file=sys.stderr)
         else:
             show(message, category, filename, lineno, file, line)

@@ -1,10 +1,8 @@
 import pytest
-
-from snnlth.errors import StorageError
 import torch
 
 from snnlth.config import ModelConfig, TrainRunConfig
-from snnlth.errors import RunDirError
+from snnlth.errors import RunDirError, StorageError
 from snnlth.rundir.atomic import atomic_write_json, atomic_write_text, read_json
 from snnlth.rundir.layout import Identity, RunLayout, default_run_dir
 from snnlth.rundir.store import load_blob, save_blob

@@ -33,8 +33,8 @@ def _has_compiler() -> bool:
     return shutil.which("g++") is not None or shutil.which("c++") is not None
 
 
-KERNELS = ["eager", pytest.param("compiled", marks=pytest.mark.skipif(not _has_compiler(),
-                                                                      reason="torch.compile on CPU needs a C++ compiler"))]
+NO_COMPILER = pytest.mark.skipif(not _has_compiler(), reason="torch.compile on CPU needs a C++ compiler")
+KERNELS = ["eager", pytest.param("compiled", marks=NO_COMPILER)]
 
 
 @pytest.mark.parametrize("kernel", KERNELS)

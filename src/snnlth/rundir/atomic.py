@@ -32,8 +32,9 @@ def _fsync_dir(path: Path) -> None:
 @contextlib.contextmanager
 def sigint_deferred():
     """Hold Ctrl-C (SIGINT) back while a file (or a group of files that belong together, such as a checkpoint and
-    its metrics) is written: the write completes, then the interrupt is acted on as it would have been. (A handler that only records it, not a signal mask: the signal may land on any of torch's
-    threads.) Handlers can be set in the main thread only; elsewhere a no-op."""
+    its metrics) is written: the write completes, then the interrupt is acted on as it would have been. (A handler
+    that only records it, not a signal mask: the signal may land on any of torch's threads.) Handlers can be set
+    in the main thread only; elsewhere a no-op."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return

@@ -38,14 +38,19 @@ def save_blob(path: str | Path, obj: Any) -> None:
     atomic_write_bytes(path, _MAGIC + hashlib.sha256(payload).digest() + payload)
 
 
-def load_blob(path: str | Path, map_location: Any = "cpu") -> Any:
-    """Load what :func:`save_blob` wrote, after checking its checksum."""
-    path = Path(path)
+def _verified_payload(path: Path) -> bytes:
+    """The payload of a file :func:`save_blob` wrote, after checking its checksum."""
     raw = path.read_bytes()
     head = len(_MAGIC) + 32
     if len(raw) < head or not raw.startswith(_MAGIC) or hashlib.sha256(raw[head:]).digest() != raw[len(_MAGIC):head]:
         raise RunDirError(f"{path} is damaged (checksum mismatch); delete it to restart that stage")
-    return torch.load(io.BytesIO(raw[head:]), map_location=map_location, weights_only=True)
+    return raw[head:]
+
+
+def load_blob(path: str | Path, map_location: Any = "cpu") -> Any:
+    """Load what :func:`save_blob` wrote, after checking its checksum."""
+    payload = _verified_payload(Path(path))
+    return torch.load(io.BytesIO(payload), map_location=map_location, weights_only=True)
 
 
 class RunDirWarning(UserWarning):
@@ -145,11 +150,11 @@ class RunStore(RunLayout):
         try:
             return load_blob(path, map_location=map_location)
         except RunDirError as exc:
-            rel = path.relative_to(self.path).as_posix()
-            made = self._made()
             if not self.lock.held:  # a reader (export, find_ticket's results) never changes a run
                 raise RunDirError(f"{exc.args[0].split(';')[0]}; delete {self.summary.name} and rerun the run's "
                                   "command: it and everything made after it are recomputed") from None
+            rel = path.relative_to(self.path).as_posix()
+            made = self._made()
             if rel not in made:
                 raise RunDirError(f"{exc} (this run predates made.json: delete the file and everything made after "
                                   "it, or the run directory)") from None
@@ -190,7 +195,7 @@ class RunStore(RunLayout):
                 shutil.copy2(path, link)
             os.replace(link, previous(path))
         save_blob(path, blob)
-        load_blob(path)  # verified as written (read back from the page cache, checksum checked)
+        _verified_payload(path)  # read back (from the page cache) and checksummed; no need to unpickle it
 
     def _load_checkpoint(self, path: Path) -> dict | None:
         """The checkpoint at ``path``; a damaged one is named in a :class:`RunDirWarning` and its previous checkpoint
