@@ -220,6 +220,13 @@ class SearchConfig:
                     choices=("paper", "code"))
     retrain_at: tuple[str, ...] = _f(("last",), "levels retrained at full T off the search path (ET) / taken by "
                                      "reinit: last, all, round numbers or sparsities")
+    round_stop: str = _f("off", "IMP: end each round early once its next mask has settled (Early-Bird's rule per "
+                         "round): off, or mask (stop when the mask the round would produce differs from each of the "
+                         "previous --round-stop-window masks in < --round-stop-threshold of the round's weights)",
+                         choices=("off", "mask"))
+    round_stop_window: int = _f(3, "--round-stop mask: number of recent per-epoch masks compared (q)")
+    round_stop_threshold: float = _f(0.05, "--round-stop mask: stop when the max distance falls below this (tau), "
+                                     "as a fraction of the weights alive in the round")
     t_pre: int | None = _f(None, "oneshot: timesteps of the dense training the mask is drawn from (default: T)")
     t_post: int | None = _f(None, "oneshot: timesteps the tickets are retrained at (default: T)")
     from_run: str | None = _f(None, "reinit/random: a finished search run whose masks to reuse", semantic=True)
@@ -235,6 +242,10 @@ class SearchConfig:
         object.__setattr__(self, "target_sparsity", _parse_targets(self.target_sparsity))
         _require(self.eb_window >= 2, "eb_window", self.eb_window, "must be >= 2", "the paper uses 5")
         _require(0 < self.eb_threshold < 1, "eb_threshold", self.eb_threshold, "must be in (0, 1)", "use 0.02")
+        _require(self.round_stop_window >= 2, "round_stop_window", self.round_stop_window, "must be >= 2",
+                 "use e.g. --round-stop-window 3")
+        _require(0 < self.round_stop_threshold < 1, "round_stop_threshold", self.round_stop_threshold,
+                 "must be in (0, 1)", "use e.g. --round-stop-threshold 0.05")
         _require(0 < self.et_threshold, "et_threshold", self.et_threshold, "must be > 0", "the paper uses 0.6")
         _require(self.et_warmup_epochs >= 1, "et_warmup_epochs", self.et_warmup_epochs, "must be >= 1", "use 2")
         _require(self.et_batch >= 1, "et_batch", self.et_batch, "must be >= 1", "use 1000")

@@ -172,6 +172,15 @@ def hamming(a: Masks, b: Masks) -> float:
     return diff / count_total(a)
 
 
+def hamming_within(a: Masks, b: Masks, alive: Masks) -> float:
+    """Fraction of the entries alive in ``alive`` whose mask differs between ``a`` and ``b``: how much of one pruning
+    decision changed, on the same scale in every round however sparse the net already is."""
+    if not (list(a) == list(b) == list(alive)):
+        raise ValueError("masks have different names")
+    diff = sum(int(((a[n] != b[n].to(a[n].device)) & alive[n].to(a[n].device)).sum()) for n in a)
+    return diff / max(count_alive(alive), 1)
+
+
 def apply_(weights: Weights, masks: Masks) -> None:
     """Zero the pruned entries of ``weights`` in place (by mask, never by value)."""
     with torch.no_grad():

@@ -1,6 +1,7 @@
 """Kill at any instant (SNNLTH_FAULT_AT names the instant: snnlth.rundir.faults), rerun the same command, and the run
-ends exactly as an uninterrupted one: IMP, IMP + Early-Time (auto), Early-Bird and Early-Bird + Early-Time, killed in
-the middle of a checkpoint write, of pruning, of the Early-Time choice, of an Early-Bird detection."""
+ends exactly as an uninterrupted one: IMP, IMP + Early-Time (auto), Early-Bird, Early-Bird + Early-Time and IMP +
+Early-Time + round stop, killed in the middle of a checkpoint write, of pruning, of the Early-Time choice, of an
+Early-Bird detection, of a round whose stop rule has seen one mask."""
 
 import json
 import subprocess
@@ -16,7 +17,8 @@ BASE = ["--model", "lenet300", "--timesteps", "3", "--epochs", "3", "--rounds", 
 ET = ["--early-time", "auto", "--et-warmup-epochs", "1", "--et-batch", "50", "--et-threshold", "1.5"]
 EB = ["--method", "eb", "--target-sparsity", "0.3", "0.6", "--eb-window", "2", "--eb-threshold", "0.001",
       "--epochs", "4"]
-METHODS = {"imp": [], "imp+et": ET, "eb": EB, "eb+et": [*EB, *ET]}
+ES = ["--round-stop", "mask", "--round-stop-window", "2", "--round-stop-threshold", "0.99"]  # stop at epoch 2 of 3
+METHODS = {"imp": [], "imp+et": ET, "eb": EB, "eb+et": [*EB, *ET], "imp+et+es": [*ET, *ES]}
 POINTS = [  # (method, the instant of the kill)
     ("imp", "write:round_01.ckpt.pt@2"),   # mid checkpoint write, second epoch of round 1
     ("imp", "masks:round_02"),             # mid pruning for round 2
@@ -26,6 +28,7 @@ POINTS = [  # (method, the instant of the kill)
     ("eb", "write:metrics.jsonl@3"),       # mid metrics write
     ("eb+et", "record:early_time"),
     ("eb+et", "write:eb_search.ckpt.pt@2"),
+    ("imp+et+es", "write:round_01.ckpt.pt@1"),  # mid round 1, one mask in its round-stop window
 ]
 
 

@@ -12,9 +12,9 @@ import time
 from snnlth import masks as M
 from snnlth.rundir.store import load_blob
 
-TIMING = {"train_seconds", "eval_seconds", "wall_seconds", "eb_seconds", "images_per_second", "search_seconds",
-          "search_eval_seconds", "search_wall_seconds", "search_seconds_total", "retrain_seconds_total",
-          "total_seconds", "finished_at", "seconds"}
+TIMING = {"train_seconds", "eval_seconds", "wall_seconds", "eb_seconds", "round_stop_seconds", "images_per_second",
+          "search_seconds", "search_eval_seconds", "search_wall_seconds", "search_seconds_total",
+          "retrain_seconds_total", "total_seconds", "finished_at", "seconds"}
 
 
 def _cmd(data_dir, out, *extra):

@@ -44,7 +44,7 @@ class Callbacks:
 @dataclass(frozen=True)
 class Spent:
     """Seconds spent, the way the paper counts search time: ``search`` is training (plus the Early-Time selection and
-    the Early-Bird mask-distance work); evaluation is apart; ``wall`` is everything, checkpoints included."""
+    the Early-Bird and round-stop mask-distance work); evaluation is apart; ``wall`` is everything, checkpoints included."""
 
     search: float = 0.0
     eval: float = 0.0
@@ -55,7 +55,8 @@ class Spent:
 
     @classmethod
     def of_rows(cls, rows: list[dict]) -> Spent:
-        return cls(sum(r["train_seconds"] + r.get("eb_seconds", 0.0) for r in rows),
+        return cls(sum(r["train_seconds"] + r.get("eb_seconds", 0.0) + r.get("round_stop_seconds", 0.0)
+                       for r in rows),
                    sum(r["eval_seconds"] for r in rows), sum(wall_seconds(r) for r in rows))
 
     @classmethod

@@ -15,6 +15,7 @@ from snnlth.methods.base import Phase, PhaseResult, SearchContext, Spent, ensure
 from snnlth.methods.early_time import EarlyTimePlan
 from snnlth.methods.levels import LevelSpec, level_entry, resolve_retrain_rounds
 from snnlth.methods.registry import MethodResult, MethodSpec, register_method
+from snnlth.methods.round_stop import RoundStopHook, stop_record
 from snnlth.rng import STREAM
 from snnlth.rundir.store import RunStore
 
@@ -44,8 +45,10 @@ def magnitude_rule(ctx: SearchContext) -> PruneFn:
     return lambda _k, weights, masks: M.magnitude_prune(weights, masks, s.prune_rate, s.scope)
 
 
-def run_rounds(ctx: SearchContext, prune: PruneFn) -> tuple[list[dict], EarlyTimePlan]:
-    """Rounds 0..K (and full-T retraining of the chosen levels when searching at T_early); returns the levels."""
+def run_rounds(ctx: SearchContext, prune: PruneFn, round_stop: bool = False
+               ) -> tuple[list[dict], EarlyTimePlan, list[dict] | None]:
+    """Rounds 0..K (and full-T retraining of the chosen levels when searching at T_early or stopping rounds early);
+    returns the levels, the Early-Time plan and, with ``round_stop``, each round's stop record."""
     cfg, s = ctx.cfg, ctx.cfg.search
     epochs, rewind, k_max, full_t = cfg.train.epochs, s.rewind_epoch, s.rounds, cfg.model.timesteps
     model = ctx.new_model()
@@ -56,27 +59,39 @@ def run_rounds(ctx: SearchContext, prune: PruneFn) -> tuple[list[dict], EarlyTim
     ctx.save_masks("round_00", masks)
     by_round: dict[int, M.Masks] = {0: masks}  # every round's masks, stored once and kept here
 
-    ctx.event(f"round 0/{k_max}: dense, {epochs} epochs")
+
+    def stopper(k: int, alive: M.Masks, least: int = 0) -> tuple[RoundStopHook, ...]:
+        rule = lambda weights, current: prune(k + 1, weights, current)  # noqa: E731 - the mask round k hands on
+        return (RoundStopHook(ctx, names, alive, rule, least),) if round_stop else ()
+
+    ctx.event(f"round 0/{k_max}: dense, {'up to ' if round_stop else ''}{epochs} epochs")
     trained: dict[int, PhaseResult] = {0: ctx.run_phase(model, Phase(
         "round_00", init, None, plan.timesteps, epochs, stream=STREAM.round(0), tags=ctx.level_tags(0, masks),
-        hooks=(RewindHook(ctx, rewind), plan)))}
-    retrain = resolve_retrain_rounds(s.retrain_at, imp_sparsities(ctx, masks)) if plan.active else set()
+        hooks=(RewindHook(ctx, rewind), plan, *stopper(0, masks, max(rewind, plan.warmup)))))}
+    off_path = plan.active or round_stop  # the search path's accuracies are not the tickets' (T_early, cut short)
+    retrain = resolve_retrain_rounds(s.retrain_at, imp_sparsities(ctx, masks)) if off_path else set()
     start = init if rewind == 0 else ctx.load_state("rewind")
     for k in range(1, k_max + 1):
         masks = by_round[k] = _level_masks(ctx, k, names, prune, trained, by_round[k - 1])
-        if plan.active and k == k_max and k in retrain:
+        if off_path and k == k_max and k in retrain:
             break  # the last ticket is trained at full T below; training it at T_early would be wasted search
-        ctx.event(f"round {k}/{k_max}: sparsity {M.sparsity(masks):.2%}, {epochs - rewind} epochs at "
-                  f"T={plan.t_early}")
+        ctx.event(f"round {k}/{k_max}: sparsity {M.sparsity(masks):.2%}, {'up to ' if round_stop else ''}"
+                  f"{epochs - rewind} epochs at T={plan.t_early}")
         trained[k] = ctx.run_phase(model, Phase(f"round_{k:02d}", start, masks, plan.t_early, epochs - rewind,
-                                                stream=STREAM.round(k), tags=ctx.level_tags(k, masks)))
+                                                stream=STREAM.round(k), tags=ctx.level_tags(k, masks),
+                                                hooks=stopper(k, masks)))
+    stops = [stop_record(k, trained[k].history, epochs if k == 0 else epochs - rewind)
+             for k in sorted(trained)] if round_stop else None
+    if stops:
+        ctx.event("round stop: " + ", ".join(f"round {r['round']} at epoch {r['stop_epoch']}/{r['epochs']}"
+                                             for r in stops))
     retrained = {}
     for k in sorted(retrain):
         ctx.event(f"retraining the round-{k} ticket at full T={full_t}")
         retrained[k] = ctx.run_phase(model, Phase(f"retrain_{k:02d}", start, by_round[k], full_t, epochs - rewind,
                                                   stream=STREAM.retrain(k),
                                                   tags={**ctx.level_tags(k, by_round[k]), "retrain": True}))
-    return _levels(ctx, by_round, plan, trained, retrained), plan
+    return _levels(ctx, by_round, plan, trained, retrained, off_path), plan, stops
 
 
 def imp_sparsities(ctx: SearchContext, dense: M.Masks) -> list[float]:
@@ -101,7 +116,7 @@ def _level_masks(ctx: SearchContext, k: int, names: list[str], prune: PruneFn,
 
 
 def _levels(ctx: SearchContext, by_round: dict[int, M.Masks], plan: EarlyTimePlan,
-            trained: dict[int, PhaseResult], retrained: dict[int, PhaseResult]) -> list[dict]:
+            trained: dict[int, PhaseResult], retrained: dict[int, PhaseResult], off_path: bool) -> list[dict]:
     """Level k's search time is what rounds 0..k-1 spent (plus the Early-Time selection, once the search is past it):
     the training a user needs before that ticket's own training."""
     levels, spent = [], Spent()
@@ -113,7 +128,7 @@ def _levels(ctx: SearchContext, by_round: dict[int, M.Masks], plan: EarlyTimePla
             entry["search_test_accuracy"] = on_path.test_accuracy if on_path else None
         else:
             entry = level_entry(ctx, LevelSpec(k, masks, f"round_{k:02d}", on_path, plan.t_early, spent,
-                                               final=not plan.active))
+                                               final=not off_path))
         levels.append(entry)
         if on_path is not None:
             spent = spent + on_path.spent + (plan.spent if k == 0 else Spent())
@@ -121,10 +136,15 @@ def _levels(ctx: SearchContext, by_round: dict[int, M.Masks], plan: EarlyTimePla
 
 
 def run_imp(ctx: SearchContext, source: RunStore | None = None) -> MethodResult:
-    levels, plan = run_rounds(ctx, magnitude_rule(ctx))
-    return MethodResult(levels, plan.info)
+    levels, plan, stops = run_rounds(ctx, magnitude_rule(ctx), round_stop=ctx.cfg.search.round_stop == "mask")
+    return MethodResult(levels, plan.info, extra={"round_stop": stops} if stops is not None else {})
+
+
+def _unused(cfg) -> tuple[str, ...]:
+    return ("round_stop_window", "round_stop_threshold") if cfg.search.round_stop == "off" else ()
 
 
 register_method(MethodSpec(
     "imp", "IMP", run_imp, "Iterative Magnitude Pruning with (late) rewinding, one level per round",
-    fields=("rounds", "prune_rate", "scope", "rewind_epoch"), early_time=True))
+    fields=("rounds", "prune_rate", "scope", "rewind_epoch", "round_stop", "round_stop_window",
+            "round_stop_threshold"), unused=_unused, early_time=True, round_stop=True))

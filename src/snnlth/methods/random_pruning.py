@@ -35,7 +35,7 @@ def run_random(ctx: SearchContext, source: RunStore | None = None) -> MethodResu
     if source is not None:
         names = ctx.prunable_names(ctx.shape_model())
         reference = lambda k: source_masks(source, f"round_{k:02d}", ctx, names)  # noqa: E731
-    levels, plan = run_rounds(ctx, random_rule(ctx, reference))
+    levels, plan, _ = run_rounds(ctx, random_rule(ctx, reference))
     return MethodResult(levels, plan.info)
 
 

@@ -59,6 +59,7 @@ class MethodSpec:
             ``rounds`` and ``prune_rate`` only for ``--target-sparsity imp``).
         early_time: combines with ``--early-time``.
         early_time_fields: the Early-Time fields it reads when it does (besides the ``auto`` test's).
+        round_stop: takes ``--round-stop mask`` (rounds ended once their next mask has settled).
         source: ``"none"``, ``"optional"`` or ``"required"``: whether it takes ``--from RUN_DIR``.
         source_methods: methods whose runs may be its source (empty: any).
         same_as_source: ``(section, field)`` pairs that must equal the source run's.
@@ -75,6 +76,7 @@ class MethodSpec:
     unused: Callable[[SearchRunConfig], tuple[str, ...]] | None = None
     early_time: bool = False
     early_time_fields: tuple[str, ...] = EARLY_TIME_FIELDS
+    round_stop: bool = False
     source: str = "none"
     source_methods: tuple[str, ...] = ()
     same_as_source: tuple[tuple[str, str], ...] = SAME_AS_SOURCE
@@ -90,7 +92,10 @@ class MethodSpec:
             raise ValueError(f"method {self.name!r}: source must be none, optional or required")
 
     def label_of(self, cfg: SearchRunConfig) -> str:
-        return f"{self.label}+ET" if cfg.search.early_time != "off" else self.label
+        """The report label: ``IMP``, ``IMP+ET``, ``IMP+ES``, ``IMP+ET+ES``."""
+        et = "+ET" if cfg.search.early_time != "off" else ""
+        es = "+ES" if self.round_stop and cfg.search.round_stop != "off" else ""
+        return f"{self.label}{et}{es}"
 
     def used_fields(self, cfg: SearchRunConfig) -> set[str]:
         """The ``[search]`` fields that can change this run's results."""
@@ -115,6 +120,10 @@ class MethodSpec:
             usable = " or ".join(n for n in METHODS.names() if METHODS.get(n).early_time)
             raise ConfigError(f"--early-time works with --method {usable} only, not --method {self.name}; "
                               "drop --early-time")
+        if s.round_stop != "off" and not self.round_stop:
+            usable = " or ".join(n for n in METHODS.names() if METHODS.get(n).round_stop)
+            raise ConfigError(f"--round-stop works with --method {usable} only, not --method {self.name}; "
+                              "drop --round-stop")
         if self.source == "required" and not s.from_run:
             raise ConfigError(f"--method {self.name} needs --from RUN_DIR (a finished search whose masks to reuse)")
         if self.source == "none" and s.from_run:
@@ -141,7 +150,8 @@ def describe_methods() -> list[tuple[str, str]]:
     out = []
     for name in METHODS.names():
         spec = METHODS.get(name)
-        extra = " (+ --early-time)" if spec.early_time else ""
+        mods = [m for m, ok in (("--early-time", spec.early_time), ("--round-stop mask", spec.round_stop)) if ok]
+        extra = f" (+ {', '.join(mods)})" if mods else ""
         src = {"required": "; needs --from RUN_DIR", "optional": "; optional --from RUN_DIR"}.get(spec.source, "")
         out.append((name, f"{spec.summary}{extra}{src}"))
     return out

@@ -18,7 +18,7 @@ from snnlth.rundir.store import RunStore
 def run_transfer(ctx: SearchContext, source: RunStore | None = None) -> MethodResult:
     assert ctx.twin is not None  # needs_twin: checked before the run directory is written
     ann = dataclasses.replace(ctx, build=ctx.twin)  # same store, same metrics rows; the ANN's phases: round_XX
-    ann_levels, _ = run_rounds(ann, magnitude_rule(ann))
+    ann_levels, _, _ = run_rounds(ann, magnitude_rule(ann))
     init = ctx.load_state("init")  # the ANN's init is the SNN's: the twin has the same parameters, drawn alike
     model = ctx.new_model()
     t, epochs = ctx.cfg.model.timesteps, ctx.cfg.train.epochs

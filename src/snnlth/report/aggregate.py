@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from snnlth.report.collect import RunRecord
 
-ORDER = ["IMP", "IMP+ET", "EB", "EB+ET", "random", "reinit"]
+ORDER = ["IMP", "IMP+ET", "IMP+ES", "IMP+ET+ES", "EB", "EB+ET", "random", "reinit"]
 
 
 @dataclass

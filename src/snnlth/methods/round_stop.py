@@ -1,0 +1,59 @@
+"""Round stop (``--round-stop mask``): Early-Bird's rule applied inside each IMP round. After every epoch of a round
+the hook draws the mask the round would hand to the next one (the pruning rule on the current weights); once the
+newest differs from each of the previous q-1 by less than tau (a fraction of the weights alive in the round), the
+round ends and IMP prunes and rewinds as usual. The mask is decided; the remaining epochs would only polish weights
+that the rewind throws away."""
+
+from __future__ import annotations
+
+import time
+
+from snnlth import masks as M
+from snnlth.methods.base import SearchContext, ensure_finite
+
+def max_round_distance(window: list[M.Masks], alive: M.Masks) -> float:
+    """Largest distance (:func:`snnlth.masks.hamming_within` over ``alive``) between the newest mask of ``window``
+    and each of the others."""
+    return max(M.hamming_within(window[-1], other, alive) for other in window[:-1])
+
+
+class RoundStopHook:
+    """Epoch hook of one IMP round with masks ``alive``: keeps the last q next-round masks and stops the round once
+    they have settled, never before ``min_epochs`` (the rewind point, the Early-Time warm-up). Each row gets
+    ``round_stop_distance`` (None until q masks exist) and ``round_stop_seconds`` (search work, like Early-Bird's)."""
+
+    def __init__(self, ctx: SearchContext, names: list[str], alive: M.Masks, rule, min_epochs: int = 0) -> None:
+        s = ctx.cfg.search
+        self.ctx, self.names, self.alive, self.rule, self.min_epochs = ctx, names, alive, rule, min_epochs
+        self.q, self.tau = s.round_stop_window, s.round_stop_threshold
+        self.window: list[M.Masks] = []
+        self.stopped: int | None = None
+
+    def after_epoch(self, model, state) -> bool:
+        start = time.perf_counter()
+        weights = self.ctx.weights(model, self.names)
+        ensure_finite(weights, f"round-stop mask at epoch {state.epoch}")
+        self.window.append(self.rule(weights, self.alive))
+        del self.window[: -self.q]
+        dist = max_round_distance(self.window, self.alive) if len(self.window) == self.q else None
+        stop = dist is not None and dist < self.tau and state.epoch >= self.min_epochs
+        if stop:
+            self.stopped = state.epoch
+        state.history[-1].update(round_stop_distance=dist, round_stop_seconds=time.perf_counter() - start)
+        return stop
+
+    def state(self) -> dict:
+        return {"window": [M.pack(m) for m in self.window], "stopped": self.stopped}
+
+    def load(self, state: dict) -> None:
+        self.window = [M.unpack(p) for p in state["window"]]
+        self.stopped = state["stopped"]
+
+
+def stop_record(round_: int, history: list[dict], epochs: int) -> dict:
+    """One entry of ``summary.json["round_stop"]``: the epochs a round ran of the ``epochs`` it was given, and the
+    mask distance it stopped at (None if it ran to the end without settling)."""
+    ran = len(history)
+    last = history[-1].get("round_stop_distance") if history else None
+    return {"round": round_, "stop_epoch": ran, "epochs": epochs, "stopped_early": ran < epochs,
+            "distance": last}
