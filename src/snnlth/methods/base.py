@@ -44,7 +44,8 @@ class Callbacks:
 @dataclass(frozen=True)
 class Spent:
     """Seconds spent, the way the paper counts search time: ``search`` is training (plus the Early-Time selection and
-    the Early-Bird and round-stop mask-distance work); evaluation is apart; ``wall`` is everything, checkpoints included."""
+    the Early-Bird and round-stop mask-distance work); evaluation is apart; ``wall`` is everything, checkpoints
+    included."""
 
     search: float = 0.0
     eval: float = 0.0

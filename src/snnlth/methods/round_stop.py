@@ -11,6 +11,7 @@ import time
 from snnlth import masks as M
 from snnlth.methods.base import SearchContext, ensure_finite
 
+
 def max_round_distance(window: list[M.Masks], alive: M.Masks) -> float:
     """Largest distance (:func:`snnlth.masks.hamming_within` over ``alive``) between the newest mask of ``window``
     and each of the others."""
