@@ -65,14 +65,15 @@ PRESETS = {
 FROM_IMP = "<this seed's IMP run>"
 
 
-def methods(rounds: int) -> list[tuple[str, dict]]:
-    """(label, [search] fields) in running order; the baselines take this seed's IMP run as their --from."""
+def methods(rounds: int, es: dict) -> list[tuple[str, dict]]:
+    """(label, [search] fields) in running order; the baselines take this seed's IMP run as their --from; ``es``:
+    round-stop settings besides ``round_stop="mask"`` (default: none, the package's defaults)."""
     last_two = (str(rounds - 1), str(rounds))
     return [
         ("IMP", {"method": "imp"}),
         ("IMP+ET", {"method": "imp", "early_time": "auto"}),
-        ("IMP+ES", {"method": "imp", "round_stop": "mask"}),
-        ("IMP+ET+ES", {"method": "imp", "early_time": "auto", "round_stop": "mask"}),
+        ("IMP+ES", {"method": "imp", "round_stop": "mask", **es}),
+        ("IMP+ET+ES", {"method": "imp", "early_time": "auto", "round_stop": "mask", **es}),
         ("EB", {"method": "eb"}),
         ("EB+ET", {"method": "eb", "early_time": "auto"}),
         ("random", {"method": "random", "from_run": FROM_IMP}),
@@ -90,11 +91,11 @@ def config(preset: Preset, seed: int, fields: dict, data_dir: str | None) -> Sea
         search=SearchConfig(rounds=preset.rounds, prune_rate=preset.prune_rate, **fields))
 
 
-def run_all(preset: Preset, seeds: list[int], root: Path, data_dir: str | None) -> list[Path]:
+def run_all(preset: Preset, seeds: list[int], root: Path, data_dir: str | None, es: dict) -> list[Path]:
     dirs = []
     for seed in seeds:
         imp_dir = None
-        for label, fields in methods(preset.rounds):
+        for label, fields in methods(preset.rounds, es):
             if fields.get("from_run") == FROM_IMP:
                 fields = {**fields, "from_run": str(imp_dir)}
             start = time.perf_counter()
@@ -216,6 +217,8 @@ def main() -> None:
     p.add_argument("--report", help="directory of the `snnlth report` output (default <runs>/report)")
     p.add_argument("--seeds", type=int, help="number of seeds (default: the preset's)")
     p.add_argument("--data-dir", help="Fashion-MNIST directory (default: $SNNLTH_DATA, then system dirs)")
+    p.add_argument("--round-stop-threshold", type=float, help="tau of the +ES runs (default: the package's); an "
+                   "ablation: the other methods' finished runs are reused")
     args = p.parse_args()
     name = "quick" if args.quick else "full"
     preset = PRESETS[name]
@@ -223,7 +226,8 @@ def main() -> None:
     root = Path(args.runs or f"runs/claims{'-quick' if args.quick else ''}")
     start = time.perf_counter()
     print(f"claims benchmark ({name}): {preset}, seeds {seeds}, runs under {root}", flush=True)
-    dirs = run_all(preset, seeds, root, args.data_dir)
+    es = {"round_stop_threshold": args.round_stop_threshold} if args.round_stop_threshold else {}
+    dirs = run_all(preset, seeds, root, args.data_dir, es)
     runs = load_runs(dirs)
     report_dir = Path(args.report or root / "report")
     write_report(runs, report_dir)
@@ -242,6 +246,7 @@ def main() -> None:
     print(f"\nreport: {report_dir / 'report.html'}; this call took {elapsed / 60:.1f} min")
     if args.out:
         payload = {"preset": {"name": name, **dataclasses.asdict(preset)}, "seeds": seeds, "machine": machine(),
+                   "round_stop_settings": es or "defaults",
                    "methods": {label: {"levels": level_rows(pts)} for label, pts in cs.items()},
                    "round_stop": stops, **result, "runs": [str(d) for d in dirs], "elapsed_seconds": elapsed}
         Path(args.out).write_text(json.dumps(payload, indent=1) + "\n")

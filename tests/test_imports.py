@@ -5,9 +5,9 @@ from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "snnlth"
 LAYER = {"errors": 0, "registry": 0, "config": 0, "rng": 0, "presets": 0, "config_io": 1, "snn": 1, "masks": 1,
-         "rundir": 1,
+         "rundir": 1, "parallel": 1,
          "data": 2, "models": 2, "engine": 3, "methods": 4, "report": 4, "export": 4, "adapters": 4, "progress": 4,
-         "api": 5, "find": 6, "cli": 6, "clidoc": 7,
+         "api": 5, "find": 6, "cli": 6, "sweep": 6, "clidoc": 7,
          "__main__": 7, "__init__": 7}  # the package root is the public facade
 
 

@@ -26,9 +26,11 @@ from snnlth.methods.runner import run_search
 from snnlth.methods.source import check_source
 from snnlth.models.catalog import MODELS, USER_MODEL, create_model
 from snnlth.models.protocol import SpikingNet, TicketModel
+from snnlth.parallel import from_env, lost_peer, setup
 from snnlth.presets import explicit_values
 from snnlth.rundir.atomic import sigint_deferred
 from snnlth.rundir.layout import Identity, default_run_dir
+from snnlth.rundir.ranked import ranked
 from snnlth.rundir.store import RunStore
 from snnlth.snn.surrogate import SURROGATES
 
@@ -115,6 +117,9 @@ def train(cfg: TrainRunConfig, out: str | Path | None = None, runs_root: str | P
     """Train ``cfg.model`` on ``cfg.data``; resumable: rerunning with the same config and ``out`` continues from the
     last completed epoch. Nothing is written until config, data and model have all been checked."""
     validate_names(cfg)
+    if from_env().active:
+        raise ConfigError("snnlth train runs in one process; under torchrun, run `snnlth search` (every method "
+                          "trains data-parallel), or start `snnlth train` with plain python")
     device = resolve_device(cfg.train.device)
     facts = identity_facts(cfg)
     store = RunStore(Path(out) if out else default_run_dir("train", cfg, runs_root, (), facts), map_location=device)
@@ -194,6 +199,15 @@ class SearchResult:
     status: str
 
 
+def search_run_dir(cfg: SearchRunConfig, runs_root: str | Path = "runs") -> Path:
+    """The directory ``search(cfg, runs_root=runs_root)`` runs in (named by the run's content); nothing is read or
+    written."""
+    spec = method_of(cfg)
+    ignored = spec.ignored(cfg)
+    return default_run_dir(spec.name, cfg, runs_root, ignored,
+                           _merge(identity_facts(cfg), explicit_values(cfg, ignored)))
+
+
 def search(cfg: SearchRunConfig, out: str | Path | None = None, runs_root: str | Path = "runs",
            callbacks: Callbacks | None = None) -> SearchResult:
     """Run a ticket search (``cfg.search.method``: any registered method, see ``snnlth methods``; Early-Time via
@@ -209,7 +223,7 @@ def search(cfg: SearchRunConfig, out: str | Path | None = None, runs_root: str |
     device = resolve_device(cfg.train.device)
     ignored = spec.ignored(cfg)
     facts = _merge(identity_facts(cfg), explicit_values(cfg, ignored))
-    path = Path(out) if out else default_run_dir(spec.name, cfg, runs_root, ignored, facts)
+    path = Path(out) if out else search_run_dir(cfg, runs_root)
 
     def prepare() -> tuple[DataSource, Callable[[], TicketModel], Callable[[], TicketModel]]:
         data = load_data(cfg.data, device, seed=cfg.train.seed)
@@ -226,7 +240,9 @@ def run_search_in(path: Path, cfg: SearchRunConfig, source: RunStore | None, dev
     the data source, model builder (and ANN-twin builder, if any) ``prepare()`` gives (called only when there is
     work to do)."""
     spec = method_of(cfg)
-    store = RunStore(path, map_location=device)
+    dist, device = setup(device)
+    dist.check_batch(cfg.train.batch_size)
+    store = ranked(RunStore(path, map_location=device), dist, device)
     identity = Identity.of("search", cfg, ignored, facts)
     status = store.status(identity)
     if status == "done":
@@ -235,8 +251,10 @@ def run_search_in(path: Path, cfg: SearchRunConfig, source: RunStore | None, dev
     if spec.needs_twin and not twin:
         raise ConfigError(f"--method {spec.name} trains the ANN twin of the model, which only snnlth's own "
                           "architectures have; use one of them (`snnlth search --model ...`)")
-    named_cfg, cfg = cfg, unseeded(store, cfg)
-    ctx = SearchContext(cfg, store, data, device, build, callbacks or Callbacks(), twin=twin[0] if twin else None)
+    named_cfg, cfg = cfg, dist.broadcast(unseeded(store, cfg))  # an official run's drawn seed: rank 0's
+    callbacks = callbacks if dist.is_main else None  # progress on rank 0 only
+    ctx = SearchContext(cfg, store, data, device, build, callbacks or Callbacks(), twin=twin[0] if twin else None,
+                        dist=dist)
     ctx.prunable_names(ctx.shape_model())  # fail on a model/data mismatch or a bad --exclude before writing
     store.open(identity, named_cfg, label=spec.label_of(cfg), base_label=spec.label,
                model_identity=ctx.shape_model().identity())
@@ -244,6 +262,11 @@ def run_search_in(path: Path, cfg: SearchRunConfig, source: RunStore | None, dev
         keep_seed(store, cfg)
         summary = run_search(ctx, source)
         store.write_summary(summary)
+    except RuntimeError as exc:
+        lost = lost_peer(exc, dist)
+        if lost is None:
+            raise
+        raise lost from None
     finally:
         store.close()
     return SearchResult(store.path, summary, "resumed" if status == "resume" else "searched")

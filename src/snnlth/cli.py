@@ -61,17 +61,21 @@ def _search_config(args: argparse.Namespace) -> SearchRunConfig:
 def _cmd_search(args: argparse.Namespace) -> int:
     from snnlth.api import search
     from snnlth.methods.base import Callbacks
+    from snnlth.parallel import from_env
 
     cfg = _search_config(args)
     if args.print_config:
         print(config_to_toml(cfg), end="")
         return 0
-    progress = Progress(enabled=not args.no_progress)
+    main = from_env().is_main  # under torchrun only rank 0 shows progress and results
+    progress = Progress(enabled=not args.no_progress and main)
     try:
         result = search(cfg, out=args.resume or args.out, runs_root=args.runs_root,
                         callbacks=Callbacks(progress.on_batch, progress.on_epoch, progress.on_event))
     finally:
         progress.close()
+    if not main:
+        return 0
     s = result.summary
     if result.status == "done":
         print(f"{result.run_dir} already holds this finished search; delete it to search again")
@@ -110,6 +114,15 @@ def _cmd_report(args: argparse.Namespace) -> int:
     print(to_text(table1(runs), max_rows=10))
     print(f"\nreport: {paths['report.html']} (also {paths['report.md']} and {len(paths) - 2} figures)")
     return 0
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from snnlth.sweep import load_grid, sweep
+
+    grid = load_grid(args.grid, seeds=args.seeds, methods=args.methods, presets=args.presets,
+                     overrides=args.overrides, flags=args.flags, config=args.config, runs_root=args.runs_root,
+                     workers=args.workers, report_dir=args.report_dir)
+    return sweep(grid, print_commands=args.print_commands)
 
 
 def _cmd_presets(args: argparse.Namespace) -> int:
@@ -199,12 +212,32 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_args(p, TrainRunConfig, "train", "[data], [model], [train]")
     p.set_defaults(func=_cmd_train)
 
-    p = sub.add_parser("search", help="find a lottery ticket with one of `snnlth methods` (+ --early-time)",
+    p = sub.add_parser("search", help="find a lottery ticket with one of `snnlth methods` (+ --early-time, "
+                       "--round-stop mask)",
                        description="Ticket search. Rerunning the same command (or --resume DIR) resumes it.")
     _add_run_args(p, SearchRunConfig, "<method>", "[data], [model], [train], [search]")
     p.add_argument("--resume", metavar="DIR", help="continue the search in DIR with the config saved there")
     p.add_argument("--print-config", action="store_true", help="print the resolved config as TOML and exit")
     p.set_defaults(func=_cmd_search)
+
+    p = sub.add_parser("sweep", help="run seeds x methods x presets x overrides as a queue over GPUs or CPU workers",
+                       description="A queue of independent searches: finished runs are skipped, started ones "
+                       "resume, a crashed run is retried once; one report per model and dataset at the end.")
+    p.add_argument("grid", nargs="?", metavar="GRID.toml", help="a file with a [sweep] table (keys: the flags "
+                   "below, with _ for -); flags override it")
+    p.add_argument("--seeds", nargs="+", type=int, help="seeds (default 0)")
+    p.add_argument("--methods", nargs="+", help="--method values (default imp)")
+    p.add_argument("--presets", nargs="+", help="--preset values (default none)")
+    p.add_argument("--override", dest="overrides", action="append", metavar="FLAGS",
+                   help="one variant: extra `snnlth search` flags in one string ('' for none); repeat for more")
+    p.add_argument("--flags", metavar="FLAGS", help="`snnlth search` flags for every run, in one string")
+    p.add_argument("--config", metavar="FILE.toml", help="search config every run starts from")
+    p.add_argument("--runs-root", metavar="DIR", help="parent of the run directories (default runs)")
+    p.add_argument("--workers", type=int, help="runs at a time (default: one per GPU, else 1)")
+    p.add_argument("--report-dir", metavar="DIR", help="where the reports go (default <runs-root>/reports)")
+    p.add_argument("--print-commands", action="store_true",
+                   help="print the unfinished runs as `snnlth search` commands (for a cluster scheduler) and exit")
+    p.set_defaults(func=_cmd_sweep)
 
     p = sub.add_parser("presets", help="list the paper's settings (the values of --preset)",
                        description="The paper's settings `snnlth search --preset NAME` starts from.")

@@ -120,6 +120,8 @@ class TrainConfig:
                        "rarely pays off)", semantic=False)
     channels_last: bool = _f(False, "channels-last memory format for the model and its inputs (CUDA with --amp; "
                              "slower on CPU)", semantic=False)
+    sync_bn: bool = _f(False, "data-parallel runs (torchrun): BatchNorm statistics over the whole global batch "
+                       "instead of each rank's shard (as one process would compute them)", semantic=False)
     on_nan: str = _f("stop", "a NaN/inf training loss: stop (one line naming phase, epoch and batch; the last "
                      "checkpoint is kept) or skip-batch (no update from that batch; counted per epoch)",
                      semantic=False, choices=("stop", "skip-batch"))

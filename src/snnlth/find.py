@@ -116,7 +116,8 @@ def find_ticket(model: nn.Module, train: UserData, test: UserData, *, method: st
     ``snnlth methods`` (``imp``, ``eb``, ``random``, ``reinit``; the baselines take ``from_run=``, a run directory
     or a :class:`TicketSearch`). ``timesteps``: T of the final model (None: the adapter's). ``early_time``: ``"off"``,
     ``"auto"`` or the search T. ``train_options``: any other field of :class:`~snnlth.config.TrainConfig` or
-    :class:`~snnlth.config.SearchConfig` (``lr``, ``batch_size``, ``seed``, ``scope``, ``exclude``, ``amp``...).
+    :class:`~snnlth.config.SearchConfig` (``lr``, ``batch_size``, ``seed``, ``scope``, ``exclude``, ``amp``,
+    ``round_stop="mask"``...).
 
     Writes ``out`` (default ``runs/<method>-user-<Class>-user-T<T>-<hash>/seed_<seed>``); calling it again with the
     same arguments resumes an interrupted search or returns the finished one. ``model`` is not changed:

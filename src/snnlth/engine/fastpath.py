@@ -37,9 +37,11 @@ def set_lif_kernel(model: nn.Module, kernel: str) -> int:
     return len(neurons)
 
 
-def prepare(model: nn.Module, cfg: TrainConfig, device: torch.device) -> Callable[..., torch.Tensor]:
+def prepare(model: nn.Module, cfg: TrainConfig, device: torch.device,
+            wrap: Callable[[nn.Module], nn.Module] | None = None) -> Callable[..., torch.Tensor]:
     """Apply the speed settings to ``model`` (in place) and return what the engine calls as ``forward(x, T)``:
-    the model itself or its ``torch.compile`` wrapper (same parameters; state dicts stay the model's own)."""
+    the model itself, ``wrap(model)`` (data-parallel), or their ``torch.compile`` wrapper (same parameters; state
+    dicts stay the model's own)."""
     if device.type == "cpu":
         keep_freed_memory()
     set_lif_kernel(model, resolve_lif_kernel(cfg.lif_kernel, device))
@@ -47,4 +49,5 @@ def prepare(model: nn.Module, cfg: TrainConfig, device: torch.device) -> Callabl
         model.to(memory_format=torch.channels_last)
         if hasattr(model, "memory_format"):
             model.memory_format = torch.channels_last
-    return torch.compile(model) if cfg.compile else model
+    runner = wrap(model) if wrap is not None else model
+    return torch.compile(runner) if cfg.compile else runner

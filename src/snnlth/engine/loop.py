@@ -17,7 +17,9 @@ from snnlth.engine.evaluate import autocast, evaluate, seq_correct, seq_loss
 from snnlth.engine.fastpath import prepare
 from snnlth.engine.masking import MaskEnforcer
 from snnlth.engine.optim import cosine_lr, set_lr
-from snnlth.errors import NumericalError
+from snnlth.errors import ConfigError, NumericalError
+from snnlth.parallel import SINGLE, Dist
+from snnlth.snn.layers import set_sync_bn
 
 
 @dataclass
@@ -78,10 +80,11 @@ class EpochSpec:
 def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, data: DataSource, cfg: TrainConfig,
                 spec: EpochSpec, enforcer: MaskEnforcer | None = None,
                 on_batch: Callable[[BatchInfo], None] | None = None,
-                forward: Callable[..., torch.Tensor] | None = None) -> dict:
+                forward: Callable[..., torch.Tensor] | None = None, dist: Dist = SINGLE) -> dict:
     """One pass over the training data; with an ``enforcer``, pruned weights get no update and stay exactly 0.
     ``forward``: what runs the model (default: the model; :func:`snnlth.engine.fastpath.prepare` gives a compiled
-    wrapper). The loss and accuracy sums stay on the device: no host sync per batch."""
+    or data-parallel wrapper). The loss and accuracy sums stay on the device: no host sync per batch. With ``dist``
+    of several ranks each trains on its shard of every global batch; the row holds the sums over all ranks."""
     model.train()
     forward = model if forward is None else forward
     device = data.device
@@ -99,6 +102,10 @@ def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, data: DataSo
     for i, (x, y) in enumerate(data.train_batches(cfg.batch_size, cfg.seed, spec.stream, spec.epoch)):
         if static and len(y) != cfg.batch_size:
             break
+        part = dist.shard(x, y)
+        if part is None:
+            break  # a ragged last batch smaller than the world: every rank leaves it out alike
+        x, y, scale = part
         with autocast(device, amp):
             logits_seq = forward(x, timesteps)  # [T, B, C]
         loss = seq_loss(logits_seq, y)
@@ -111,7 +118,7 @@ def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, data: DataSo
             if device.type == "cpu" or i % 50 == 49:  # free on CPU; on CUDA a sync every 50 batches
                 _stop_if_bad(first_bad, spec)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        (loss * scale if scale != 1.0 else loss).backward()
         if enforcer is not None:
             enforcer.grads_()
         optimizer.step()
@@ -124,6 +131,11 @@ def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, data: DataSo
             on_batch(BatchInfo(spec.epoch, spec.epochs, i + 1, batches, loss_sum, correct, seen,
                                time.perf_counter() - start))
     _stop_if_bad(first_bad, spec)
+    if dist.active:
+        total = torch.stack([loss_sum.double(), correct.double(), torch.tensor(float(seen), device=device,
+                                                                               dtype=torch.float64)])
+        dist.all_reduce_sum(total)
+        loss_sum, correct, seen = total[0], total[1].long(), int(total[2].item())
     _sync(device)
     seconds = time.perf_counter() - start
     row = {"train_loss": loss_sum.item() / max(seen, 1), "train_accuracy": 100.0 * correct.item() / max(seen, 1),
@@ -170,30 +182,40 @@ _NOT_EVALUATED = {"test_loss": None, "test_accuracy": None, "spikes_per_image": 
 def fit(model: nn.Module, optimizer: torch.optim.Optimizer, data: DataSource, cfg: TrainConfig, schedule: Schedule,
         state: FitState | None = None, *, enforcer: MaskEnforcer | None = None, hooks: Sequence[EpochHook] = (),
         on_batch: Callable[[BatchInfo], None] | None = None,
-        on_epoch_end: Callable[[FitState], None] | None = None) -> FitState:
+        on_epoch_end: Callable[[FitState], None] | None = None, dist: Dist = SINGLE) -> FitState:
     """Train from ``state.epoch`` to the end of ``schedule`` (or a hook's stop), one history row per epoch.
 
     Per epoch: train, run ``hooks``, evaluate when due, then ``on_epoch_end`` (the caller persists). Data order and
     augmentation of epoch e are a pure function of (seed, stream, e), so resuming from a checkpointed state replays
-    exactly the same batches. ``wall_seconds`` of a row covers training, hooks and evaluation."""
+    exactly the same batches, whatever the number of ranks. ``wall_seconds`` of a row covers training, hooks and
+    evaluation. With ``dist`` of several ranks: data-parallel training (DDP), rank 0's buffers and stop decisions on
+    every rank, each rank evaluating the whole test set with the same weights."""
     state = state or FitState()
     end = schedule.epochs if schedule.stop_epoch is None else min(schedule.stop_epoch, schedule.epochs)
-    forward = prepare(model, cfg, data.device)
+    dist.check_batch(cfg.batch_size)
+    if dist.active:
+        try:
+            set_sync_bn(model, cfg.sync_bn)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+    forward = prepare(model, cfg, data.device, wrap=(lambda m: dist.wrap(m, data.device)) if dist.active else None)
+    eval_forward = model if dist.active else forward  # no buffer broadcasts in evaluation
     for epoch in range(state.epoch, end):
         start = time.perf_counter()
         timesteps = schedule.timesteps_at(epoch)
         lr = cosine_lr(cfg.lr, epoch, schedule.epochs)
         set_lr(optimizer, lr)
         row = train_epoch(model, optimizer, data, cfg, EpochSpec(epoch, schedule.epochs, timesteps, schedule.stream),
-                          enforcer, on_batch, forward)
+                          enforcer, on_batch, forward, dist)
+        dist.sync_buffers(model)
         state.history.append({"epoch": epoch + 1, "timesteps": timesteps, "lr": lr, **row})
         state.epoch = epoch + 1
-        stop = any([hook.after_epoch(model, state) for hook in hooks])  # a list: every hook runs
+        stop = dist.broadcast(any([hook.after_epoch(model, state) for hook in hooks]))  # a list: every hook runs
         last = stop or state.epoch == schedule.epochs
         if last or state.epoch % schedule.eval_every == 0:
             t0 = time.perf_counter()
             # spikes and operations are counted on the phase's last evaluation only (the level's numbers)
-            test = evaluate(model, data, timesteps, cfg.eval_batch_size, cfg.amp, count=last, forward=forward)
+            test = evaluate(model, data, timesteps, cfg.eval_batch_size, cfg.amp, count=last, forward=eval_forward)
             state.history[-1].update(test_loss=test["loss"], test_accuracy=test["accuracy"],
                                      **{k: test[k] for k in ("spikes_per_image", "synops_per_image",
                                                              "macs_per_image", "energy_uj_per_image")},

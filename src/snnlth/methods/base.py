@@ -22,7 +22,9 @@ from snnlth.engine.masking import MaskEnforcer
 from snnlth.engine.optim import make_optimizer
 from snnlth.errors import ConfigError, NumericalError
 from snnlth.models.protocol import TicketModel
+from snnlth.parallel import SINGLE, Dist
 from snnlth.rundir.atomic import sigint_deferred
+from snnlth.rundir.faults import fault_point
 from snnlth.rundir.store import RunStore
 
 
@@ -137,6 +139,7 @@ class SearchContext:
     callbacks: Callbacks = field(default_factory=Callbacks)
     rows: list[dict] = field(default_factory=list)  # metrics of finished phases, in execution order
     twin: Callable[[], TicketModel] | None = None  # a builder of the ANN twin (snnlth's models only)
+    dist: Dist = SINGLE  # this process's rank in a data-parallel search
     _shape_model: TicketModel | None = field(default=None, repr=False)
 
     # ---- models and states -------------------------------------------------------------------------------------
@@ -219,6 +222,7 @@ class SearchContext:
         label = _label(phase.tags)
 
         def on_epoch_end(st: FitState) -> None:
+            fault_point(f"epoch:{phase.name}")
             start, row = time.perf_counter(), st.history[-1]
             row.update(phase=phase.name, **phase.tags)
             every = self.cfg.search.checkpoint_every
@@ -236,7 +240,7 @@ class SearchContext:
         schedule = Schedule(phase.epochs, phase.timesteps, phase.stream, self.cfg.train.eval_every)
         try:
             fit(model, optimizer, self.data, train_cfg, schedule, state, enforcer=enforcer, hooks=phase.hooks,
-                on_batch=on_batch, on_epoch_end=on_epoch_end)
+                on_batch=on_batch, on_epoch_end=on_epoch_end, dist=self.dist)
         except NumericalError as exc:
             raise NumericalError(f"phase {phase.name}{f' ({label})' if label else ''}: {exc} "
                                  f"({_last_checkpoint(self.store, phase.name)})") from None

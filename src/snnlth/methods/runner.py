@@ -40,6 +40,7 @@ def summarize(ctx: SearchContext, result: MethodResult, label: str, base_label: 
         "model": cfg.model.model,
         "dataset": cfg.data.dataset,
         "device": str(ctx.device),
+        "world_size": ctx.dist.world_size,
         "num_parameters": sum(p.numel() for p in model.parameters()),
         "num_prunable": ctx.prunable_count(),
         "from_run": cfg.search.from_run,

@@ -3,7 +3,9 @@ the first) it reaches a point matching ``<point>`` (shell-style wildcards), as a
 
 Points: ``write:<file name>`` (a file fully written to its temp file, not yet renamed into place), ``masks:<key>``
 (masks computed, not yet stored: pruning, an Early-Bird detection), ``record:<name>`` (a record computed, not yet
-stored: the Early-Time choice). Without the variable this is one dictionary lookup.
+stored: the Early-Time choice), ``epoch:<phase>`` (an epoch trained, on every rank of a data-parallel run, before
+anything of it is stored). ``SNNLTH_FAULT_RANK=<r>`` limits the kill to rank r of a torchrun. Without the variable
+this is one dictionary lookup.
 """
 
 from __future__ import annotations
@@ -21,6 +23,9 @@ def fault_point(name: str) -> None:
         return
     pattern, _, nth = spec.partition("@")
     if not fnmatch.fnmatchcase(name, pattern):
+        return
+    rank = os.environ.get("SNNLTH_FAULT_RANK")
+    if rank is not None and rank != os.environ.get("RANK", "0"):
         return
     _seen[pattern] = _seen.get(pattern, 0) + 1
     if _seen[pattern] == int(nth or 1):

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.distributed as tdist
 
 from snnlth import masks as M
 from snnlth.errors import RunDirError
@@ -234,7 +235,8 @@ class RunStore(RunLayout):
 
 
 def environment() -> dict[str, Any]:
-    """Facts needed to trust a number later: versions, git sha, device, threads."""
+    """Facts needed to trust a number later: versions, git sha, device, threads, processes of a data-parallel
+    run."""
     from snnlth import __version__
 
     try:
@@ -243,8 +245,9 @@ def environment() -> dict[str, Any]:
     except (OSError, subprocess.SubprocessError):
         sha = None
     cuda = torch.cuda.is_available()
+    world = tdist.get_world_size() if tdist.is_initialized() else 1
     return {
         "snnlth": __version__, "git_sha": sha, "torch": torch.__version__, "python": platform.python_version(),
         "platform": platform.platform(), "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-        "cuda_device": torch.cuda.get_device_name(0) if cuda else None,
+        "cuda_device": torch.cuda.get_device_name(0) if cuda else None, "world_size": world,
     }

@@ -43,13 +43,58 @@ class SeqBatchNorm2d(nn.BatchNorm2d):
     def __init__(self, num_features: int, per_step: bool = True) -> None:
         super().__init__(num_features)
         self.per_step = per_step
+        self.sync = False  # data-parallel: batch statistics over all ranks (set by the engine for --sync-bn)
+
+    def _norm(self, x: torch.Tensor) -> torch.Tensor:
+        return sync_batch_norm(self, x) if self.sync and self.training else super().forward(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() == 4:
-            return super().forward(x)
+            return self._norm(x)
         if self.per_step and self.training:
-            return torch.stack([super(SeqBatchNorm2d, self).forward(x_t) for x_t in x])
-        return super().forward(x.flatten(0, 1)).view_as(x)
+            return torch.stack([self._norm(x_t) for x_t in x])
+        return self._norm(x.flatten(0, 1)).view_as(x)
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, per_step={self.per_step}"
+
+
+def sync_batch_norm(bn: nn.BatchNorm2d, x: torch.Tensor) -> torch.Tensor:
+    """Training-mode BatchNorm of ``x: [N, C, H, W]`` with the statistics of the whole global batch: per-channel sums
+    of x and x² and the count, summed over all ranks (a differentiable all-reduce, so gradients flow through the
+    global statistics as in one process), then the running statistics updated as ``nn.BatchNorm2d`` does. Works on
+    CPU (gloo) and GPU (nccl), unlike ``nn.SyncBatchNorm`` (GPU only)."""
+    from torch.distributed.nn.functional import all_reduce
+
+    c = x.shape[1]
+    xf = x.float()
+    sums = all_reduce(torch.cat([xf.sum((0, 2, 3)), (xf * xf).sum((0, 2, 3))]))
+    count = torch.tensor([x.numel() / c], device=x.device, dtype=torch.float32)
+    torch.distributed.all_reduce(count)
+    mean = sums[:c] / count
+    var = (sums[c:] / count - mean * mean).clamp_min(0.0)
+    if bn.track_running_stats:
+        with torch.no_grad():
+            m = bn.momentum if bn.momentum is not None else 1.0 / float(bn.num_batches_tracked + 1)
+            bn.running_mean.mul_(1 - m).add_(mean.detach(), alpha=m)
+            bn.running_var.mul_(1 - m).add_(var.detach() * count / (count - 1).clamp_min(1.0), alpha=m)
+            bn.num_batches_tracked.add_(1)
+    shape = (1, c, 1, 1)
+    y = (xf - mean.view(shape)) * torch.rsqrt(var.view(shape) + bn.eps)
+    if bn.affine:
+        y = y * bn.weight.view(shape) + bn.bias.view(shape)
+    return y.to(x.dtype)
+
+
+def set_sync_bn(model: nn.Module, on: bool) -> int:
+    """Switch the global-batch statistics of every :class:`SeqBatchNorm2d` of ``model``; returns how many there are.
+    Other BatchNorm layers (a user's own network) cannot be switched: a :class:`ValueError` names the first."""
+    other = next((n for n, m in model.named_modules()
+                  if isinstance(m, nn.modules.batchnorm._BatchNorm) and not isinstance(m, SeqBatchNorm2d)), None)
+    if on and other is not None:
+        raise ValueError(f"--sync-bn works with snnlth's own BatchNorm layers; {other} is a "
+                         f"{type(model.get_submodule(other)).__name__}: drop --sync-bn for this network")
+    found = [m for m in model.modules() if isinstance(m, SeqBatchNorm2d)]
+    for m in found:
+        m.sync = on
+    return len(found)

@@ -1,0 +1,71 @@
+"""Data-parallel search on the CPU: the same IMP search as one process (all cores) and under torchrun as N gloo
+processes (cores split between them), side by side; prints seconds of training per epoch, the ratio, and whether the
+masks agree.
+
+    .venv/bin/python bench/ddp_cpu.py [--nproc 2] [--model convnet] [--train-subset 2000] [--out FILE.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from snnlth import masks as M  # noqa: E402
+from snnlth.rundir.store import load_blob  # noqa: E402
+
+
+def run(out: Path, nproc: int, flags: list[str]) -> float:
+    launch = ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(nproc)] if nproc > 1 else []
+    cores = os.cpu_count() or 1
+    env = {**os.environ, "OMP_NUM_THREADS": str(max(1, cores // nproc))}
+    start = time.perf_counter()
+    subprocess.run([sys.executable, *launch, "-m", "snnlth", "search", "--out", str(out), *flags, "--no-progress"],
+                   check=True, env=env, capture_output=True, text=True)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--nproc", type=int, default=2)
+    p.add_argument("--model", default="convnet")
+    p.add_argument("--train-subset", type=int, default=2000)
+    p.add_argument("--out")
+    args = p.parse_args()
+    flags = ["--model", args.model, "--timesteps", "5", "--epochs", "2", "--rounds", "1", "--batch-size", "64",
+             "--train-subset", str(args.train_subset), "--test-subset", "1000", "--device", "cpu"]
+    result = {"flags": flags, "cores": os.cpu_count(), "nproc": args.nproc}
+    with tempfile.TemporaryDirectory() as tmp:
+        dirs = {n: Path(tmp) / f"p{n}" for n in (1, args.nproc)}
+        walls = {n: run(d, n, flags) for n, d in dirs.items()}
+        for n, d in dirs.items():
+            rows = [json.loads(x) for x in (d / "metrics.jsonl").read_text().splitlines()]
+            result[f"p{n}"] = {"wall_seconds": walls[n], "train_seconds_per_epoch":
+                               sum(r["train_seconds"] for r in rows) / len(rows),
+                               "images_per_second": sum(r["images_per_second"] for r in rows) / len(rows),
+                               "test_accuracy": rows[-1]["test_accuracy"]}
+        a, b = (M.unpack(load_blob(dirs[n] / "masks" / "round_01.pt")) for n in (1, args.nproc))
+        result["mask_hamming"] = M.hamming(a, b)
+    one, many = result["p1"], result[f"p{args.nproc}"]
+    result["speedup_train"] = one["train_seconds_per_epoch"] / many["train_seconds_per_epoch"]
+    print(f"{args.model}, {args.train_subset} images, T=5, batch 64, {os.cpu_count()} cores")
+    for n in (1, args.nproc):
+        r = result[f"p{n}"]
+        print(f"  {n} process(es): {r['train_seconds_per_epoch']:.1f} s training per epoch "
+              f"({r['images_per_second']:.0f} img/s), {r['wall_seconds']:.0f} s wall, test {r['test_accuracy']:.2f} %")
+    print(f"  speed-up of {args.nproc} processes: {result['speedup_train']:.2f}x; round-1 masks differ in "
+          f"{result['mask_hamming']:.2e} of the weights")
+    if args.out:
+        Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
