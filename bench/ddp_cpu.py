@@ -1,6 +1,6 @@
 """Data-parallel search on the CPU: the same IMP search as one process (all cores) and under torchrun as N gloo
-processes (cores split between them), side by side; prints seconds of training per epoch, the ratio, and whether the
-masks agree.
+processes (cores split between them), without and with --sync-bn, side by side; prints seconds of training per
+epoch, the ratio, and how far the round-1 masks are from the one-process run's.
 
     .venv/bin/python bench/ddp_cpu.py [--nproc 2] [--model convnet] [--train-subset 2000] [--out FILE.json]
 """
@@ -24,6 +24,7 @@ from snnlth.rundir.store import load_blob  # noqa: E402
 
 
 def run(out: Path, nproc: int, flags: list[str]) -> float:
+    """Seconds of wall clock of one search; ``flags`` may end with --sync-bn."""
     launch = ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(nproc)] if nproc > 1 else []
     cores = os.cpu_count() or 1
     env = {**os.environ, "OMP_NUM_THREADS": str(max(1, cores // nproc))}
@@ -43,26 +44,27 @@ def main() -> None:
     flags = ["--model", args.model, "--timesteps", "5", "--epochs", "2", "--rounds", "1", "--batch-size", "64",
              "--train-subset", str(args.train_subset), "--test-subset", "1000", "--device", "cpu"]
     result = {"flags": flags, "cores": os.cpu_count(), "nproc": args.nproc}
+    n = args.nproc
+    variants = {"p1": (1, []), f"p{n}": (n, []), f"p{n}-sync-bn": (n, ["--sync-bn"])}
     with tempfile.TemporaryDirectory() as tmp:
-        dirs = {n: Path(tmp) / f"p{n}" for n in (1, args.nproc)}
-        walls = {n: run(d, n, flags) for n, d in dirs.items()}
-        for n, d in dirs.items():
-            rows = [json.loads(x) for x in (d / "metrics.jsonl").read_text().splitlines()]
-            result[f"p{n}"] = {"wall_seconds": walls[n], "train_seconds_per_epoch":
-                               sum(r["train_seconds"] for r in rows) / len(rows),
-                               "images_per_second": sum(r["images_per_second"] for r in rows) / len(rows),
-                               "test_accuracy": rows[-1]["test_accuracy"]}
-        a, b = (M.unpack(load_blob(dirs[n] / "masks" / "round_01.pt")) for n in (1, args.nproc))
-        result["mask_hamming"] = M.hamming(a, b)
-    one, many = result["p1"], result[f"p{args.nproc}"]
-    result["speedup_train"] = one["train_seconds_per_epoch"] / many["train_seconds_per_epoch"]
+        for name, (procs, extra) in variants.items():
+            out = Path(tmp) / name
+            wall = run(out, procs, [*flags, *extra])
+            rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+            masks = M.unpack(load_blob(out / "masks" / "round_01.pt"))
+            result[name] = {"wall_seconds": wall, "test_accuracy": rows[-1]["test_accuracy"],
+                            "train_seconds_per_epoch": sum(r["train_seconds"] for r in rows) / len(rows),
+                            "images_per_second": sum(r["images_per_second"] for r in rows) / len(rows),
+                            "mask_hamming_to_p1": M.hamming(masks, result["p1"]["masks"]) if procs > 1 else 0.0,
+                            "masks": masks}
     print(f"{args.model}, {args.train_subset} images, T=5, batch 64, {os.cpu_count()} cores")
-    for n in (1, args.nproc):
-        r = result[f"p{n}"]
-        print(f"  {n} process(es): {r['train_seconds_per_epoch']:.1f} s training per epoch "
-              f"({r['images_per_second']:.0f} img/s), {r['wall_seconds']:.0f} s wall, test {r['test_accuracy']:.2f} %")
-    print(f"  speed-up of {args.nproc} processes: {result['speedup_train']:.2f}x; round-1 masks differ in "
-          f"{result['mask_hamming']:.2e} of the weights")
+    for name in variants:
+        r = result[name]
+        del r["masks"]
+        r["speedup_train"] = result["p1"]["train_seconds_per_epoch"] / r["train_seconds_per_epoch"]
+        print(f"  {name:<10} {r['train_seconds_per_epoch']:.1f} s training per epoch ({r['images_per_second']:.0f} "
+              f"img/s, {r['speedup_train']:.2f}x), {r['wall_seconds']:.0f} s wall, test {r['test_accuracy']:.2f} %, "
+              f"round-1 masks differ from p1's in {r['mask_hamming_to_p1']:.2e} of the weights")
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
 

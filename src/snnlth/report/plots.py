@@ -85,7 +85,8 @@ def search_time(runs: list[RunRecord]) -> Figure | None:
                   [f"{100 * c.sparsity_all:.1f}" for c in cols])
     ax.set_xlabel("sparsity, % of all parameters")
     ax.set_ylabel("search time (s)")
-    ax.set_title("Search time per level (labels: speed-up of +ET over its plain method)", fontsize=9)
+    ax.set_title("Search time per level (labels: speed-up of each +ET or +ES variant over its plain method)",
+                 fontsize=9)
     ax.legend(fontsize=8)
     return fig
 

@@ -14,7 +14,7 @@ from snnlth.report.tables import Table, run_table, table1, ticket_table, to_mark
 
 CAPTIONS = {
     "accuracy_vs_sparsity.png": "Test accuracy vs remaining weights, mean ± std over seeds; dashed: dense network.",
-    "search_time.png": "Search time per method and sparsity level, with the speed-up of each +ET variant.",
+    "search_time.png": "Search time per method and sparsity level, with the speed-up of each +ET or +ES variant.",
     "layer_sparsity.png": "Per-layer sparsity of the sparsest ticket of each method.",
     "early_time_kl.png": "Early-Time: normalised KL divergence vs timesteps, threshold and chosen T_early.",
     "early_bird_distance.png": "Early-Bird: mask distance vs epoch, threshold τ and detection epochs.",

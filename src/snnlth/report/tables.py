@@ -39,8 +39,8 @@ def fmt_speedup(base: Point | None, other: Point | None) -> str:
 
 def table1(runs: list[RunRecord]) -> Table:
     """Rows per method: accuracy and search time at each sparsity level (columns: % of all parameters pruned),
-    then for each +ET variant the accuracy difference (tickets at full T only) and the search speed-up against its
-    plain method."""
+    then for each +ET or +ES variant the accuracy difference (tickets at full T only) and the search speed-up against
+    its plain method."""
     cs = curves(runs)
     cols = columns(cs)
     keys = [c.key for c in cols]
