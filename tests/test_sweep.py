@@ -58,6 +58,11 @@ def test_print_commands_lists_the_unfinished_runs_as_search_commands(tmp_path, c
     lines = capsys.readouterr().out.splitlines()
     assert code == 0 and len(lines) == 4 and all(x.startswith("snnlth search ") for x in lines)
     assert sum("--early-time auto" in x for x in lines) == 2 and not list(tmp_path.iterdir())
+    # presets keep their own method unless --methods is given
+    main(["sweep", "--presets", "vgg16-cifar10-eb", "vgg16-cifar10-imp", "--runs-root", str(tmp_path),
+          "--print-commands"])
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 and not any("--method" in x for x in lines) and "--preset vgg16-cifar10-eb" in lines[0]
 
 
 def test_grid_errors_are_one_line(tmp_path):

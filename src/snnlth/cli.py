@@ -226,7 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("grid", nargs="?", metavar="GRID.toml", help="a file with a [sweep] table (keys: the flags "
                    "below, with _ for -); flags override it")
     p.add_argument("--seeds", nargs="+", type=int, help="seeds (default 0)")
-    p.add_argument("--methods", nargs="+", help="--method values (default imp)")
+    p.add_argument("--methods", nargs="+", help="--method values (default: the config's or preset's own)")
     p.add_argument("--presets", nargs="+", help="--preset values (default none)")
     p.add_argument("--override", dest="overrides", action="append", metavar="FLAGS",
                    help="one variant: extra `snnlth search` flags in one string ('' for none); repeat for more")

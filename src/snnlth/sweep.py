@@ -30,10 +30,11 @@ NOT_RETRIED = (0, 2, 130)  # done, bad input (a retry cannot help), interrupted 
 @dataclass(frozen=True)
 class Grid:
     """What a sweep runs: every combination of ``seeds`` × ``methods`` × ``presets`` × ``overrides`` (each override
-    a string of extra ``snnlth search`` flags, "" for none), on top of ``config`` and ``flags``."""
+    a string of extra ``snnlth search`` flags, "" for none), on top of ``config`` and ``flags``. A method or preset
+    of "" adds no flag: the run keeps the config's (or the preset's) own method."""
 
     seeds: tuple[int, ...] = (0,)
-    methods: tuple[str, ...] = ("imp",)
+    methods: tuple[str, ...] = ("",)
     presets: tuple[str, ...] = ("",)
     overrides: tuple[str, ...] = ("",)
     flags: str = ""
@@ -103,7 +104,8 @@ def make_jobs(grid: Grid) -> list[Job]:
             for method in grid.methods:
                 for seed in grid.seeds:
                     argv = [*(["--config", grid.config] if grid.config else []),
-                            *(["--preset", preset] if preset else []), "--method", method, "--seed", str(seed),
+                            *(["--preset", preset] if preset else []), *(["--method", method] if method else []),
+                            "--seed", str(seed),
                             *shlex.split(grid.flags), *shlex.split(override), "--runs-root", grid.runs_root,
                             "--no-progress"]
                     try:
@@ -112,7 +114,8 @@ def make_jobs(grid: Grid) -> list[Job]:
                         raise ConfigError(f"sweep: these flags do not parse: {shlex.join(argv)}") from None
                     cfg = _search_config(args)
                     method_of(cfg).validate(cfg)
-                    title = " ".join(x for x in (preset, method, override.strip(), f"seed {seed}") if x)
+                    title = " ".join(x for x in (preset, method or cfg.search.method, override.strip(), f"seed {seed}")
+                                     if x)
                     jobs.append(Job(tuple(argv), search_run_dir(cfg, grid.runs_root), title))
     return jobs
 
