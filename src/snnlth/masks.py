@@ -181,6 +181,13 @@ def hamming_within(a: Masks, b: Masks, alive: Masks) -> float:
     return diff / max(count_alive(alive), 1)
 
 
+def max_distance(window: list[Masks], alive: Masks | None = None) -> float:
+    """Largest distance between the newest mask of ``window`` and each of the others: :func:`hamming` over all
+    entries (Early-Bird), or :func:`hamming_within` ``alive`` (the round stop)."""
+    dist = hamming if alive is None else (lambda a, b: hamming_within(a, b, alive))
+    return max(dist(window[-1], other) for other in window[:-1])
+
+
 def apply_(weights: Weights, masks: Masks) -> None:
     """Zero the pruned entries of ``weights`` in place (by mask, never by value)."""
     with torch.no_grad():

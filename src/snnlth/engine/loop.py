@@ -192,7 +192,6 @@ def fit(model: nn.Module, optimizer: torch.optim.Optimizer, data: DataSource, cf
     every rank, each rank evaluating the whole test set with the same weights."""
     state = state or FitState()
     end = schedule.epochs if schedule.stop_epoch is None else min(schedule.stop_epoch, schedule.epochs)
-    dist.check_batch(cfg.batch_size)
     if dist.active:
         try:
             set_sync_bn(model, cfg.sync_bn)

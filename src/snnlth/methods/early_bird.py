@@ -19,11 +19,6 @@ from snnlth.rng import STREAM
 from snnlth.rundir.store import RunStore
 
 
-def max_distance(window: list[M.Masks]) -> float:
-    """Largest normalised Hamming distance between the newest mask and each of the others in ``window``."""
-    return max(M.hamming(window[-1], other) for other in window[:-1])
-
-
 @dataclass(frozen=True)
 class Target:
     """One Early-Bird target: the exact number of survivors ``keep`` (a total, or per tensor for ``--scope local``),
@@ -78,7 +73,7 @@ class EarlyBirdTracker:
             window = self.windows[i]
             window.append(M.mask_with_survivors(weights, target.keep))
             del window[: -self.q]
-            dist = max_distance(window) if len(window) == self.q else None
+            dist = M.max_distance(window) if len(window) == self.q else None
             distances.append(dist)
             if dist is not None and dist < self.tau:
                 self.detected[i] = state.epoch

@@ -59,7 +59,6 @@ def run_rounds(ctx: SearchContext, prune: PruneFn, round_stop: bool = False
     ctx.save_masks("round_00", masks)
     by_round: dict[int, M.Masks] = {0: masks}  # every round's masks, stored once and kept here
 
-
     def stopper(k: int, alive: M.Masks, least: int = 0) -> tuple[RoundStopHook, ...]:
         rule = lambda weights, current: prune(k + 1, weights, current)  # noqa: E731 - the mask round k hands on
         return (RoundStopHook(ctx, names, alive, rule, least),) if round_stop else ()

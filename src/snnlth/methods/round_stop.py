@@ -12,12 +12,6 @@ from snnlth import masks as M
 from snnlth.methods.base import SearchContext, ensure_finite
 
 
-def max_round_distance(window: list[M.Masks], alive: M.Masks) -> float:
-    """Largest distance (:func:`snnlth.masks.hamming_within` over ``alive``) between the newest mask of ``window``
-    and each of the others."""
-    return max(M.hamming_within(window[-1], other, alive) for other in window[:-1])
-
-
 class RoundStopHook:
     """Epoch hook of one IMP round with masks ``alive``: keeps the last q next-round masks and stops the round once
     they have settled, never before ``min_epochs`` (the rewind point, the Early-Time warm-up). Each row gets
@@ -28,7 +22,6 @@ class RoundStopHook:
         self.ctx, self.names, self.alive, self.rule, self.min_epochs = ctx, names, alive, rule, min_epochs
         self.q, self.tau = s.round_stop_window, s.round_stop_threshold
         self.window: list[M.Masks] = []
-        self.stopped: int | None = None
 
     def after_epoch(self, model, state) -> bool:
         start = time.perf_counter()
@@ -36,19 +29,16 @@ class RoundStopHook:
         ensure_finite(weights, f"round-stop mask at epoch {state.epoch}")
         self.window.append(self.rule(weights, self.alive))
         del self.window[: -self.q]
-        dist = max_round_distance(self.window, self.alive) if len(self.window) == self.q else None
+        dist = M.max_distance(self.window, self.alive) if len(self.window) == self.q else None
         stop = dist is not None and dist < self.tau and state.epoch >= self.min_epochs
-        if stop:
-            self.stopped = state.epoch
         state.history[-1].update(round_stop_distance=dist, round_stop_seconds=time.perf_counter() - start)
         return stop
 
     def state(self) -> dict:
-        return {"window": [M.pack(m) for m in self.window], "stopped": self.stopped}
+        return {"window": [M.pack(m) for m in self.window]}
 
     def load(self, state: dict) -> None:
         self.window = [M.unpack(p) for p in state["window"]]
-        self.stopped = state["stopped"]
 
 
 def stop_record(round_: int, history: list[dict], epochs: int) -> dict:

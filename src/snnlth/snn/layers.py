@@ -68,11 +68,11 @@ def sync_batch_norm(bn: nn.BatchNorm2d, x: torch.Tensor) -> torch.Tensor:
 
     c = x.shape[1]
     xf = x.float()
-    sums = all_reduce(torch.cat([xf.sum((0, 2, 3)), (xf * xf).sum((0, 2, 3))]))
-    count = torch.tensor([x.numel() / c], device=x.device, dtype=torch.float32)
-    torch.distributed.all_reduce(count)
+    local_count = torch.full((1,), x.numel() / c, device=x.device, dtype=torch.float32)
+    sums = all_reduce(torch.cat([xf.sum((0, 2, 3)), (xf * xf).sum((0, 2, 3)), local_count]))  # one collective
+    count = sums[2 * c:].detach()
     mean = sums[:c] / count
-    var = (sums[c:] / count - mean * mean).clamp_min(0.0)
+    var = (sums[c:2 * c] / count - mean * mean).clamp_min(0.0)
     if bn.track_running_stats:
         with torch.no_grad():
             m = bn.momentum if bn.momentum is not None else 1.0 / float(bn.num_batches_tracked + 1)
