@@ -18,7 +18,7 @@ from snnlth.data.catalog import DATASETS
 from snnlth.data.loader import DataBundle, load_data
 from snnlth.data.source import DataSource
 from snnlth.engine.loop import BatchInfo, FitState, Schedule, fit
-from snnlth.engine.optim import make_optimizer, resolve_device
+from snnlth.engine.optim import load_optimizer_state, make_optimizer, resolve_device
 from snnlth.errors import ConfigError, NumericalError
 from snnlth.methods.base import Callbacks, SearchContext
 from snnlth.methods.registry import method_of
@@ -135,7 +135,7 @@ def train(cfg: TrainRunConfig, out: str | Path | None = None, runs_root: str | P
     ckpt = store.load_train_checkpoint() if status == "resume" else None
     if ckpt is not None:
         model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
+        load_optimizer_state(optimizer, ckpt["optimizer"])
         state = FitState(epoch=ckpt["epoch"], history=list(ckpt["history"]))
     store.open(identity, named_cfg)
     try:

@@ -33,6 +33,30 @@ def test_per_step_bn_is_one_bn_layer_applied_at_every_timestep():
     assert torch.allclose(z.mean(1), torch.zeros(3), atol=1e-5)
 
 
+def test_per_step_bn_gradients_match_the_loop_over_one_bn_layer():
+    """The CPU fast path (each step written into one output, no stack) has the loop's gradients for the input, the
+    weight and the bias, on a non-contiguous input and gradient too."""
+    x_seq = (torch.randn(8, 4, 3, 5, 5) * torch.arange(1, 5).view(1, 4, 1, 1, 1)).transpose(0, 1)
+    grad = torch.randn(4, 8, 3, 5, 5).transpose(1, 2).contiguous().transpose(1, 2)
+    seq, ref = _pair(per_step=True)
+    x1, x2 = x_seq.clone().requires_grad_(), x_seq.clone().requires_grad_()
+    seq(x1).backward(grad)
+    torch.stack([ref(x) for x in x2]).backward(grad)
+    assert torch.allclose(x1.grad, x2.grad, atol=1e-5)
+    assert torch.allclose(seq.weight.grad, ref.weight.grad, atol=1e-4)
+    assert torch.allclose(seq.bias.grad, ref.bias.grad, atol=1e-4)
+    assert torch.allclose(seq.running_var, ref.running_var)
+
+
+def test_per_step_bn_falls_back_to_the_loop_where_the_fast_path_does_not_apply():
+    seq, ref = _pair(per_step=True)
+    seq, ref = seq.double(), ref.double()
+    seq.momentum = ref.momentum = None  # cumulative average: depends on the count at each step
+    x_seq = torch.randn(3, 8, 3, 5, 5, dtype=torch.float64)
+    assert torch.allclose(seq(x_seq), torch.stack([ref(x) for x in x_seq]))
+    assert torch.allclose(seq.running_mean, ref.running_mean) and int(seq.num_batches_tracked) == 3
+
+
 def test_pooled_bn_normalises_over_all_t_b_samples_and_eval_modes_agree():
     x_seq = torch.randn(4, 8, 3, 5, 5) * torch.arange(1, 5).view(4, 1, 1, 1, 1)
     seq, ref = _pair(per_step=False)

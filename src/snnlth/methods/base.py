@@ -19,7 +19,7 @@ from snnlth.config import SearchRunConfig
 from snnlth.data.source import DataSource
 from snnlth.engine.loop import BatchInfo, EpochHook, FitState, Schedule, fit
 from snnlth.engine.masking import MaskEnforcer
-from snnlth.engine.optim import make_optimizer
+from snnlth.engine.optim import load_optimizer_state, make_optimizer
 from snnlth.errors import ConfigError, NumericalError
 from snnlth.models.protocol import TicketModel
 from snnlth.parallel import SINGLE, Dist
@@ -215,7 +215,7 @@ class SearchContext:
         ckpt = self.store.load_checkpoint(phase.name)
         if ckpt is not None:
             model.load_state_dict(ckpt["model"])
-            optimizer.load_state_dict(ckpt["optimizer"])
+            load_optimizer_state(optimizer, ckpt["optimizer"])
             state = FitState(ckpt["epoch"], list(ckpt["history"]))
             for hook, extra in zip(phase.hooks, ckpt["extra"]):
                 hook.load(extra)

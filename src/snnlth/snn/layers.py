@@ -52,11 +52,57 @@ class SeqBatchNorm2d(nn.BatchNorm2d):
         if x.dim() == 4:
             return self._norm(x)
         if self.per_step and self.training:
+            if _in_place_ok(self, x):
+                self.num_batches_tracked.add_(x.shape[0])  # as T calls of nn.BatchNorm2d would
+                return _PerStepBatchNorm.apply(x, self.weight, self.bias, self.running_mean, self.running_var,
+                                               self.momentum, self.eps)
             return torch.stack([self._norm(x_t) for x_t in x])
         return self._norm(x.flatten(0, 1)).view_as(x)
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, per_step={self.per_step}"
+
+
+def _in_place_ok(bn: SeqBatchNorm2d, x: torch.Tensor) -> bool:
+    """Whether :class:`_PerStepBatchNorm` computes exactly what the per-step loop would: plain fp32 BatchNorm on
+    CPU (affine, running statistics with a fixed momentum, no autocast, no global-batch statistics)."""
+    return (x.device.type == "cpu" and x.dtype == torch.float32 and not bn.sync and bn.affine
+            and bn.track_running_stats and bn.momentum is not None and not torch.is_autocast_enabled("cpu"))
+
+
+class _PerStepBatchNorm(torch.autograd.Function):
+    """Per-step training BatchNorm of ``x: [T, B, C, H, W]``: PyTorch's own kernels step by step, each writing into
+    its slice of one output (and, backward, of one input gradient), so the sequence is never copied into a stack
+    (on CPU that copy is ~15 % of the layer's forward and backward). Running statistics are updated once per step,
+    as the loop over ``nn.BatchNorm2d`` does."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, running_mean, running_var, momentum: float, eps: float):  # type: ignore[override]
+        x = x.contiguous()
+        out = torch.empty_like(x)
+        means = x.new_empty(x.shape[0], x.shape[2])
+        invstds = torch.empty_like(means)
+        for t in range(x.shape[0]):
+            torch.ops.aten.native_batch_norm.out(x[t], weight, bias, running_mean, running_var, True, momentum, eps,
+                                                 out=out[t], save_mean=means[t], save_invstd=invstds[t])
+        ctx.save_for_backward(x, weight, means, invstds)
+        ctx.eps = eps
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):  # type: ignore[override]
+        x, weight, means, invstds = ctx.saved_tensors
+        grad_out = grad_out.contiguous()
+        grad_x = torch.empty_like(x)
+        grad_w, grad_b = torch.zeros_like(weight), torch.zeros_like(weight)
+        step_w, step_b = torch.empty_like(weight), torch.empty_like(weight)
+        for t in range(x.shape[0]):
+            torch.ops.aten.native_batch_norm_backward.out(
+                grad_out[t], x[t], weight, None, None, means[t], invstds[t], True, ctx.eps, [True, True, True],
+                out0=grad_x[t], out1=step_w, out2=step_b)
+            grad_w += step_w
+            grad_b += step_b
+        return grad_x, grad_w, grad_b, None, None, None, None
 
 
 def sync_batch_norm(bn: nn.BatchNorm2d, x: torch.Tensor) -> torch.Tensor:

@@ -40,14 +40,14 @@ def lif_reference(x_seq: torch.Tensor, tau: float = 4.0 / 3.0, v_threshold: floa
 def _charges_eager(x_seq: torch.Tensor, decay: float, gain: float, v_threshold: float
                    ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(h_seq, spikes)``: ``H[0] = X[0]/tau``, ``H[t] = X[t]/tau + decay·H[t-1]·(1 - S[t-1])`` with
-    ``decay = 1 - 1/tau``, one in-place update per step on a buffer that starts as ``X/tau``; ``S = H >= V_th`` in
-    one pass at the end. Comparisons write floats into one reused buffer: a bool result, its cast and fresh buffers
-    cost 2-3x more on CPU."""
+    ``decay = 1 - 1/tau``, one in-place ``addcmul_`` per step on a buffer that starts as ``X/tau``; ``S = H >= V_th``
+    in one pass at the end. Comparisons write floats into one reused buffer: a bool result, its cast and fresh
+    buffers cost 2-3x more on CPU."""
     h_seq = torch.mul(x_seq.float(), gain)  # a fresh fp32 buffer whatever the input's dtype
     keep = torch.empty_like(h_seq[0])
     for t in range(1, x_seq.shape[0]):
         torch.lt(h_seq[t - 1], v_threshold, out=keep)  # 1 - S[t-1]
-        h_seq[t].add_(keep.mul_(h_seq[t - 1]), alpha=decay)
+        h_seq[t].addcmul_(keep, h_seq[t - 1], value=decay)
     spikes = torch.ge(h_seq, v_threshold, out=torch.empty(h_seq.shape, dtype=x_seq.dtype, device=h_seq.device))
     return h_seq, spikes
 
@@ -56,18 +56,23 @@ def _input_grads_eager(h_seq: torch.Tensor, grad_s: torch.Tensor, decay: float, 
                        grad_fn: Callable, alpha: float, detach_reset: bool) -> torch.Tensor:
     """``dX`` from ``dS``: with ``g = surrogate'(H[t] - V_th)`` and ``dV[t] = decay·dH[t+1]`` the gradient reaching
     ``V[t]`` from step t+1, ``dH[t] = dS[t]·g + dV[t]·(1 - S[t])`` (minus ``dV[t]·H[t]·g`` when the reset is not
-    detached) and ``dX[t] = dH[t] / tau``: the per-step terms over the whole sequence at once, then one in-place
-    ``addcmul_`` per step, last step first."""
-    centred = h_seq - v_threshold
-    sg = grad_fn(centred, alpha)
-    # what dH[t+1] contributes to dH[t]: decay·(1 - S[t]) (− decay·H[t]·g without a detached reset)
-    carry = torch.lt(h_seq, v_threshold, out=centred).mul_(decay)  # reuses the buffer of ``centred``
+    detached) and ``dX[t] = dH[t] / tau``. The recurrence is linear, so it runs on ``dX`` directly: the per-step
+    terms ``dS·g/tau`` over the whole sequence in one surrogate call (shift, scale and ``dS`` folded in), then one
+    in-place ``addcmul_`` per step, last step first."""
     if not detach_reset:
-        carry.addcmul_(h_seq, sg, value=-decay)
-    grad_h = sg.mul_(grad_s)  # dS[t]·g, then the recurrence in place
+        sg = grad_fn(h_seq, alpha, shift=v_threshold)
+        grad_x = torch.mul(sg, grad_s).mul_(gain)
+        # what dH[t+1] contributes to dH[t]: decay·((1 - S[t]) − H[t]·g)
+        carry = torch.lt(h_seq, v_threshold, out=torch.empty_like(h_seq)).addcmul_(h_seq, sg, value=-1.0)
+        for t in range(h_seq.shape[0] - 2, -1, -1):
+            grad_x[t].addcmul_(grad_x[t + 1], carry[t], value=decay)
+        return grad_x
+    grad_x = grad_fn(h_seq, alpha, scale=gain, shift=v_threshold, grad_out=grad_s)
+    keep = torch.empty_like(h_seq[0])
     for t in range(h_seq.shape[0] - 2, -1, -1):
-        grad_h[t].addcmul_(grad_h[t + 1], carry[t])
-    return grad_h.mul_(gain)
+        torch.lt(h_seq[t], v_threshold, out=keep)  # 1 - S[t]
+        grad_x[t].addcmul_(grad_x[t + 1], keep, value=decay)
+    return grad_x
 
 
 def _charges_pure(x_seq: torch.Tensor, decay: float, gain: float, v_threshold: float
