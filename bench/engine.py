@@ -2,15 +2,18 @@
 
 Default (``--compare twin``): our engine against a spikingjelly 2.0 twin of the same network (bench/twin.py), per
 device, model and T: training images/s and peak memory (CPU: peak RSS growth of a fresh process; CUDA:
-``max_memory_allocated``), each variant in its own process, after a warm-up step. Each side's figure is its faster
+``max_memory_allocated``), each variant in its own process, after a warm-up step, interleaved, three times (best of
+three, as ``timeit``; the spread of the ratios within a repeat is kept too). Each side's figure is its faster
 variant: ours with the eager or the compiled LIF kernel (``--lif-kernel``; the compile time is printed), the twin in
-its single-step paper-code loop or its multi-step mode. Then a correctness check (losses of 50 steps from one init,
-against the noise floor of float rounding) and the end-to-end figure: ``snnlth train`` against the bare step.
+its single-step paper-code loop or its multi-step mode. First a correctness check (losses of 50 steps from one init,
+against the noise floor of float rounding), last the end-to-end figure: ``snnlth train`` against the bare step.
 ``--quick`` is a few minutes on 2 cores; ``--out FILE.json`` keeps ``{"check", "rows", "e2e"}``, rows holding
-``ours_img_s``, ``twin_img_s``, ``speedup``, ``ours_peak_mb``, ``twin_peak_mb``, ``memory_ratio``.
+``ours_img_s``, ``twin_img_s``, ``speedup`` (with ``speedup_min``/``speedup_max``), ``ours_peak_mb``,
+``twin_peak_mb``, ``memory_ratio``. ``--models vgg16`` keeps only those rows and ``--amp`` runs both sides under
+bf16 autocast (rows marked ``"amp": true``); either skips the check and the end-to-end figure.
 ``--compare lif`` (fused vs reference LIF), ``bn`` (per-step vs pooled BN) and ``e2e`` run one part alone.
 
-    .venv/bin/python bench/engine.py [--quick] [--out FILE.json] [--device auto]
+    .venv/bin/python bench/engine.py [--quick] [--out FILE.json] [--device auto] [--models vgg16] [--amp]
     .venv/bin/python bench/engine.py --compare lif|bn|e2e [--model convnet] [--timesteps 5] [--batch-size 128]
 """
 
@@ -23,7 +26,7 @@ import torch
 
 import snnlth.snn.neuron as neuron
 from snnlth.config import ModelConfig, TrainConfig
-from snnlth.engine.evaluate import seq_loss
+from snnlth.engine.evaluate import autocast, seq_loss
 from snnlth.engine.fastpath import prepare
 from snnlth.engine.optim import make_optimizer, resolve_device
 from snnlth.models import create_model
@@ -42,15 +45,17 @@ def images_per_second(args: argparse.Namespace, device: torch.device, bn_time: s
 
 
 def timed_steps(model, opt, x: torch.Tensor, y: torch.Tensor, timesteps: int, steps: int,
-                device: torch.device) -> float:
-    """Seconds of ``steps`` training steps on the batch ``(x, y)``, after one untimed warm-up step."""
+                device: torch.device, amp: bool = False) -> float:
+    """Seconds of ``steps`` training steps on the batch ``(x, y)``, after one untimed warm-up step (bf16 autocast of
+    the forward and the loss with ``amp``, as the engine's ``--amp``)."""
     start = time.perf_counter()
     for i in range(steps + 1):
         if i == 1:
             if device.type == "cuda":
                 torch.cuda.synchronize()
             start = time.perf_counter()
-        loss = seq_loss(model(x, timesteps), y)
+        with autocast(device, amp):
+            loss = seq_loss(model(x, timesteps), y)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -113,13 +118,13 @@ def worker(args: argparse.Namespace) -> None:
     x = torch.randn(args.batch_size, c, args.side, args.side, device=device)
     y = torch.randint(0, 10, (args.batch_size,), device=device)
     start = time.perf_counter()
-    timed_steps(model, opt, x[:2], y[:2], args.timesteps, 0, device)  # compiles (for any batch size), if anything does
+    timed_steps(model, opt, x[:2], y[:2], args.timesteps, 0, device, args.amp)  # compiles, if anything does
     warmup = time.perf_counter() - start
     rss0 = _rss_mb()  # peak memory: growth from here, over a warm-up step and the timed steps at the full batch
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
-    seconds = timed_steps(model, opt, x, y, args.timesteps, args.steps, device)
+    seconds = timed_steps(model, opt, x, y, args.timesteps, args.steps, device, args.amp)
     if device.type == "cuda":
         peak = (torch.cuda.max_memory_allocated() - base) / 2**20
     else:
@@ -182,41 +187,51 @@ def check_twin(args: argparse.Namespace, device: torch.device, steps: int = 50) 
 
 
 def compare_twin(args: argparse.Namespace, device: torch.device) -> list[dict]:
+    """Per row and T, every variant in a fresh process, interleaved, ``repeats`` times. A variant's figure is its
+    best repeat (as ``timeit``: on a shared machine other work only ever slows a run down, so the fastest repeat is
+    the closest to what the code can do); each side's figure is its faster variant. ``speedup_min``/``speedup_max``
+    are the lowest and highest ratio of the two chosen variants within one repeat: the spread the noise allows."""
     import json
+    import statistics
     import subprocess
     import sys
 
-    steps, repeats = (3, 1) if args.quick else (8, 2)
+    steps, repeats = (3, 1) if args.quick else (8, 3)
     rows = []
-    for model, side, batch in TWIN_ROWS[device.type]:
+    table = [r for r in TWIN_ROWS[device.type] if not args.models or r[0] in args.models.split(",")]
+    for model, side, batch in table:
         for t in (5, 3):
             got: dict[str, list[dict]] = {}
             for _ in range(repeats):
                 for variant in (*OURS, *TWINS):  # interleaved to even out machine noise
                     cmd = [sys.executable, __file__, "--worker", variant, "--model", model, "--side", str(side),
                            "--timesteps", str(t), "--batch-size", str(batch), "--steps", str(steps),
-                           "--device", device.type]
+                           "--device", device.type, *(["--amp"] if args.amp else [])]
                     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.splitlines()[-1]
                     got.setdefault(variant, []).append(json.loads(out))
-            best = {v: max(got[v], key=lambda r: r["img_s"]) for v in got}
-            ours = max((best[v] for v in OURS), key=lambda r: r["img_s"])
-            twin = max((best[v] for v in TWINS), key=lambda r: r["img_s"])
-            mode = "single-step" if twin is best["twin-s"] else "multi-step"
-            ours_mode = "compiled LIF" if ours is best["ours-c"] else "eager LIF"
+            best = {v: max(r["img_s"] for r in got[v]) for v in got}
+            ours_v, twin_v = max(OURS, key=best.get), max(TWINS, key=best.get)
+            ratios = [o["img_s"] / w["img_s"] for o, w in zip(got[ours_v], got[twin_v])]
+            ours_mb = statistics.median(r["peak_mb"] for r in got[ours_v])
+            twin_mb = statistics.median(r["peak_mb"] for r in got[twin_v])
+            mode = "single-step" if twin_v == "twin-s" else "multi-step"
+            ours_mode = "compiled LIF" if ours_v == "ours-c" else "eager LIF"
             rows.append({"device": device.type, "model": model, "side": side, "batch": batch, "timesteps": t,
-                         "ours_img_s": ours["img_s"], "twin_img_s": twin["img_s"], "twin_mode": mode,
-                         "ours_mode": ours_mode, "ours_eager_img_s": best["ours"]["img_s"],
-                         "ours_compiled_img_s": best["ours-c"]["img_s"],
-                         "compile_seconds": best["ours-c"]["warmup_s"],
-                         "speedup": ours["img_s"] / twin["img_s"], "ours_peak_mb": ours["peak_mb"],
-                         "twin_peak_mb": twin["peak_mb"], "memory_ratio": ours["peak_mb"] / max(twin["peak_mb"], 1e-9),
-                         "threads": torch.get_num_threads()})
+                         "amp": args.amp, "ours_img_s": best[ours_v], "twin_img_s": best[twin_v], "twin_mode": mode,
+                         "ours_mode": ours_mode, "ours_eager_img_s": best["ours"],
+                         "ours_compiled_img_s": best["ours-c"],
+                         "compile_seconds": statistics.median(r["warmup_s"] for r in got["ours-c"]),
+                         "speedup": best[ours_v] / best[twin_v], "speedup_min": min(ratios),
+                         "speedup_max": max(ratios), "ours_peak_mb": ours_mb, "twin_peak_mb": twin_mb,
+                         "memory_ratio": ours_mb / max(twin_mb, 1e-9), "threads": torch.get_num_threads(),
+                         "raw_img_s": {v: [r["img_s"] for r in got[v]] for v in got}})
             r = rows[-1]
-            print(f"{device.type} {model} {side}px B={batch} T={t}: ours {r['ours_img_s']:.0f} img/s ({ours_mode}; "
-                  f"eager {r['ours_eager_img_s']:.0f}, compiled {r['ours_compiled_img_s']:.0f} after a "
-                  f"{r['compile_seconds']:.0f} s compile), twin "
-                  f"{r['twin_img_s']:.0f} img/s ({mode}), speed-up {r['speedup']:.2f}x; peak {r['ours_peak_mb']:.0f} "
-                  f"vs {r['twin_peak_mb']:.0f} MB, memory ratio {r['memory_ratio']:.2f}", flush=True)
+            print(f"{device.type} {model} {side}px B={batch} T={t}{' bf16' if args.amp else ''}: ours "
+                  f"{r['ours_img_s']:.0f} img/s ({ours_mode}; eager {r['ours_eager_img_s']:.0f}, compiled "
+                  f"{r['ours_compiled_img_s']:.0f} after a {r['compile_seconds']:.0f} s compile), twin "
+                  f"{r['twin_img_s']:.0f} img/s ({mode}), speed-up {r['speedup']:.2f}x (repeats "
+                  f"{r['speedup_min']:.2f}-{r['speedup_max']:.2f}); peak {r['ours_peak_mb']:.0f} vs "
+                  f"{r['twin_peak_mb']:.0f} MB, memory ratio {r['memory_ratio']:.2f}", flush=True)
     return rows
 
 
@@ -262,6 +277,8 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--device", default="auto")
+    p.add_argument("--amp", action="store_true", help="twin: bf16 autocast on both sides (the engine's --amp)")
+    p.add_argument("--models", default="", help="twin: only these rows' models (comma-separated; default all)")
     args = p.parse_args()
     if args.worker:
         return worker(args)
@@ -269,9 +286,10 @@ def main() -> None:
     if args.compare == "twin":
         import json
 
-        check = check_twin(args, device)
+        full = not (args.models or args.amp)  # the correctness check and e2e belong to the plain full run
+        check = check_twin(args, device) if full else None
         rows = compare_twin(args, device)
-        e2e = compare_e2e(args, device)
+        e2e = compare_e2e(args, device) if full else None
         if args.out:
             with open(args.out, "w") as fh:
                 json.dump({"check": check, "rows": rows, "e2e": e2e}, fh, indent=1)
