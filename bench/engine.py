@@ -9,8 +9,9 @@ its single-step paper-code loop or its multi-step mode. First a correctness chec
 against the noise floor of float rounding), last the end-to-end figure: ``snnlth train`` against the bare step.
 ``--quick`` is a few minutes on 2 cores; ``--out FILE.json`` keeps ``{"check", "rows", "e2e"}``, rows holding
 ``ours_img_s``, ``twin_img_s``, ``speedup`` (with ``speedup_min``/``speedup_max``), ``ours_peak_mb``,
-``twin_peak_mb``, ``memory_ratio``. ``--models vgg16`` keeps only those rows and ``--amp`` runs both sides under
-bf16 autocast (rows marked ``"amp": true``); either skips the check and the end-to-end figure.
+``twin_peak_mb``, ``memory_ratio``. ``--models vgg16`` keeps only those rows, ``--amp`` runs both sides under
+bf16 autocast (rows marked ``"amp": true``) and ``--bn-time pooled`` builds ours with BatchNorm over all T·B samples
+(what the twin's multi-step mode does); each skips the check and the end-to-end figure.
 ``--compare lif`` (fused vs reference LIF), ``bn`` (per-step vs pooled BN) and ``e2e`` run one part alone.
 
     .venv/bin/python bench/engine.py [--quick] [--out FILE.json] [--device auto] [--models vgg16] [--amp]
@@ -109,7 +110,7 @@ def worker(args: argparse.Namespace) -> None:
     device = resolve_device(args.device)
     torch.manual_seed(0)
     c = 1 if args.side == 28 else 3
-    ours = create_model(ModelConfig(model=args.model), c, args.side, 10)
+    ours = create_model(ModelConfig(model=args.model, bn_time=args.bn_time), c, args.side, 10)
     model = ours if args.worker in OURS else _twin(ours, args.worker[-1])
     model = model.to(device)
     if args.worker in OURS:  # what snnlth's engine applies when training starts (snnlth.engine.fastpath)
@@ -206,7 +207,7 @@ def compare_twin(args: argparse.Namespace, device: torch.device) -> list[dict]:
                 for variant in (*OURS, *TWINS):  # interleaved to even out machine noise
                     cmd = [sys.executable, __file__, "--worker", variant, "--model", model, "--side", str(side),
                            "--timesteps", str(t), "--batch-size", str(batch), "--steps", str(steps),
-                           "--device", device.type, *(["--amp"] if args.amp else [])]
+                           "--device", device.type, "--bn-time", args.bn_time, *(["--amp"] if args.amp else [])]
                     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.splitlines()[-1]
                     got.setdefault(variant, []).append(json.loads(out))
             best = {v: max(r["img_s"] for r in got[v]) for v in got}
@@ -217,7 +218,8 @@ def compare_twin(args: argparse.Namespace, device: torch.device) -> list[dict]:
             mode = "single-step" if twin_v == "twin-s" else "multi-step"
             ours_mode = "compiled LIF" if ours_v == "ours-c" else "eager LIF"
             rows.append({"device": device.type, "model": model, "side": side, "batch": batch, "timesteps": t,
-                         "amp": args.amp, "ours_img_s": best[ours_v], "twin_img_s": best[twin_v], "twin_mode": mode,
+                         "amp": args.amp, "bn_time": args.bn_time, "ours_img_s": best[ours_v],
+                         "twin_img_s": best[twin_v], "twin_mode": mode,
                          "ours_mode": ours_mode, "ours_eager_img_s": best["ours"],
                          "ours_compiled_img_s": best["ours-c"],
                          "compile_seconds": statistics.median(r["warmup_s"] for r in got["ours-c"]),
@@ -279,6 +281,8 @@ def main() -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--amp", action="store_true", help="twin: bf16 autocast on both sides (the engine's --amp)")
     p.add_argument("--models", default="", help="twin: only these rows' models (comma-separated; default all)")
+    p.add_argument("--bn-time", default="per-step", choices=("per-step", "pooled"),
+                   help="twin: our BatchNorm over time (pooled is what the twin's multi-step mode does)")
     args = p.parse_args()
     if args.worker:
         return worker(args)
@@ -286,7 +290,8 @@ def main() -> None:
     if args.compare == "twin":
         import json
 
-        full = not (args.models or args.amp)  # the correctness check and e2e belong to the plain full run
+        # the correctness check and the end-to-end figure belong to the plain full run
+        full = not (args.models or args.amp or args.bn_time != "per-step")
         check = check_twin(args, device) if full else None
         rows = compare_twin(args, device)
         e2e = compare_e2e(args, device) if full else None

@@ -1,9 +1,12 @@
+import contextlib
+
 import pytest
 import torch
 from torch import nn
 
 from snnlth.config import ModelConfig
 from snnlth.models import create_model
+from snnlth.snn import layers
 from snnlth.snn.layers import SeqBatchNorm2d, seq_apply
 
 
@@ -40,12 +43,15 @@ def test_per_step_bn_gradients_match_the_loop_over_one_bn_layer():
     grad = torch.randn(4, 8, 3, 5, 5).transpose(1, 2).contiguous().transpose(1, 2)
     seq, ref = _pair(per_step=True)
     x1, x2 = x_seq.clone().requires_grad_(), x_seq.clone().requires_grad_()
-    seq(x1).backward(grad)
+    with _counting_fast_path() as calls:
+        seq(x1).backward(grad)
+    assert calls == [1]
     torch.stack([ref(x) for x in x2]).backward(grad)
     assert torch.allclose(x1.grad, x2.grad, atol=1e-5)
     assert torch.allclose(seq.weight.grad, ref.weight.grad, atol=1e-4)
     assert torch.allclose(seq.bias.grad, ref.bias.grad, atol=1e-4)
-    assert torch.allclose(seq.running_var, ref.running_var)
+    for name in ("running_mean", "running_var", "num_batches_tracked"):
+        assert torch.allclose(getattr(seq, name).float(), getattr(ref, name).float()), name
 
 
 def test_per_step_bn_falls_back_to_the_loop_where_the_fast_path_does_not_apply():
@@ -53,8 +59,29 @@ def test_per_step_bn_falls_back_to_the_loop_where_the_fast_path_does_not_apply()
     seq, ref = seq.double(), ref.double()
     seq.momentum = ref.momentum = None  # cumulative average: depends on the count at each step
     x_seq = torch.randn(3, 8, 3, 5, 5, dtype=torch.float64)
-    assert torch.allclose(seq(x_seq), torch.stack([ref(x) for x in x_seq]))
+    with _counting_fast_path() as calls:
+        out = seq(x_seq)
+    assert calls == [] and torch.allclose(out, torch.stack([ref(x) for x in x_seq]))
     assert torch.allclose(seq.running_mean, ref.running_mean) and int(seq.num_batches_tracked) == 3
+    lone, _ = _pair(per_step=True)  # one value per channel and step: the loop's error, not NaN statistics
+    with pytest.raises(ValueError, match="more than 1 value per channel"):
+        lone(torch.randn(2, 1, 3, 1, 1))
+
+
+@contextlib.contextmanager
+def _counting_fast_path():
+    calls = []
+    apply = layers._PerStepBatchNorm.apply
+
+    def counted(*args):
+        calls.append(1)
+        return apply(*args)
+
+    layers._PerStepBatchNorm.apply = counted
+    try:
+        yield calls
+    finally:
+        layers._PerStepBatchNorm.apply = apply
 
 
 def test_pooled_bn_normalises_over_all_t_b_samples_and_eval_modes_agree():

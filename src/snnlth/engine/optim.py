@@ -29,9 +29,27 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.SGD:
     params = list(model.parameters())
     fused = fused_ok(params)
     if cfg.quirks == "official":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, dampening=cfg.weight_decay,
-                               weight_decay=0.0, fused=fused)
-    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, fused=fused)
+        optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, dampening=cfg.weight_decay,
+                                    weight_decay=0.0, fused=fused)
+    else:
+        optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
+                                    fused=fused)
+    if fused:
+        optimizer.register_step_pre_hook(_fused_where_it_can)
+    return optimizer
+
+
+def _fused_where_it_can(optimizer: torch.optim.Optimizer, args, kwargs) -> None:
+    """Before each step: PyTorch's fused SGD needs all or none of the stepped parameters to have a momentum buffer.
+    A parameter that gets its first gradient later than the others (frozen, then trained; unused in some forward
+    passes; missing from a checkpoint's state) would break it, so that step runs on the plain kernel, which starts
+    the new buffer as SGD does; the fused kernel takes over again on the next step."""
+    for group in optimizer.param_groups:
+        if not group["momentum"]:
+            group["fused"] = True
+            continue
+        stepped = [p for p in group["params"] if p.grad is not None]
+        group["fused"] = len({optimizer.state.get(p, {}).get("momentum_buffer") is not None for p in stepped}) < 2
 
 
 def fused_ok(params: list[torch.Tensor]) -> bool | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.autograd.function import once_differentiable
 
 
 def seq_apply(module: nn.Module, x_seq: torch.Tensor) -> torch.Tensor:
@@ -67,7 +68,9 @@ def _in_place_ok(bn: SeqBatchNorm2d, x: torch.Tensor) -> bool:
     """Whether :class:`_PerStepBatchNorm` computes exactly what the per-step loop would: plain fp32 BatchNorm on
     CPU (affine, running statistics with a fixed momentum, no autocast, no global-batch statistics)."""
     return (x.device.type == "cpu" and x.dtype == torch.float32 and not bn.sync and bn.affine
-            and bn.track_running_stats and bn.momentum is not None and not torch.is_autocast_enabled("cpu"))
+            and bn.track_running_stats and bn.momentum is not None and bn.num_batches_tracked is not None
+            and bn.running_mean is not None and x[0].numel() > x.shape[2]  # > 1 value per channel, or the loop's error
+            and not torch.is_autocast_enabled("cpu"))
 
 
 class _PerStepBatchNorm(torch.autograd.Function):
@@ -90,6 +93,7 @@ class _PerStepBatchNorm(torch.autograd.Function):
         return out
 
     @staticmethod
+    @once_differentiable  # PyTorch's BN backward kernel: no second derivative (a clear error if one is asked for)
     def backward(ctx, grad_out):  # type: ignore[override]
         x, weight, means, invstds = ctx.saved_tensors
         grad_out = grad_out.contiguous()

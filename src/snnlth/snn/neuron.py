@@ -189,6 +189,8 @@ class LIF(nn.Module):
                  alpha: float = 2.0, detach_reset: bool = True) -> None:
         super().__init__()
         SURROGATES.get(surrogate)  # fail at build time on an unknown name
+        if not alpha > 0:
+            raise ValueError(f"surrogate sharpness alpha must be > 0, got {alpha}")
         self.tau, self.v_threshold, self.surrogate = tau, v_threshold, surrogate
         self.alpha, self.detach_reset = alpha, detach_reset
         self.kernel = "eager"  # see lif_multistep; the engine sets it per run (TrainConfig.lif_kernel)

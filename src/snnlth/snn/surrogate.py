@@ -27,6 +27,8 @@ def atan_grad(x: torch.Tensor, alpha: float, scale: float = 1.0, shift: float = 
     denom = torch.add(torch.tensor(-c * shift, dtype=x.dtype), x, alpha=c).square_().add_(m)
     if grad_out is None:
         return denom.reciprocal_()
+    if torch.is_grad_enabled():  # a double backward (create_graph=True) records this op: no out=
+        return grad_out / denom
     return torch.div(grad_out, denom, out=denom)
 
 
