@@ -53,7 +53,7 @@ class SeqBatchNorm2d(nn.BatchNorm2d):
         if x.dim() == 4:
             return self._norm(x)
         if self.per_step and self.training:
-            if _in_place_ok(self, x):
+            if _one_output_ok(self, x):
                 self.num_batches_tracked.add_(x.shape[0])  # as T calls of nn.BatchNorm2d would
                 return _PerStepBatchNorm.apply(x, self.weight, self.bias, self.running_mean, self.running_var,
                                                self.momentum, self.eps)
@@ -64,7 +64,7 @@ class SeqBatchNorm2d(nn.BatchNorm2d):
         return f"{super().extra_repr()}, per_step={self.per_step}"
 
 
-def _in_place_ok(bn: SeqBatchNorm2d, x: torch.Tensor) -> bool:
+def _one_output_ok(bn: SeqBatchNorm2d, x: torch.Tensor) -> bool:
     """Whether :class:`_PerStepBatchNorm` computes exactly what the per-step loop would: plain fp32 BatchNorm on
     CPU (affine, running statistics with a fixed momentum, no autocast, no global-batch statistics)."""
     return (x.device.type == "cpu" and x.dtype == torch.float32 and not bn.sync and bn.affine
