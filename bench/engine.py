@@ -29,6 +29,7 @@ import snnlth.snn.neuron as neuron
 from snnlth.config import ModelConfig, TrainConfig
 from snnlth.engine.evaluate import autocast, seq_loss
 from snnlth.engine.fastpath import prepare
+from snnlth.engine.graphed import GraphedStep, graph_blocker
 from snnlth.engine.optim import make_optimizer, resolve_device
 from snnlth.models import create_model
 
@@ -46,19 +47,21 @@ def images_per_second(args: argparse.Namespace, device: torch.device, bn_time: s
 
 
 def timed_steps(model, opt, x: torch.Tensor, y: torch.Tensor, timesteps: int, steps: int,
-                device: torch.device, amp: bool = False) -> float:
+                device: torch.device, amp: bool = False, graphed=None) -> float:
     """Seconds of ``steps`` training steps on the batch ``(x, y)``, after one untimed warm-up step (bf16 autocast of
-    the forward and the loss with ``amp``, as the engine's ``--amp``)."""
+    the forward and the loss with ``amp``, as the engine's ``--amp``); with ``graphed`` (a
+    :class:`snnlth.engine.graphed.GraphedStep`) the step is replayed as the engine does on CUDA."""
     start = time.perf_counter()
     for i in range(steps + 1):
         if i == 1:
             if device.type == "cuda":
                 torch.cuda.synchronize()
             start = time.perf_counter()
-        with autocast(device, amp):
-            loss = seq_loss(model(x, timesteps), y)
-        opt.zero_grad()
-        loss.backward()
+        if graphed is None or graphed.step(x, y, timesteps) is None:
+            with autocast(device, amp):
+                loss = seq_loss(model(x, timesteps), y)
+            opt.zero_grad()
+            loss.backward()
         opt.step()
     if device.type == "cuda":
         torch.cuda.synchronize()
@@ -125,12 +128,16 @@ def worker(args: argparse.Namespace) -> None:
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
-    seconds = timed_steps(model, opt, x, y, args.timesteps, args.steps, device, args.amp)
+    graphed = None
+    if args.worker in OURS and TrainConfig().cuda_graph and graph_blocker(model, device, False) is None:
+        graphed = GraphedStep(model, model, args.amp)  # the engine's CUDA step (snnlth.engine.loop.fit)
+    seconds = timed_steps(model, opt, x, y, args.timesteps, args.steps, device, args.amp, graphed)
     if device.type == "cuda":
         peak = (torch.cuda.max_memory_allocated() - base) / 2**20
     else:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - rss0
-    print(json.dumps({"img_s": args.steps * args.batch_size / seconds, "peak_mb": peak, "warmup_s": warmup}))
+    print(json.dumps({"img_s": args.steps * args.batch_size / seconds, "peak_mb": peak, "warmup_s": warmup,
+                      "cuda_graph": graphed is not None and graphed.failed is None}))
 
 
 def _rss_mb() -> float:
@@ -198,6 +205,8 @@ def compare_twin(args: argparse.Namespace, device: torch.device) -> list[dict]:
     import sys
 
     steps, repeats = (3, 1) if args.quick else (8, 3)
+    if device.type == "cuda":  # a CUDA step takes milliseconds: more of them, for a stable figure
+        steps *= 10
     rows = []
     table = [r for r in TWIN_ROWS[device.type] if not args.models or r[0] in args.models.split(",")]
     for model, side, batch in table:

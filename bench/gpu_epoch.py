@@ -1,14 +1,15 @@
 """Seconds per CIFAR-10 training epoch (50,000 images, 32×32, B=128) of VGG16 and ResNet19 at T=5 and T=3: our engine
-(its fast settings) against the spikingjelly twin (bench/twin.py, the faster of its single- and multi-step modes),
-both under bf16 autocast on CUDA.
+(its fast settings: compiled and fused LIF kernels, the CUDA-graph step) against the spikingjelly twin
+(bench/twin.py, the faster of its single- and multi-step modes), both under bf16 autocast on CUDA (``--no-amp``: fp32).
 
-The epoch runs through the engine's own data path (device-resident uint8 images, per-epoch random draws, on-device
-crop/flip/Cutout) from the real CIFAR-10 when ``--data-dir`` (or ``$SNNLTH_DATA``) holds it, else from synthetic
-images of the same shape; the twin gets the same batches. Each variant runs in a fresh process: one untimed warm-up
-epoch slice (compiles), then ``--batches`` timed batches scaled to a whole epoch. The GPU's name is printed.
+Ours trains through the engine's own epoch (snnlth.engine.loop.train_epoch: device-resident uint8 images, per-epoch
+random draws, on-device crop/flip/Cutout) from the real CIFAR-10 when ``--data-dir`` (or ``$SNNLTH_DATA``) holds it,
+else from synthetic images of the same shape; the twin gets the same batches in a plain loop. Each variant: an untimed
+warm-up slice of 5 batches (compiles, captures), then one whole timed epoch (``--batches N``: N batches scaled to an
+epoch). Variants run one after another in this process (``--fresh``: each in its own). The GPU's name is printed.
 
-    .venv/bin/python bench/gpu_epoch.py [--out FILE.json] [--batches 100]
-    .venv/bin/python bench/gpu_epoch.py --device cpu --batches 2 --models vgg16 --timesteps 3   # a smoke run
+    python bench/gpu_epoch.py [--out FILE.json] [--models vgg16] [--timesteps 5] [--ours ours-cl] [--no-amp]
+    python bench/gpu_epoch.py --device cpu --batches 2 --models vgg16 --timesteps 3   # a smoke run
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 
 EPOCH_IMAGES, BATCH = 50_000, 128
-OURS = ("ours",)
+OURS = ("ours", "ours-cl")  # ours-cl: channels-last memory format; our figure is the faster
 TWINS = ("twin-s", "twin-m")
 
 
@@ -47,11 +48,28 @@ def _data(device: torch.device, data_dir: str | None):
         return bundle, "synthetic (CIFAR-10 not found)"
 
 
-def worker(args: argparse.Namespace) -> None:
-    """One variant in this fresh process: prints ``{"epoch_s", "warmup_s", "data"}`` as JSON."""
+class _Slice:
+    """The first ``batches`` batches of each epoch of ``data`` (a warm-up slice), as the engine's loop reads data."""
+
+    def __init__(self, data, batches: int) -> None:
+        self.data, self.batches, self.device = data, batches, data.device
+        self.num_train = min(batches * BATCH, data.num_train)
+
+    def train_batches(self, *args):
+        import itertools
+
+        return itertools.islice(self.data.train_batches(*args), self.batches)
+
+
+def worker(args: argparse.Namespace) -> dict:
+    """One variant: ``{"epoch_s", "warmup_s", "data", "settings"}``. Ours trains through the engine's own epoch
+    (snnlth.engine.loop.train_epoch, with the CUDA-graph step where it applies); the twin through a plain loop over
+    the same batches."""
     from snnlth.config import ModelConfig, TrainConfig
     from snnlth.engine.evaluate import autocast, seq_loss
     from snnlth.engine.fastpath import prepare
+    from snnlth.engine.graphed import GraphedStep, graph_blocker
+    from snnlth.engine.loop import EpochSpec, train_epoch
     from snnlth.engine.optim import make_optimizer, resolve_device
     from snnlth.models import create_model
 
@@ -59,24 +77,31 @@ def worker(args: argparse.Namespace) -> None:
     data, kind = _data(device, args.data_dir)
     torch.manual_seed(0)
     ours = create_model(ModelConfig(model=args.model), 3, 32, 10).to(device)
-    fast = args.worker == "ours" and device.type == "cuda"
-    # both sides train under the same bf16 autocast on CUDA (same precision); compile, channels-last and the fused
-    # LIF kernel are our engine's own
-    cfg = TrainConfig(batch_size=BATCH, amp=device.type == "cuda", compile=fast and args.compile, channels_last=fast,
-                      lif_kernel="auto")
-    if args.worker == "ours":
+    fast = args.worker in OURS and device.type == "cuda"
+    # both sides train under the same bf16 autocast on CUDA (same precision, --no-amp: fp32 on both); compile,
+    # channels-last, the CUDA graph and the fused kernels are our engine's own
+    cfg = TrainConfig(batch_size=BATCH, amp=device.type == "cuda" and args.amp, compile=fast and args.compile,
+                      channels_last=fast and args.worker == "ours-cl", lif_kernel="auto", cuda_graph=fast)
+    if args.worker in OURS:
         model = ours
         forward = prepare(model, cfg, device)
+        graphed = GraphedStep(model, forward, cfg.amp) if cfg.cuda_graph and not graph_blocker(
+            model, device, False) else None
     else:
         from twin import make_twin
 
         model = forward = make_twin(ours, args.worker[-1]).to(device)
+        graphed = None
     opt = make_optimizer(model, cfg)
     model.train()
 
-    def run(batches: int, epoch: int) -> None:
-        for i, (x, y) in enumerate(data.train_batches(BATCH, 0, 0, epoch)):
-            if i == batches:
+    def run(source, epoch: int) -> None:
+        if args.worker in OURS:
+            train_epoch(model, opt, source, cfg, EpochSpec(epoch, 2, args.timesteps), forward=forward,
+                        graphed=graphed)
+            return
+        for x, y in source.train_batches(BATCH, 0, 0, epoch):
+            if len(y) < 2:
                 break
             with autocast(device, cfg.amp):
                 logits = forward(x, args.timesteps)
@@ -85,20 +110,24 @@ def worker(args: argparse.Namespace) -> None:
             loss.backward()
             opt.step()
 
-    def timed(batches: int, epoch: int) -> float:
+    def timed(source, epoch: int) -> float:
         if device.type == "cuda":
             torch.cuda.synchronize()
         start = time.perf_counter()
-        run(batches, epoch)
+        run(source, epoch)
         if device.type == "cuda":
             torch.cuda.synchronize()
         return time.perf_counter() - start
 
-    warmup = timed(max(3, args.batches // 10), 0)
-    seconds = timed(args.batches, 1)
-    epoch_s = seconds / args.batches * (EPOCH_IMAGES // BATCH)
-    print(json.dumps({"epoch_s": epoch_s, "warmup_s": warmup, "data": kind,
-                      "settings": {"amp": cfg.amp, "compile": cfg.compile, "channels_last": cfg.channels_last}}))
+    warmup = timed(_Slice(data, 5), 0)
+    if args.batches:
+        epoch_s = timed(_Slice(data, args.batches), 1) / args.batches * (EPOCH_IMAGES / BATCH)
+    else:
+        epoch_s = timed(data, 1)  # a whole epoch
+    row = {"epoch_s": epoch_s, "warmup_s": warmup, "data": kind,
+           "settings": {"amp": cfg.amp, "compile": cfg.compile, "channels_last": cfg.channels_last,
+                        "cuda_graph": graphed is not None and graphed.failed is None}}
+    return row
 
 
 def main() -> None:
@@ -106,16 +135,22 @@ def main() -> None:
     p.add_argument("--out", metavar="FILE.json")
     p.add_argument("--device", default="auto")
     p.add_argument("--data-dir")
-    p.add_argument("--batches", type=int, default=100, help="timed batches per variant (scaled to an epoch)")
+    p.add_argument("--batches", type=int, default=0, help="timed batches per variant, scaled to an epoch (default "
+                   "0: a whole epoch)")
+    p.add_argument("--no-amp", dest="amp", action="store_false", help="fp32 on both sides (default: bf16 autocast)")
+    p.add_argument("--ours", default="ours,ours-cl", help="which of our variants to run (ours-cl: channels-last)")
+    p.add_argument("--fresh", action="store_true", help="each variant in a fresh process (default: one process)")
+    p.add_argument("--twins", default="twin-s,twin-m", help="which twin modes to run (the faster one counts)")
     p.add_argument("--models", nargs="+", default=["vgg16", "resnet19"], choices=["vgg16", "resnet19"])
     p.add_argument("--timesteps", nargs="+", type=int, default=[5, 3])
-    p.add_argument("--no-compile", dest="compile", action="store_false", help="ours without torch.compile")
+    p.add_argument("--compile", action="store_true", help="ours with torch.compile of the whole model")
     p.add_argument("--worker", choices=(*OURS, *TWINS), help=argparse.SUPPRESS)
     p.add_argument("--model", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.worker:
         args.timesteps = args.timesteps[0]
-        return worker(args)
+        print(json.dumps(worker(args)))
+        return None
     from snnlth.engine.optim import resolve_device
 
     device = resolve_device(args.device)
@@ -125,30 +160,45 @@ def main() -> None:
     for model in args.models:
         for t in args.timesteps:
             got = {}
-            for variant in (*OURS, *TWINS):
+            for variant in (*args.ours.split(","), *args.twins.split(",")):
+                if not args.fresh:
+                    sub = argparse.Namespace(**{**vars(args), "worker": variant, "model": model, "timesteps": t,
+                                                "device": device.type})
+                    try:
+                        got[variant] = worker(sub)
+                    except Exception as exc:  # noqa: BLE001 - one failed variant must not cost the others
+                        print(f"{model} T={t} {variant}: failed: {type(exc).__name__}: {exc}", flush=True)
+                    if device.type == "cuda":
+                        torch.cuda.empty_cache()
+                    continue
                 cmd = [sys.executable, __file__, "--worker", variant, "--model", model, "--timesteps", str(t),
                        "--batches", str(args.batches), "--device", device.type]
                 cmd += ["--data-dir", args.data_dir] if args.data_dir else []
-                cmd += [] if args.compile else ["--no-compile"]
+                cmd += ["--compile"] if args.compile else []
+                cmd += [] if args.amp else ["--no-amp"]
                 done = subprocess.run(cmd, capture_output=True, text=True)
                 if done.returncode != 0:
                     print(f"{model} T={t} {variant}: failed\n{done.stderr[-2000:]}", flush=True)
                     continue
                 got[variant] = json.loads(done.stdout.splitlines()[-1])
-            if "ours" not in got or not any(v in got for v in TWINS):
+            if not any(v in got for v in OURS) or not any(v in got for v in TWINS):
                 continue
             twin_variant = min((v for v in TWINS if v in got), key=lambda v: got[v]["epoch_s"])
-            ours, twin = got["ours"], got[twin_variant]
+            ours_variant = min((v for v in OURS if v in got), key=lambda v: got[v]["epoch_s"])
+            ours, twin = got[ours_variant], got[twin_variant]
             rows.append({"device": gpu, "model": model, "timesteps": t, "batch": BATCH, "data": ours["data"],
                          "ours_epoch_s": ours["epoch_s"], "twin_epoch_s": twin["epoch_s"],
                          "speedup": twin["epoch_s"] / ours["epoch_s"], "twin_mode": twin_variant,
+                         "ours_variant": ours_variant,
                          "ours_warmup_s": ours["warmup_s"], "ours_settings": ours["settings"]})
             r = rows[-1]
-            print(f"{gpu} {model} T={t} B={BATCH} ({r['data']}): ours {r['ours_epoch_s']:.1f} s/epoch, twin "
-                  f"{r['twin_epoch_s']:.1f} s/epoch ({twin_variant}), speed-up {r['speedup']:.2f}x "
-                  f"(ours' warm-up incl. compile {r['ours_warmup_s']:.0f} s; {r['ours_settings']})", flush=True)
-    if args.out:
-        Path(args.out).write_text(json.dumps({"device": gpu, "rows": rows}, indent=1))
+            r["epoch_s_by_variant"] = {v: got[v]["epoch_s"] for v in got}
+            print(f"{gpu} {model} T={t} B={BATCH} ({r['data']}): ours {r['ours_epoch_s']:.2f} s/epoch, twin "
+                  f"{r['twin_epoch_s']:.2f} s/epoch ({twin_variant}), speed-up {r['speedup']:.2f}x "
+                  f"(ours' warm-up incl. compile {r['ours_warmup_s']:.0f} s; {r['ours_settings']}; all: "
+                  f"{ {v: round(e, 2) for v, e in r['epoch_s_by_variant'].items()} })", flush=True)
+            if args.out:  # after every row: a run cut short keeps what it measured
+                Path(args.out).write_text(json.dumps({"device": gpu, "rows": rows}, indent=1))
 
 
 if __name__ == "__main__":

@@ -120,6 +120,9 @@ class TrainConfig:
                        "rarely pays off)", semantic=False)
     channels_last: bool = _f(False, "channels-last memory format for the model and its inputs (CUDA with --amp; "
                              "slower on CPU)", semantic=False)
+    cuda_graph: bool = _f(True, "CUDA: capture the training step (forward, loss, backward) once as a CUDA graph and "
+                          "replay it for every batch of the same shape (one process, snnlth's own neurons; a step "
+                          "that cannot be captured trains eagerly with a warning)", semantic=False)
     sync_bn: bool = _f(False, "data-parallel runs (torchrun): BatchNorm statistics over the whole global batch "
                        "instead of each rank's shard (as one process would compute them)", semantic=False)
     on_nan: str = _f("stop", "a NaN/inf training loss: stop (one line naming phase, epoch and batch; the last "

@@ -15,6 +15,7 @@ from snnlth.config import TrainConfig
 from snnlth.data.source import DataSource
 from snnlth.engine.evaluate import autocast, evaluate, seq_correct, seq_loss
 from snnlth.engine.fastpath import prepare
+from snnlth.engine.graphed import GraphedStep, graph_blocker
 from snnlth.engine.masking import MaskEnforcer
 from snnlth.engine.optim import cosine_lr, set_lr
 from snnlth.errors import ConfigError, NumericalError
@@ -80,10 +81,12 @@ class EpochSpec:
 def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, data: DataSource, cfg: TrainConfig,
                 spec: EpochSpec, enforcer: MaskEnforcer | None = None,
                 on_batch: Callable[[BatchInfo], None] | None = None,
-                forward: Callable[..., torch.Tensor] | None = None, dist: Dist = SINGLE) -> dict:
+                forward: Callable[..., torch.Tensor] | None = None, dist: Dist = SINGLE,
+                graphed: GraphedStep | None = None) -> dict:
     """One pass over the training data; with an ``enforcer``, pruned weights get no update and stay exactly 0.
     ``forward``: what runs the model (default: the model; :func:`snnlth.engine.fastpath.prepare` gives a compiled
-    or data-parallel wrapper). The loss and accuracy sums stay on the device: no host sync per batch. With ``dist``
+    or data-parallel wrapper). ``graphed``: forward, loss and backward replayed as a CUDA graph where it can. The
+    loss and accuracy sums stay on the device: no host sync per batch. With ``dist``
     of several ranks each trains on its shard of every global batch; the row holds the sums over all ranks."""
     model.train()
     forward = model if forward is None else forward
@@ -106,9 +109,13 @@ def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, data: DataSo
         if part is None:
             break  # a ragged last batch smaller than the world: every rank leaves it out alike
         x, y, scale = part
-        with autocast(device, amp):
-            logits_seq = forward(x, timesteps)  # [T, B, C]
-        loss = seq_loss(logits_seq, y)
+        replayed = graphed.step(x, y, timesteps) if graphed is not None else None
+        if replayed is not None:
+            loss, logits_seq = replayed  # the gradients are in place already
+        else:
+            with autocast(device, amp):
+                logits_seq = forward(x, timesteps)  # [T, B, C]
+            loss = seq_loss(logits_seq, y)
         if skip_bad:  # asks the device every batch: the price of choosing skip-batch
             if not bool(torch.isfinite(loss)):
                 skipped += 1
@@ -117,8 +124,9 @@ def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, data: DataSo
             first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss), i, first_bad)
             if device.type == "cpu" or i % 50 == 49:  # free on CPU; on CUDA a sync every 50 batches
                 _stop_if_bad(first_bad, spec)
-        optimizer.zero_grad(set_to_none=True)
-        (loss * scale if scale != 1.0 else loss).backward()
+        if replayed is None:
+            optimizer.zero_grad(set_to_none=True)
+            (loss * scale if scale != 1.0 else loss).backward()
         if enforcer is not None:
             enforcer.grads_()
         optimizer.step()
@@ -199,13 +207,15 @@ def fit(model: nn.Module, optimizer: torch.optim.Optimizer, data: DataSource, cf
             raise ConfigError(str(exc)) from None
     forward = prepare(model, cfg, data.device, wrap=(lambda m: dist.wrap(m, data.device)) if dist.active else None)
     eval_forward = model if dist.active else forward  # no buffer broadcasts in evaluation
+    graphed = (GraphedStep(model, forward, cfg.amp)
+               if cfg.cuda_graph and graph_blocker(model, data.device, dist.active) is None else None)
     for epoch in range(state.epoch, end):
         start = time.perf_counter()
         timesteps = schedule.timesteps_at(epoch)
         lr = cosine_lr(cfg.lr, epoch, schedule.epochs)
         set_lr(optimizer, lr)
         row = train_epoch(model, optimizer, data, cfg, EpochSpec(epoch, schedule.epochs, timesteps, schedule.stream),
-                          enforcer, on_batch, forward, dist)
+                          enforcer, on_batch, forward, dist, graphed)
         dist.sync_buffers(model)
         state.history.append({"epoch": epoch + 1, "timesteps": timesteps, "lr": lr, **row})
         state.epoch = epoch + 1

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from snnlth.models.protocol import NormFactory, Parts, SpikingNet, paper_vgg_init
+from snnlth.snn.fused import fire
 from snnlth.snn.layers import repeat_timesteps, seq_apply
 
 
@@ -38,9 +39,8 @@ class ConvNet(SpikingNet):
 
     def body(self, x_seq: torch.Tensor) -> torch.Tensor:
         for i, (block, neuron) in enumerate(zip(self.blocks, self.neurons)):
-            if i > 0:
-                x_seq = seq_apply(block, x_seq)
-            x_seq = seq_apply(self.pool, neuron(x_seq))
+            x_seq = fire(neuron, seq_apply(block[0], x_seq), norm=block[1]) if i > 0 else neuron(x_seq)
+            x_seq = seq_apply(self.pool, x_seq)
         return seq_apply(self.classifier, x_seq.flatten(2))  # [T, B, classes]
 
 

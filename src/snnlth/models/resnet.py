@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from snnlth.models.protocol import Parts, SpikingNet
+from snnlth.snn.fused import fire
 from snnlth.snn.layers import repeat_timesteps, seq_apply
 
 
@@ -26,9 +27,9 @@ class BasicBlock(nn.Module):
             self.shortcut = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), parts.norm(c_out))
 
     def forward(self, x_seq: torch.Tensor) -> torch.Tensor:
-        out = self.lif1(self.bn1(seq_apply(self.conv1, x_seq)))
-        out = self.bn2(seq_apply(self.conv2, out)) + seq_apply(self.shortcut, x_seq)
-        return self.lif2(out)
+        # BN, the residual add and LIF as one operation where they can be fused (snnlth.snn.fused)
+        out = fire(self.lif1, seq_apply(self.conv1, x_seq), norm=self.bn1)
+        return fire(self.lif2, seq_apply(self.conv2, out), norm=self.bn2, residual=seq_apply(self.shortcut, x_seq))
 
 
 class ResNet19(SpikingNet):

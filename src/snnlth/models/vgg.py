@@ -7,6 +7,7 @@ from torch import nn
 
 from snnlth.models.convnet import conv_bn
 from snnlth.models.protocol import Parts, SpikingNet, paper_vgg_init
+from snnlth.snn.fused import fire
 from snnlth.snn.layers import repeat_timesteps, seq_apply
 
 VGG16_CFG = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
@@ -46,9 +47,8 @@ class VGG(SpikingNet):
 
     def body(self, x_seq: torch.Tensor) -> torch.Tensor:
         for i, (conv, neuron) in enumerate(zip(self.features, self.neurons)):
-            if i > 0:
-                x_seq = seq_apply(conv, x_seq)
-            x_seq = neuron(x_seq)
+            # conv, then BN and LIF as one operation where they can be fused (snnlth.snn.fused)
+            x_seq = fire(neuron, seq_apply(conv[0], x_seq), norm=conv[1]) if i > 0 else neuron(x_seq)
             if self.pool_after[i]:
                 x_seq = seq_apply(self.pool, x_seq)
         return seq_apply(self.classifier, x_seq.flatten(2))

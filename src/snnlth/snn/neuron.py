@@ -107,6 +107,14 @@ def _input_grads_pure(h_seq: torch.Tensor, grad_s: torch.Tensor, decay: float, g
     return torch.stack(out[::-1])
 
 
+def allow_variants(limit: int = 64) -> None:
+    """Let a compiled kernel keep more variants than torch's default of 8 (each T, layout and residual or not is
+    one; Early-Time runs two Ts): past the limit torch would run the uncompiled loops, several times slower."""
+    import torch._dynamo
+
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, limit)
+
+
 class _Kernels:
     """The LIF loops by kernel name: ``eager`` (hand-written, no start-up cost) or ``compiled`` (``torch.compile``
     of the pure loops, built on first use: Triton on CUDA, C++ on CPU). Should compiling fail (no compiler, an
@@ -120,6 +128,7 @@ class _Kernels:
         if kernel == "eager" or self.failed:
             return _charges_eager, _input_grads_eager
         if self.compiled is None:
+            allow_variants()
             self.compiled = (torch.compile(_charges_pure, dynamic=True), torch.compile(_input_grads_pure, dynamic=True))
         return self.compiled
 
@@ -149,18 +158,49 @@ class _LIFFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x_seq: torch.Tensor, tau: float, v_threshold: float, grad_fn: Callable, alpha: float,
                 detach_reset: bool, kernel: str) -> torch.Tensor:  # type: ignore[override]
-        h_seq, spikes = _KERNELS.run(kernel, 0, x_seq, 1.0 - 1.0 / tau, 1.0 / tau, v_threshold)
+        order = _time_major_order(x_seq) if kernel == "compiled" else None
+        x_in = _flat(x_seq, order).detach() if order is not None else x_seq  # detached: one compile, not two
+        h_seq, spikes = _KERNELS.run(kernel, 0, x_in, 1.0 - 1.0 / tau, 1.0 / tau, v_threshold)
         ctx.save_for_backward(h_seq)
-        ctx.cfg = (tau, v_threshold, grad_fn, alpha, detach_reset, x_seq.dtype, kernel)
-        return spikes
+        ctx.cfg = (tau, v_threshold, grad_fn, alpha, detach_reset, x_seq.dtype, kernel, order, x_seq.shape)
+        return _unflat(spikes, x_seq.shape, order) if order is not None else spikes
 
     @staticmethod
     def backward(ctx, grad_s: torch.Tensor):  # type: ignore[override]
         (h_seq,) = ctx.saved_tensors
-        tau, v_threshold, grad_fn, alpha, detach_reset, dtype, kernel = ctx.cfg
+        tau, v_threshold, grad_fn, alpha, detach_reset, dtype, kernel, order, shape = ctx.cfg
+        if order is not None:
+            grad_s = _flat(grad_s, order)
         grad_x = _KERNELS.run(kernel, 1, h_seq, grad_s, 1.0 - 1.0 / tau, 1.0 / tau, v_threshold, grad_fn, alpha,
                               detach_reset)
-        return grad_x.to(dtype), None, None, None, None, None, None
+        grad_x = grad_x.to(dtype)
+        return (_unflat(grad_x, shape, order) if order is not None else grad_x), None, None, None, None, None, None
+
+
+def _time_major_order(x_seq: torch.Tensor) -> tuple[int, ...] | None:
+    """The order of the non-time dims of ``x_seq`` from the largest stride to the smallest when one step
+    ``x_seq[t]`` is dense in that order (contiguous, channels-last, ...); else ``None`` (the caller copies)."""
+    if x_seq.dim() < 2:
+        return None
+    step = x_seq[0]
+    order = tuple(sorted(range(step.dim()), key=lambda d: -step.stride(d)))
+    return order if step.permute(order).is_contiguous() else None
+
+
+def _flat(x_seq: torch.Tensor, order: tuple[int, ...]) -> torch.Tensor:
+    """``[T, N]``: every step of ``x_seq`` as the flat run of memory it is, so the compiled kernel sees one shape
+    and one layout whatever the layer (one compile for all of them; channels-last read in order). The time stride
+    is kept (a repeated input, stride 0, is not copied)."""
+    return x_seq.permute(0, *(d + 1 for d in order)).reshape(x_seq.shape[0], -1)
+
+
+def _unflat(y: torch.Tensor, shape: torch.Size, order: tuple[int, ...]) -> torch.Tensor:
+    """The inverse of :func:`_flat` for a contiguous ``y: [T, N]``: ``shape``, with the input step's strides."""
+    permuted = y.view(shape[0], *(shape[d + 1] for d in order))
+    inverse = [0] * len(order)
+    for i, d in enumerate(order):
+        inverse[d] = i + 1
+    return permuted.permute(0, *inverse)
 
 
 def lif_multistep(x_seq: torch.Tensor, tau: float = 4.0 / 3.0, v_threshold: float = 1.0, surrogate: str = "atan",
@@ -195,7 +235,23 @@ class LIF(nn.Module):
         self.alpha, self.detach_reset = alpha, detach_reset
         self.kernel = "eager"  # see lif_multistep; the engine sets it per run (TrainConfig.lif_kernel)
 
-    def forward(self, x_seq: torch.Tensor) -> torch.Tensor:
+    def forward(self, x_seq: torch.Tensor, norm: nn.Module | None = None,
+                residual: torch.Tensor | None = None) -> torch.Tensor:
+        """Spikes of ``x_seq``; with ``norm`` (and ``residual``), spikes of ``norm(x_seq) + residual``: in one fused
+        operation when training with the compiled kernel and ``norm`` is a per-step
+        :class:`~snnlth.snn.layers.SeqBatchNorm2d` (:mod:`snnlth.snn.fused`), else layer by layer."""
+        if norm is not None:
+            from snnlth.snn.fused import fused_ok
+
+            if fused_ok(norm, self, x_seq, residual):
+                from snnlth.snn.fused import bn_lif
+
+                return bn_lif(norm, self, x_seq, residual)
+            from snnlth.snn.layers import seq_apply
+
+            x_seq = seq_apply(norm, x_seq)
+            if residual is not None:
+                x_seq = x_seq + residual
         return lif_multistep(x_seq, self.tau, self.v_threshold, self.surrogate, self.alpha, self.detach_reset,
                              self.kernel)
 
