@@ -112,3 +112,17 @@ def test_models_train_the_same_fused(monkeypatch, name, channels, side):
         torch.testing.assert_close(b.grad, a.grad, rtol=1e-4, atol=1e-5, msg=n)
     for (n, a), b in zip(plain.named_buffers(), fast.buffers()):
         torch.testing.assert_close(b, a, msg=n)
+
+
+def test_bf16_input_keeps_fp32_statistics_and_membrane():
+    """Under bf16 autocast the conv output is bf16; the fused operation normalises and charges in fp32, so its
+    spikes are those of the fp32 layers on the same input, while BatchNorm2d in bf16 rounds before the threshold."""
+    torch.manual_seed(0)
+    bn = SeqBatchNorm2d(16)
+    xb = (torch.randn(4, 16, 16, 8, 8) * 0.7 + 0.3).to(torch.bfloat16)
+    want = LIF()(copy.deepcopy(bn)(xb.float()))
+    got = bn_lif(copy.deepcopy(bn), LIF(), xb, kernel="eager")
+    rounded = LIF()(copy.deepcopy(bn)(xb)).float()
+    assert got.dtype == torch.bfloat16
+    fused_off = int((got.float() != want).sum())
+    assert fused_off <= 2 and int((rounded != want).sum()) > 5 * max(fused_off, 1)
