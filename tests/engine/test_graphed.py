@@ -31,15 +31,18 @@ class EmulatedGraphs:
         return (fn, out, params, [p.grad for p in params]), out
 
     def replay(self, graph) -> None:
+        """Writes the step's results into the captured tensors only, as a real replay does: whatever ``p.grad``
+        points to afterwards is the caller's business."""
         fn, (loss, logits), params, static = graph
+        before = [p.grad for p in params]
         for p in params:
             p.grad = None
         new_loss, new_logits = fn()
         loss.copy_(new_loss)
         logits.copy_(new_logits)
-        for p, g in zip(params, static):
+        for p, g, old in zip(params, static, before):
             g.copy_(p.grad)
-            p.grad = g
+            p.grad = old
         self.replays += 1
 
 
@@ -154,3 +157,15 @@ def test_train_epoch_with_a_graphed_step_trains_as_the_eager_loop(fmnist_dir):
     assert rows[1]["train_accuracy"] == rows[0]["train_accuracy"]
     for (name, a), b in zip(states[0].items(), states[1].values()):
         torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_a_module_hook_sends_the_step_to_the_eager_path():
+    """A hook would run while capturing and never on a replay: with one registered the step runs eagerly."""
+    model = _model()
+    step = GraphedStep(model, model, amp=False, backend=EmulatedGraphs())
+    (x, y), = _batches(1)
+    seen = []
+    handle = model.neurons[1].register_forward_hook(lambda *a: seen.append(1))
+    assert step.step(x, y, 3) is None and step.captures == 0 and seen == []
+    handle.remove()
+    assert step.step(x, y, 3) is not None and step.captures == 1

@@ -57,7 +57,9 @@ def test_fused_equals_batchnorm_then_lif(channels_last, residual, detach_reset):
 
 def test_lif_takes_the_fused_path_only_where_it_computes_the_same(monkeypatch):
     import snnlth.snn.fused as fused
+    import snnlth.snn.neuron as neuron
 
+    monkeypatch.setattr(neuron, "_KERNELS", neuron._Kernels())  # not failed, whatever ran before
     calls = []
     real = fused.bn_lif
     monkeypatch.setattr(fused, "bn_lif", lambda *a, **k: calls.append(1) or real(*a, kernel="eager"))
@@ -126,3 +128,50 @@ def test_bf16_input_keeps_fp32_statistics_and_membrane():
     assert got.dtype == torch.bfloat16
     fused_off = int((got.float() != want).sum())
     assert fused_off <= 2 and int((rounded != want).sum()) > 5 * max(fused_off, 1)
+
+
+def test_a_failing_compile_falls_back_to_the_same_maths_once(monkeypatch):
+    import snnlth.snn.fused as fused
+    import snnlth.snn.neuron as neuron
+
+    def broken(*args):
+        raise RuntimeError("no C++ compiler found")
+
+    kernels, fused_kernels = neuron._Kernels(), fused._FusedKernels()
+    kernels.compiled = (neuron._charges_pure, neuron._input_grads_pure)
+    fused_kernels.compiled = (broken, broken)
+    monkeypatch.setattr(neuron, "_KERNELS", kernels)
+    monkeypatch.setattr(fused, "_FUSED", fused_kernels)
+    bn, lif = SeqBatchNorm2d(5), LIF()
+    lif.kernel = "compiled"
+    bn_ref = copy.deepcopy(bn)
+    x, _ = _inputs(False, False)
+    with pytest.warns(RuntimeWarning, match="compiled LIF kernel failed .RuntimeError: no C.. compiler found"):
+        got = lif(x, norm=bn)
+    torch.testing.assert_close(got, LIF()(bn_ref(x)))
+    assert int(bn.num_batches_tracked) == 4  # counted once
+    assert kernels.failed and not fused_ok(bn, lif, x, None)  # from now on layer by layer, no second warning
+    torch.testing.assert_close(lif(x, norm=bn), LIF()(bn_ref(x)))
+
+
+def test_hooks_on_the_batchnorm_keep_it_a_layer(monkeypatch):
+    import snnlth.snn.neuron as neuron
+
+    monkeypatch.setattr(neuron, "_KERNELS", neuron._Kernels())  # not failed, whatever ran before
+    bn, lif = SeqBatchNorm2d(5), LIF()
+    lif.kernel = "compiled"
+    x, _ = _inputs(False, False)
+    assert fused_ok(bn, lif, x, None)
+    bn.register_forward_hook(lambda *a: None)
+    assert not fused_ok(bn, lif, x, None)
+
+
+def test_compiled_kernels_keep_many_variants():
+    import torch._dynamo
+
+    from snnlth.snn.neuron import allow_variants
+
+    config = torch._dynamo.config
+    name = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"
+    allow_variants(64)
+    assert getattr(config, name) >= 64

@@ -68,8 +68,8 @@ class GraphedStep:
         return seq_loss(logits, self._y), logits
 
     def step(self, x: torch.Tensor, y: torch.Tensor, timesteps: int) -> tuple[torch.Tensor, torch.Tensor] | None:
-        if self.failed is not None:
-            return None
+        if self.failed is not None or _has_hooks(self.model):
+            return None  # a module hook would not run on a replay: such a step runs eagerly
         key = (tuple(x.shape), x.dtype, x.stride(), tuple(y.shape), int(timesteps), self._fingerprint())
         if self._key is not None and key[:3] != self._key[:3]:
             return None  # a batch of another shape (the ragged last one): eager, the graph stays
@@ -92,6 +92,8 @@ class GraphedStep:
 
     def _drop(self) -> None:
         self._graph = self._key = None
+        self._x = self._y = self._loss = self._logits = None  # the old graph's memory goes before a new capture
+        self._params, self._grads = [], []
         for p in self.model.parameters():
             p.grad = None
 
@@ -129,6 +131,15 @@ class GraphedStep:
             self._grads = [p.grad for p in self._params]
 
 
+def _has_hooks(model: nn.Module) -> bool:
+    from torch.nn.modules import module as torch_module
+
+    if torch_module._global_forward_hooks or torch_module._global_forward_pre_hooks:
+        return True
+    return any(m._forward_hooks or m._forward_pre_hooks or m._backward_hooks or m._backward_pre_hooks
+               for m in model.modules())
+
+
 class _CudaBackend:
     """The real thing: ``torch.cuda`` graphs, warmed up on a side stream as PyTorch's documentation asks."""
 
@@ -149,7 +160,8 @@ class _CudaBackend:
 
     def capture(self, fn: Callable, params: list[torch.Tensor]):
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
+        # thread_local: another thread's CUDA calls (a DataLoader's pin-memory thread) do not break the capture
+        with torch.cuda.graph(graph, capture_error_mode="thread_local"):
             out = fn()
         return graph, out
 

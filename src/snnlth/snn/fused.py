@@ -86,6 +86,21 @@ class _FusedKernels:
                              torch.compile(_bn_input_grads_pure, dynamic=True))
         return self.compiled
 
+    def run(self, kernel: str, which: int, *args):
+        """The kernel's function ``which`` (0 forward, 1 backward); should compiling fail, the compiled kernels are
+        given up for the process with one warning (:meth:`snnlth.snn.neuron._Kernels.fail`: from the next layer on
+        BatchNorm and LIF run layer by layer) and this call runs the same function uncompiled."""
+        from snnlth.snn import neuron
+
+        try:
+            return self.get(kernel)[which](*args)
+        except Exception as exc:  # noqa: BLE001 - any compile failure falls back to the same maths
+            if kernel != "compiled" or isinstance(exc, torch.cuda.OutOfMemoryError):
+                raise
+            if not neuron._KERNELS.failed:
+                neuron._KERNELS.fail(exc)
+            return (_bn_charges_pure, _bn_input_grads_pure)[which](*args)
+
 
 _FUSED = _FusedKernels()
 
@@ -98,7 +113,7 @@ class _BNLIFFunction(torch.autograd.Function):
         x4, channel_dim = _layout(x)
         r4 = _as_layout(residual, channel_dim) if residual is not None else None
         decay, gain = 1.0 - 1.0 / tau, 1.0 / tau
-        h, spikes, mean, invstd, mean_up, var_up = _FUSED.get(kernel)[0](  # detached: one compile, not two
+        h, spikes, mean, invstd, mean_up, var_up = _FUSED.run(kernel, 0,  # detached: one compile, not two
             x4.detach(), r4.detach() if r4 is not None else None, weight.detach(), bias.detach(), eps, momentum,
             channel_dim, decay, gain, v_threshold)
         keep = (1.0 - momentum) ** x.shape[0]
@@ -115,9 +130,8 @@ class _BNLIFFunction(torch.autograd.Function):
         x4, h, mean, invstd, weight = ctx.saved_tensors
         channel_dim, decay, gain, v_threshold, grad_fn, alpha, detach_reset, kernel, shape, has_res = ctx.cfg
         g4 = _as_layout(grad_s, channel_dim)
-        grad_x, gy, grad_w, grad_b = _FUSED.get(kernel)[1](x4.detach(), h, g4, mean, invstd, weight.detach(),
-                                                            channel_dim, decay, gain, v_threshold, grad_fn, alpha,
-                                                            detach_reset)
+        grad_x, gy, grad_w, grad_b = _FUSED.run(kernel, 1, x4.detach(), h, g4, mean, invstd, weight.detach(),
+                                                channel_dim, decay, gain, v_threshold, grad_fn, alpha, detach_reset)
         grad_r = _restore(gy, shape, channel_dim) if has_res else None
         return (_restore(grad_x, shape, channel_dim), grad_r, grad_w.to(weight.dtype), grad_b.to(weight.dtype),
                 None, None, None, None, None, None, None, None, None, None)
@@ -144,24 +158,28 @@ def fused_ok(norm, lif, x_seq: torch.Tensor, residual: torch.Tensor | None) -> b
     """Whether :func:`bn_lif` computes what ``lif(norm(x_seq) + residual)`` would: training, the compiled LIF kernel,
     ``norm`` a per-step :class:`~snnlth.snn.layers.SeqBatchNorm2d` with affine parameters and running statistics at
     a fixed momentum (no global-batch statistics), a 5-D sequence with more than one value per channel."""
+    from snnlth.snn import neuron
     from snnlth.snn.layers import SeqBatchNorm2d
 
-    return (lif.kernel == "compiled" and norm.training and type(norm) is SeqBatchNorm2d and norm.per_step
-            and not norm.sync and norm.affine and norm.track_running_stats and norm.momentum is not None
+    return (lif.kernel == "compiled" and not neuron._KERNELS.failed and norm.training
+            and type(norm) is SeqBatchNorm2d and norm.per_step and not norm.sync and norm.affine
+            and norm.track_running_stats and norm.momentum is not None
             and norm.running_mean is not None and norm.num_batches_tracked is not None and x_seq.dim() == 5
             and x_seq[0].numel() > x_seq.shape[2]
-            and (residual is None or residual.shape == x_seq.shape))
+            and (residual is None or residual.shape == x_seq.shape)
+            and not norm._forward_hooks and not norm._forward_pre_hooks)  # hooks on the BN would not run
 
 
 def bn_lif(norm, lif, x_seq: torch.Tensor, residual: torch.Tensor | None = None, kernel: str | None = None
            ) -> torch.Tensor:
     """``lif(norm(x_seq) + residual)`` fused (see the module's docstring; :func:`fused_ok` says when it applies).
     ``kernel``: ``compiled`` (default: the LIF's) or ``eager`` (the same functions uncompiled)."""
-    norm.num_batches_tracked.add_(x_seq.shape[0])  # as T calls of nn.BatchNorm2d would
     with torch.autocast(x_seq.device.type, enabled=False):  # fp32 statistics and membrane, input dtype out
-        return _BNLIFFunction.apply(x_seq, residual, norm.weight, norm.bias, norm.running_mean, norm.running_var,
-                                    norm.momentum, norm.eps, lif.tau, lif.v_threshold,
-                                    SURROGATES.get(lif.surrogate), lif.alpha, lif.detach_reset, kernel or lif.kernel)
+        out = _BNLIFFunction.apply(x_seq, residual, norm.weight, norm.bias, norm.running_mean, norm.running_var,
+                                   norm.momentum, norm.eps, lif.tau, lif.v_threshold, SURROGATES.get(lif.surrogate),
+                                   lif.alpha, lif.detach_reset, kernel or lif.kernel)
+    norm.num_batches_tracked.add_(x_seq.shape[0])  # as T calls of nn.BatchNorm2d would
+    return out
 
 
 def fire(neuron, x_seq: torch.Tensor, norm=None, residual: torch.Tensor | None = None) -> torch.Tensor:

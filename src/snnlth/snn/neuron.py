@@ -112,7 +112,9 @@ def allow_variants(limit: int = 64) -> None:
     one; Early-Time runs two Ts): past the limit torch would run the uncompiled loops, several times slower."""
     import torch._dynamo
 
-    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, limit)
+    config = torch._dynamo.config
+    name = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"  # torch < 2.7
+    setattr(config, name, max(getattr(config, name), limit))
 
 
 class _Kernels:
@@ -138,12 +140,16 @@ class _Kernels:
         except Exception as exc:  # noqa: BLE001 - any compile failure falls back to the same maths, eagerly
             if kernel == "eager" or self.failed or isinstance(exc, torch.cuda.OutOfMemoryError):
                 raise  # out of memory is not the kernel's fault: the eager loops would need more
-            import warnings
-
-            self.failed = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-            warnings.warn(f"the compiled LIF kernel failed ({self.failed}); using the eager one (--lif-kernel eager "
-                          "silences this)", RuntimeWarning, stacklevel=2)
+            self.fail(exc)
             return self.get("eager")[which](*args)
+
+    def fail(self, exc: Exception) -> None:
+        """Give up the compiled kernels (the LIF's and the fused BN+LIF) for this process, with one warning."""
+        import warnings
+
+        self.failed = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        warnings.warn(f"the compiled LIF kernel failed ({self.failed}); using the eager one (--lif-kernel eager "
+                      "silences this)", RuntimeWarning, stacklevel=3)
 
 
 _KERNELS = _Kernels()  # per process: compiled functions are cached by torch anyway
