@@ -80,7 +80,7 @@ class GraphedStep:
                 self._drop()
                 self.failed = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
                 warnings.warn(f"this training step cannot be captured as a CUDA graph ({self.failed}); training "
-                              "eagerly (--cuda-graph off silences this)", RuntimeWarning, stacklevel=2)
+                              "eagerly (--no-cuda-graph silences this)", RuntimeWarning, stacklevel=2)
                 return None
             self._key = key
         self._x.copy_(x)
@@ -111,6 +111,7 @@ class GraphedStep:
                     self._compute(timesteps)[0].backward()
             for p in params:
                 p.grad = None
+
             def fn():
                 loss, logits = self._compute(timesteps)
                 loss.backward()
