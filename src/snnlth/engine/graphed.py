@@ -122,14 +122,11 @@ class GraphedStep:
             with torch.no_grad():  # the warm-up's BatchNorm updates never happened
                 for b, s in zip(buffers, saved):
                     b.copy_(s)
-        missing = next((n for n, p in self.model.named_parameters() if p.requires_grad and p.grad is None), None)
         self._graph, self._loss, self._logits = graph, loss, logits
-        self._params = params
-        self._grads = [p.grad for p in params]
+        # a trainable parameter the step does not reach keeps no gradient, as in the eager step
+        self._params = [p for p in params if p.grad is not None]
+        self._grads = [p.grad for p in self._params]
         self.captures += 1
-        if missing is not None:  # a trainable parameter the step does not reach: leave it to the eager step
-            self._params = [p for p in params if p.grad is not None]
-            self._grads = [p.grad for p in self._params]
 
 
 def _has_hooks(model: nn.Module) -> bool:

@@ -25,10 +25,8 @@ from snnlth.snn.surrogate import SURROGATES
 def _layout(x: torch.Tensor) -> tuple[torch.Tensor, int]:
     """``x: [T, B, C, H, W]`` as a 4-D view ``[T, B, C, HW]`` (channel dim 2) or, channels-last, ``[T, B, HW, C]``
     (channel dim 3); any other layout is copied to the first."""
-    t, b, c, h, w = x.shape
-    if x[0].is_contiguous(memory_format=torch.channels_last) and not x[0].is_contiguous():
-        return x.permute(0, 1, 3, 4, 2).reshape(t, b, h * w, c), 3
-    return x.reshape(t, b, c, h * w), 2
+    channel_dim = 3 if x[0].is_contiguous(memory_format=torch.channels_last) and not x[0].is_contiguous() else 2
+    return _as_layout(x, channel_dim), channel_dim
 
 
 def _bn_charges_pure(x4: torch.Tensor, residual: torch.Tensor | None, weight: torch.Tensor, bias: torch.Tensor,
