@@ -8,7 +8,7 @@ from torch import nn
 
 from snnlth.models.protocol import Parts, SpikingNet
 from snnlth.snn.fused import fire
-from snnlth.snn.layers import repeat_timesteps, seq_apply
+from snnlth.snn.layers import conv_layout, conv_seq, repeat_timesteps, seq_apply
 
 
 class BasicBlock(nn.Module):
@@ -28,8 +28,9 @@ class BasicBlock(nn.Module):
 
     def forward(self, x_seq: torch.Tensor) -> torch.Tensor:
         # BN, the residual add and LIF as one operation where they can be fused (snnlth.snn.fused)
-        out = fire(self.lif1, seq_apply(self.conv1, x_seq), norm=self.bn1)
-        return fire(self.lif2, seq_apply(self.conv2, out), norm=self.bn2, residual=seq_apply(self.shortcut, x_seq))
+        out = fire(self.lif1, conv_seq(self.conv1, x_seq), norm=self.bn1)
+        shortcut = x_seq if len(self.shortcut) == 0 else seq_apply(self.shortcut[1], conv_seq(self.shortcut[0], x_seq))
+        return fire(self.lif2, conv_seq(self.conv2, out), norm=self.bn2, residual=shortcut)
 
 
 class ResNet19(SpikingNet):
@@ -52,7 +53,7 @@ class ResNet19(SpikingNet):
         self.fc2 = nn.Linear(256, num_classes)
 
     def encode(self, x: torch.Tensor, timesteps: int) -> torch.Tensor:
-        return repeat_timesteps(self.bn1(self.conv1(x)), timesteps)  # [T, B, 64, H, W]
+        return repeat_timesteps(self.bn1(self.conv1(conv_layout(x))), timesteps)  # [T, B, 64, H, W]
 
     def body(self, x_seq: torch.Tensor) -> torch.Tensor:
         x_seq = self.lif_input(x_seq)

@@ -25,9 +25,75 @@ def seq_apply(module: nn.Module, x_seq: torch.Tensor) -> torch.Tensor:
     return y.view(t, b, *y.shape[1:])
 
 
+# CPU, fp32: oneDNN runs a 3×3 convolution on maps of at least this side faster in channels-last (its nhwc kernels
+# read and write the activations as they are; in the plain layout each call reorders its input, output and gradients
+# to a blocked layout and back, ~10 ms each at [160, 64, 28, 28]); on smaller maps the plain layout is faster.
+CPU_CHANNELS_LAST_MIN_SIDE = 7
+_POLICY_DTYPES = (torch.float32,)  # what the numbers above were measured in
+
+
+def conv_layout(x: torch.Tensor) -> torch.Tensor:
+    """A batch ``x: [N, C, H, W]`` in the layout a convolution runs fastest in: on CPU in fp32, channels-last for
+    maps of at least :data:`CPU_CHANNELS_LAST_MIN_SIDE` pixels a side and plain below; elsewhere (CUDA, autocast,
+    bf16) as it is. A copy only when the layout changes; the convolution's output keeps its input's layout, and so
+    do BatchNorm, the LIF neuron and pooling after it."""
+    if x.device.type != "cpu" or x.dtype not in _POLICY_DTYPES or x.dim() != 4 or torch.is_autocast_enabled("cpu"):
+        return x
+    n, c, h, w = x.shape
+    if min(h, w) < CPU_CHANNELS_LAST_MIN_SIDE:
+        return x.contiguous()
+    if c == 1:  # both layouts at once: these strides make the convolution (and its output) channels-last
+        return x.contiguous().as_strided(x.shape, (h * w, 1, w, 1))
+    return x.contiguous(memory_format=torch.channels_last)
+
+
+def conv_seq(conv: nn.Conv2d, x_seq: torch.Tensor) -> torch.Tensor:
+    """``seq_apply(conv, x_seq)`` for a ``Conv2d`` over ``x_seq: [T, B, C, H, W]``, in the input layout of
+    :func:`conv_layout`. On a 1×1 map a convolution with an odd kernel and "same" zero padding sees data only at its
+    centre tap: it runs as a linear layer on the centre weights, the same result and gradients (the other taps'
+    are zero either way) at a fraction of the work. Not when the layer has hooks (they expect a convolution call)."""
+    t, b = x_seq.shape[:2]
+    x = x_seq.flatten(0, 1)
+    if _centre_tap_only(conv, x):
+        kh, kw = conv.kernel_size
+        y = nn.functional.linear(x.flatten(1), conv.weight[:, :, kh // 2, kw // 2], conv.bias)
+        return y.view(t, b, -1, 1, 1)
+    y = conv(conv_layout(x))
+    return y.view(t, b, *y.shape[1:])
+
+
+def _centre_tap_only(conv: nn.Module, x: torch.Tensor) -> bool:
+    from torch.nn.modules import module as hooks
+
+    return (type(conv) is nn.Conv2d and x.dim() == 4 and x.shape[2:] == (1, 1) and conv.groups == 1
+            and conv.padding_mode == "zeros" and conv.dilation == (1, 1)
+            and all(k % 2 == 1 and p == k // 2 for k, p in zip(conv.kernel_size, conv.padding))
+            and not (conv._forward_hooks or conv._forward_pre_hooks or conv._backward_hooks or conv._backward_pre_hooks
+                     or hooks._global_forward_hooks or hooks._global_forward_pre_hooks or hooks._global_backward_hooks))
+
+
 def repeat_timesteps(x: torch.Tensor, timesteps: int) -> torch.Tensor:
-    """Direct input coding: feed the same static current ``x: [B, ...]`` at every step -> ``[T, B, ...]`` (a view)."""
-    return x.unsqueeze(0).expand(timesteps, *x.shape)
+    """Direct input coding: feed the same static current ``x: [B, ...]`` at every step -> ``[T, B, ...]`` (a view).
+    Its gradient, the sum over T, comes back in the layout of ``x`` (autograd's own sum is plain row-major, which a
+    channels-last BatchNorm before it then runs ~10× slower on CPU)."""
+    if not (x.requires_grad and torch.is_grad_enabled()):
+        return x.unsqueeze(0).expand(timesteps, *x.shape)
+    return _Repeat.apply(x, timesteps)
+
+
+class _Repeat(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, timesteps: int) -> torch.Tensor:  # type: ignore[override]
+        dense = x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last)
+        ctx.like = (x.shape, x.stride() if dense else None, x.dtype, x.device)
+        return x.unsqueeze(0).expand(timesteps, *x.shape)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+        shape, stride, dtype, device = ctx.like
+        out = torch.empty(shape, dtype=grad.dtype, device=device) if stride is None else torch.empty_strided(
+            shape, stride, dtype=grad.dtype, device=device)
+        return torch.sum(grad, 0, out=out), None
 
 
 class SeqBatchNorm2d(nn.BatchNorm2d):
@@ -50,15 +116,24 @@ class SeqBatchNorm2d(nn.BatchNorm2d):
         return sync_batch_norm(self, x) if self.sync and self.training else super().forward(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training and (x.dim() == 4 or not self.per_step):
+            # statistics over the whole batch: one "step" of the per-step kernel, which is exact in channels-last
+            # (PyTorch's channels-last BatchNorm on CPU sums naively in fp32: ~20x the rounding error)
+            whole = (x if x.dim() == 4 else x.flatten(0, 1)).unsqueeze(0)
+            if _steps_channels_last(whole) and _one_output_ok(self, whole):
+                return self._per_step(whole).view_as(x)
         if x.dim() == 4:
             return self._norm(x)
         if self.per_step and self.training:
             if _one_output_ok(self, x):
-                self.num_batches_tracked.add_(x.shape[0])  # as T calls of nn.BatchNorm2d would
-                return _PerStepBatchNorm.apply(x, self.weight, self.bias, self.running_mean, self.running_var,
-                                               self.momentum, self.eps)
+                return self._per_step(x)
             return torch.stack([self._norm(x_t) for x_t in x])
         return self._norm(x.flatten(0, 1)).view_as(x)
+
+    def _per_step(self, x: torch.Tensor) -> torch.Tensor:
+        self.num_batches_tracked.add_(x.shape[0])  # as T calls of nn.BatchNorm2d would
+        return _PerStepBatchNorm.apply(x, self.weight, self.bias, self.running_mean, self.running_var,
+                                       self.momentum, self.eps)
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, per_step={self.per_step}"
@@ -74,18 +149,24 @@ def _one_output_ok(bn: SeqBatchNorm2d, x: torch.Tensor) -> bool:
 
 
 class _PerStepBatchNorm(torch.autograd.Function):
-    """Per-step training BatchNorm of ``x: [T, B, C, H, W]``: PyTorch's own kernels step by step, each writing into
-    its slice of one output (and, backward, of one input gradient), so the sequence is never copied into a stack
-    (on CPU that copy is ~15 % of the layer's forward and backward). Running statistics are updated once per step,
-    as the loop over ``nn.BatchNorm2d`` does."""
+    """Per-step training BatchNorm of ``x: [T, B, C, H, W]``, each step written into its slice of one output (and,
+    backward, of one input gradient), so the sequence is never copied into a stack (on CPU that copy is ~15 % of
+    the layer's forward and backward). Running statistics are updated once per step, as the loop over
+    ``nn.BatchNorm2d`` does. Plain steps run PyTorch's own kernels; channels-last steps run :func:`_rows_forward`
+    and :func:`_rows_backward`, whose sums are as exact as the plain kernels' (PyTorch's channels-last ones are not)."""
 
     @staticmethod
     def forward(ctx, x, weight, bias, running_mean, running_var, momentum: float, eps: float):  # type: ignore[override]
-        x = x.contiguous()
+        x = _step_dense(x)
         out = torch.empty_like(x)
         means = x.new_empty(x.shape[0], x.shape[2])
         invstds = torch.empty_like(means)
+        rows = _steps_channels_last(x)
         for t in range(x.shape[0]):
+            if rows:
+                _rows_forward(_rows(x[t]), weight, bias, running_mean, running_var, momentum, eps, _rows(out[t]),
+                              means[t], invstds[t])
+                continue
             torch.ops.aten.native_batch_norm.out(x[t], weight, bias, running_mean, running_var, True, momentum, eps,
                                                  out=out[t], save_mean=means[t], save_invstd=invstds[t])
         ctx.save_for_backward(x, weight, means, invstds)
@@ -96,17 +177,77 @@ class _PerStepBatchNorm(torch.autograd.Function):
     @once_differentiable  # PyTorch's BN backward kernel: no second derivative (a clear error if one is asked for)
     def backward(ctx, grad_out):  # type: ignore[override]
         x, weight, means, invstds = ctx.saved_tensors
-        grad_out = grad_out.contiguous()
+        grad_out = _like(grad_out, x)
         grad_x = torch.empty_like(x)
         grad_w, grad_b = torch.zeros_like(weight), torch.zeros_like(weight)
         step_w, step_b = torch.empty_like(weight), torch.empty_like(weight)
+        rows = _steps_channels_last(x)
         for t in range(x.shape[0]):
+            if rows:
+                _rows_backward(_rows(grad_out[t]), _rows(x[t]), weight, means[t], invstds[t], _rows(grad_x[t]),
+                               grad_w, grad_b)
+                continue
             torch.ops.aten.native_batch_norm_backward.out(
                 grad_out[t], x[t], weight, None, None, means[t], invstds[t], True, ctx.eps, [True, True, True],
                 out0=grad_x[t], out1=step_w, out2=step_b)
             grad_w += step_w
             grad_b += step_b
         return grad_x, grad_w, grad_b, None, None, None, None
+
+
+def _rows(x: torch.Tensor) -> torch.Tensor:
+    """A channels-last batch ``[N, C, H, W]`` as the ``[N·H·W, C]`` matrix it is in memory (a view)."""
+    return x.permute(0, 2, 3, 1).reshape(-1, x.shape[1])
+
+
+def _rows_forward(x: torch.Tensor, weight, bias, running_mean, running_var, momentum: float, eps: float,
+                  out: torch.Tensor, mean_out: torch.Tensor, invstd_out: torch.Tensor) -> None:
+    """Training BatchNorm of the rows ``x: [M, C]`` into ``out``: mean, then the variance as the mean of squared
+    deviations (two passes, PyTorch's cascaded sums), ``out = x·scale + shift`` in one pass; saves the mean and
+    1/std, and updates the running statistics (unbiased variance) as ``nn.BatchNorm2d`` does."""
+    n = x.shape[0]
+    mean = torch.sum(x, 0, out=mean_out).div_(n)
+    deviation = torch.sub(x, mean, out=out)  # out as scratch
+    var = deviation.mul_(deviation).sum(0).div_(n)
+    invstd = torch.add(var, eps, out=invstd_out).rsqrt_()
+    scale = weight * invstd
+    torch.addcmul(bias - mean * scale, x, scale, out=out)
+    with torch.no_grad():
+        running_mean.mul_(1 - momentum).add_(mean, alpha=momentum)
+        running_var.mul_(1 - momentum).add_(var, alpha=momentum * n / (n - 1))
+
+
+def _rows_backward(grad: torch.Tensor, x: torch.Tensor, weight, mean, invstd, grad_x: torch.Tensor,
+                   grad_w: torch.Tensor, grad_b: torch.Tensor) -> None:
+    """The gradients of :func:`_rows_forward` (``grad_x`` written, ``grad_w``/``grad_b`` accumulated):
+    ``dx = w/σ · (g − mean(g) − x̂·mean(g·x̂))`` with ``x̂ = (x − μ)/σ``."""
+    n = x.shape[0]
+    xhat = torch.addcmul(-mean * invstd, x, invstd, out=grad_x)  # grad_x as scratch
+    sum_g = grad.sum(0)
+    sum_gx = (grad * xhat).sum(0)
+    grad_w += sum_gx
+    grad_b += sum_g
+    k = weight * invstd
+    xhat.mul_(k * sum_gx / -n).add_(k * sum_g / -n).addcmul_(grad, k)
+
+
+def _steps_channels_last(x: torch.Tensor) -> bool:
+    return x.dim() == 5 and x.flatten(0, 1).is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+
+
+def _step_dense(x: torch.Tensor) -> torch.Tensor:
+    """``x: [T, B, C, H, W]`` as is when it is dense in the plain or the channels-last layout of its steps, else a
+    plain copy."""
+    return x if x.is_contiguous() or _steps_channels_last(x) else x.contiguous()
+
+
+def _like(g: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``g`` in the layout of ``x`` (plain, or channels-last steps)."""
+    if not _steps_channels_last(x):
+        return g.contiguous()
+    if _steps_channels_last(g):
+        return g
+    return g.flatten(0, 1).contiguous(memory_format=torch.channels_last).view(g.shape)
 
 
 def sync_batch_norm(bn: nn.BatchNorm2d, x: torch.Tensor) -> torch.Tensor:

@@ -48,7 +48,7 @@ def _charges_eager(x_seq: torch.Tensor, decay: float, gain: float, v_threshold: 
     for t in range(1, x_seq.shape[0]):
         torch.lt(h_seq[t - 1], v_threshold, out=keep)  # 1 - S[t-1]
         h_seq[t].addcmul_(keep, h_seq[t - 1], value=decay)
-    spikes = torch.ge(h_seq, v_threshold, out=torch.empty(h_seq.shape, dtype=x_seq.dtype, device=h_seq.device))
+    spikes = torch.ge(h_seq, v_threshold, out=torch.empty_like(h_seq, dtype=x_seq.dtype))
     return h_seq, spikes
 
 
