@@ -119,7 +119,7 @@ class TrainConfig:
     compile: bool = _f(False, "torch.compile the whole model for training and evaluation (CUDA; on CPU the compile "
                        "rarely pays off)", semantic=False)
     channels_last: bool = _f(False, "channels-last memory format for the model and its inputs (CUDA with --amp; "
-                             "slower on CPU)", semantic=False)
+                             "on CPU each convolution already gets its faster layout)", semantic=False)
     cuda_graph: bool = _f(True, "CUDA: capture the training step (forward, loss, backward) once as a CUDA graph and "
                           "replay it for every batch of the same shape (one process, snnlth's own neurons; a step "
                           "that cannot be captured trains eagerly with a warning)", semantic=False)

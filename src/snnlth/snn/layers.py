@@ -37,7 +37,7 @@ def conv_layout(x: torch.Tensor) -> torch.Tensor:
     maps of at least :data:`CPU_CHANNELS_LAST_MIN_SIDE` pixels a side and plain below; elsewhere (CUDA, autocast,
     bf16) as it is. A copy only when the layout changes; the convolution's output keeps its input's layout, and so
     do BatchNorm, the LIF neuron and pooling after it."""
-    if x.device.type != "cpu" or x.dtype not in _POLICY_DTYPES or x.dim() != 4 or torch.is_autocast_enabled("cpu"):
+    if not _policy_applies(x):
         return x
     n, c, h, w = x.shape
     if min(h, w) < CPU_CHANNELS_LAST_MIN_SIDE:
@@ -47,14 +47,20 @@ def conv_layout(x: torch.Tensor) -> torch.Tensor:
     return x.contiguous(memory_format=torch.channels_last)
 
 
+def _policy_applies(x: torch.Tensor) -> bool:
+    return (x.device.type == "cpu" and x.dtype in _POLICY_DTYPES and x.dim() == 4
+            and not torch.is_autocast_enabled("cpu"))
+
+
 def conv_seq(conv: nn.Conv2d, x_seq: torch.Tensor) -> torch.Tensor:
     """``seq_apply(conv, x_seq)`` for a ``Conv2d`` over ``x_seq: [T, B, C, H, W]``, in the input layout of
     :func:`conv_layout`. On a 1×1 map a convolution with an odd kernel and "same" zero padding sees data only at its
-    centre tap: it runs as a linear layer on the centre weights, the same result and gradients (the other taps'
-    are zero either way) at a fraction of the work. Not when the layer has hooks (they expect a convolution call)."""
+    centre tap: on CPU in fp32 it runs as a linear layer on the centre weights, the same result and gradients (the
+    other taps' are zero either way) at a fraction of the work; not when the layer or every module has hooks (they
+    expect a convolution call)."""
     t, b = x_seq.shape[:2]
     x = x_seq.flatten(0, 1)
-    if _centre_tap_only(conv, x):
+    if _policy_applies(x) and _centre_tap_only(conv, x):
         kh, kw = conv.kernel_size
         y = nn.functional.linear(x.flatten(1), conv.weight[:, :, kh // 2, kw // 2], conv.bias)
         return y.view(t, b, -1, 1, 1)
@@ -69,7 +75,8 @@ def _centre_tap_only(conv: nn.Module, x: torch.Tensor) -> bool:
             and conv.padding_mode == "zeros" and conv.dilation == (1, 1)
             and all(k % 2 == 1 and p == k // 2 for k, p in zip(conv.kernel_size, conv.padding))
             and not (conv._forward_hooks or conv._forward_pre_hooks or conv._backward_hooks or conv._backward_pre_hooks
-                     or hooks._global_forward_hooks or hooks._global_forward_pre_hooks or hooks._global_backward_hooks))
+                     or hooks._global_forward_hooks or hooks._global_forward_pre_hooks
+                     or hooks._global_backward_hooks or hooks._global_backward_pre_hooks))
 
 
 def repeat_timesteps(x: torch.Tensor, timesteps: int) -> torch.Tensor:
@@ -91,6 +98,8 @@ class _Repeat(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
         shape, stride, dtype, device = ctx.like
+        if torch.is_grad_enabled():  # a double backward (create_graph=True) records this op: no out=
+            return grad.sum(0), None
         out = torch.empty(shape, dtype=grad.dtype, device=device) if stride is None else torch.empty_strided(
             shape, stride, dtype=grad.dtype, device=device)
         return torch.sum(grad, 0, out=out), None
@@ -197,7 +206,7 @@ class _PerStepBatchNorm(torch.autograd.Function):
 
 def _rows(x: torch.Tensor) -> torch.Tensor:
     """A channels-last batch ``[N, C, H, W]`` as the ``[N·H·W, C]`` matrix it is in memory (a view)."""
-    return x.permute(0, 2, 3, 1).reshape(-1, x.shape[1])
+    return x.permute(0, 2, 3, 1).view(-1, x.shape[1])  # a view or an error, never a copy that writes would miss
 
 
 def _rows_forward(x: torch.Tensor, weight, bias, running_mean, running_var, momentum: float, eps: float,
@@ -232,7 +241,9 @@ def _rows_backward(grad: torch.Tensor, x: torch.Tensor, weight, mean, invstd, gr
 
 
 def _steps_channels_last(x: torch.Tensor) -> bool:
-    return x.dim() == 5 and x.flatten(0, 1).is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+    """Whether ``x: [T, B, C, H, W]`` is T channels-last steps one after the other in memory (not also plain)."""
+    return (x.dim() == 5 and x.stride(0) == x.shape[1] * x.stride(1) and not x[0].is_contiguous()
+            and x[0].is_contiguous(memory_format=torch.channels_last))
 
 
 def _step_dense(x: torch.Tensor) -> torch.Tensor:
