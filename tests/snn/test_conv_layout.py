@@ -47,24 +47,27 @@ def _grads(conv: nn.Conv2d, x_seq: torch.Tensor, fn) -> tuple[torch.Tensor, ...]
     return y.detach(), x.grad, conv.weight.grad.clone(), *([conv.bias.grad.clone()] if conv.bias is not None else [])
 
 
-@pytest.mark.parametrize("side,kernel,bias", [(28, 3, True), (3, 3, True), (4, 5, False), (6, 3, False), (1, 3, True)])
+@pytest.mark.parametrize("side,kernel,bias", [(28, 3, True), (3, 3, True), (4, 5, False), (6, 3, False), (1, 3, True),
+                                            ((2, 5), (5, 3), True), ((2, 5), (7, 7), False), ((3, 1), (9, 1), True)])
 def test_conv_seq_computes_what_the_convolution_does(side, kernel, bias, monkeypatch):
     """Output and gradients (input, weight, bias) equal the plain folded convolution's on every path: channels-last
-    (28 px), the small-map weight gradient by taps (3-6 px), the centre tap as a linear layer (1 px; the other
-    taps' weight gradients are zero)."""
+    (28 px), the small-map weight gradient by taps (maps below 7 px, square or not, kernels wider than the map
+    too), the centre tap as a linear layer (1 px; the other taps' weight gradients are zero)."""
     torch.manual_seed(0)
-    conv = nn.Conv2d(6, 5, kernel, padding=kernel // 2, bias=bias)
-    x_seq = (torch.rand(3, 2, 6, side, side) < 0.3).float()
+    h, w = (side, side) if isinstance(side, int) else side
+    kh, kw = (kernel, kernel) if isinstance(kernel, int) else kernel
+    conv = nn.Conv2d(6, 5, (kh, kw), padding=(kh // 2, kw // 2), bias=bias)
+    x_seq = (torch.rand(3, 2, 6, h, w) < 0.3).float()
     taps = []
     real = layers._tap_weight_grad
     monkeypatch.setattr(layers, "_tap_weight_grad", lambda *a: taps.append(1) or real(*a))
     ours = _grads(conv, x_seq, conv_seq)
-    assert bool(taps) == (1 < side < layers.CPU_CHANNELS_LAST_MIN_SIDE)
+    assert bool(taps) == ((h, w) != (1, 1) and min(h, w) < layers.CPU_CHANNELS_LAST_MIN_SIDE)
     ref = _grads(conv, x_seq, seq_apply)
     for a, b in zip(ours, ref, strict=True):
         assert a.shape == b.shape
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
-    if side == 1:
+    if (h, w) == (1, 1):
         assert ours[2][:, :, 0].abs().sum() == 0  # only the centre tap sees data
         assert ours[2][:, :, 1, 1].abs().sum() > 0
 
@@ -78,10 +81,13 @@ def test_small_map_convolution_with_a_frozen_input_or_weight():
     conv.zero_grad()
     seq_apply(conv, x_seq).sum().backward()
     torch.testing.assert_close(w_grad, conv.weight.grad)
+    conv.zero_grad(set_to_none=True)
     conv.weight.requires_grad_(False)
-    x = x_seq.clone().requires_grad_()
-    conv_seq(conv, x).sum().backward()  # frozen weight: the plain convolution
-    assert x.grad is not None and conv.weight.grad is not None
+    x1, x2 = x_seq.clone().requires_grad_(), x_seq.clone().requires_grad_()
+    conv_seq(conv, x1).square().sum().backward()  # frozen weight: the plain convolution
+    seq_apply(conv, x2).square().sum().backward()
+    assert conv.weight.grad is None
+    torch.testing.assert_close(x1.grad, x2.grad)
 
 
 def test_the_centre_tap_shortcut_runs_only_where_it_is_exact(monkeypatch):

@@ -137,7 +137,10 @@ def _tap_weight_grad(x: torch.Tensor, grad: torch.Tensor, shape: torch.Size) -> 
 
 
 def _tap_rows(shift: int, size: int) -> tuple[slice, slice]:
-    """Output positions of a tap offset by ``shift`` that see the map, and the input positions they see."""
+    """Output positions of a tap offset by ``shift`` that see the map, and the input positions they see (none when
+    the kernel reaches past the whole map)."""
+    if abs(shift) >= size:
+        return slice(0, 0), slice(0, 0)
     lo, hi = max(0, -shift), min(size, size - shift)
     return slice(lo, hi), slice(lo + shift, hi + shift)
 
