@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from snnlth.engine.evaluate import seq_loss
+from snnlth.snn.layers import hooked
 from snnlth.snn.neuron import LIF, is_spiking_neuron
 
 
@@ -130,12 +131,7 @@ class GraphedStep:
 
 
 def _has_hooks(model: nn.Module) -> bool:
-    from torch.nn.modules import module as torch_module
-
-    if torch_module._global_forward_hooks or torch_module._global_forward_pre_hooks:
-        return True
-    return any(m._forward_hooks or m._forward_pre_hooks or m._backward_hooks or m._backward_pre_hooks
-               for m in model.modules())
+    return any(hooked(m) for m in model.modules())
 
 
 class _CudaBackend:

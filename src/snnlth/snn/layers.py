@@ -60,12 +60,13 @@ def conv_seq(conv: nn.Conv2d, x_seq: torch.Tensor) -> torch.Tensor:
     expect a convolution call)."""
     t, b = x_seq.shape[:2]
     x = x_seq.flatten(0, 1)
-    if _policy_applies(x) and _centre_tap_only(conv, x):
+    cpu = _policy_applies(x)
+    if cpu and _centre_tap_only(conv, x):
         kh, kw = conv.kernel_size
         y = nn.functional.linear(x.flatten(1), conv.weight[:, :, kh // 2, kw // 2], conv.bias)
         return y.view(t, b, -1, 1, 1)
     x = conv_layout(x)
-    if _policy_applies(x) and _small_map(conv, x) and torch.is_grad_enabled() and conv.weight.requires_grad:
+    if cpu and _small_map(conv, x) and torch.is_grad_enabled() and conv.weight.requires_grad:
         y = _SmallMapConv.apply(x, conv.weight, conv.bias, conv.padding)
     else:
         y = conv(x)
@@ -76,7 +77,7 @@ def _small_map(conv: nn.Module, x: torch.Tensor) -> bool:
     """A stride-1 "same" convolution on a map below :data:`CPU_CHANNELS_LAST_MIN_SIDE` (no hooks; see
     :class:`_SmallMapConv`)."""
     return (min(x.shape[2:]) < CPU_CHANNELS_LAST_MIN_SIDE and conv.stride == (1, 1)
-            and _same_padding(conv) and _no_hooks(conv))
+            and _same_padding(conv) and not hooked(conv))
 
 
 def _same_padding(conv: nn.Module) -> bool:
@@ -85,11 +86,12 @@ def _same_padding(conv: nn.Module) -> bool:
             and all(k % 2 == 1 and p == k // 2 for k, p in zip(conv.kernel_size, conv.padding)))
 
 
-def _no_hooks(conv: nn.Module) -> bool:
+def hooked(module: nn.Module) -> bool:
+    """Whether a call of ``module`` runs hooks: its own forward or backward hooks, or global ones of every module."""
     from torch.nn.modules import module as hooks
 
-    return not (conv._forward_hooks or conv._forward_pre_hooks or conv._backward_hooks or conv._backward_pre_hooks
-                or hooks._global_forward_hooks or hooks._global_forward_pre_hooks
+    return bool(module._forward_hooks or module._forward_pre_hooks or module._backward_hooks
+                or module._backward_pre_hooks or hooks._global_forward_hooks or hooks._global_forward_pre_hooks
                 or hooks._global_backward_hooks or hooks._global_backward_pre_hooks)
 
 
@@ -146,7 +148,7 @@ def _tap_rows(shift: int, size: int) -> tuple[slice, slice]:
 
 
 def _centre_tap_only(conv: nn.Module, x: torch.Tensor) -> bool:
-    return x.dim() == 4 and x.shape[2:] == (1, 1) and _same_padding(conv) and _no_hooks(conv)
+    return x.shape[2:] == (1, 1) and _same_padding(conv) and not hooked(conv)
 
 
 def repeat_timesteps(x: torch.Tensor, timesteps: int) -> torch.Tensor:
@@ -162,12 +164,12 @@ class _Repeat(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor, timesteps: int) -> torch.Tensor:  # type: ignore[override]
         dense = x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last)
-        ctx.like = (x.shape, x.stride() if dense else None, x.dtype, x.device)
+        ctx.like = (x.shape, x.stride() if dense else None, x.device)
         return x.unsqueeze(0).expand(timesteps, *x.shape)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
-        shape, stride, dtype, device = ctx.like
+        shape, stride, device = ctx.like
         if torch.is_grad_enabled():  # a double backward (create_graph=True) records this op: no out=
             return grad.sum(0), None
         out = torch.empty(shape, dtype=grad.dtype, device=device) if stride is None else torch.empty_strided(
