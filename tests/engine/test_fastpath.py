@@ -1,5 +1,6 @@
 """The speed settings of a run (snnlth.engine.fastpath) and what the engine skips when nobody asks for it."""
 
+import dataclasses
 import subprocess
 import sys
 
@@ -9,7 +10,14 @@ import torch
 from snnlth.config import DataConfig, ModelConfig, TrainConfig
 from snnlth.data import load_data
 from snnlth.engine.evaluate import evaluate
-from snnlth.engine.fastpath import prepare, resolve_lif_kernel, set_lif_kernel
+from snnlth.engine.fastpath import (
+    CPU_COMPILE_MIN_WORK,
+    lif_neurons,
+    lif_work,
+    prepare,
+    resolve_lif_kernel,
+    set_lif_kernel,
+)
 from snnlth.engine.loop import Schedule, fit
 from snnlth.engine.optim import make_optimizer
 from snnlth.models import create_model
@@ -43,12 +51,46 @@ def test_fit_counts_on_the_last_evaluation_of_a_phase_only(fmnist_dir):
 
 def test_lif_kernel_choice():
     assert resolve_lif_kernel("auto", CPU) == "eager"
+    assert resolve_lif_kernel("auto", CPU, work=CPU_COMPILE_MIN_WORK - 1) == "eager"
+    assert resolve_lif_kernel("auto", CPU, work=CPU_COMPILE_MIN_WORK) == "compiled"
+    assert resolve_lif_kernel("eager", CPU, work=1e15) == "eager"
     assert resolve_lif_kernel("compiled", CPU) == "compiled"
+    help_text = {f.name: f.metadata["help"] for f in dataclasses.fields(TrainConfig)}["lif_kernel"]
+    assert f"{CPU_COMPILE_MIN_WORK:.0e}".replace("+", "") in help_text  # the flag's help names the threshold in force
     model = create_model(ModelConfig(model="convnet"), 1, 28, 10)
     assert set_lif_kernel(model, "compiled") == 3
     assert {m.kernel for m in model.modules() if isinstance(m, LIF)} == {"compiled"}
     prepare(model, TrainConfig(lif_kernel="eager"), CPU)
     assert {m.kernel for m in model.modules() if isinstance(m, LIF)} == {"eager"}
+
+
+def test_lif_neurons_counts_every_neuron_of_one_image_once_per_step():
+    model = create_model(ModelConfig(model="convnet"), 1, 28, 10)  # LIF after 32, 64, 128 channels at 28, 14, 7 px
+    model.train()
+    stats = [b.clone() for b in model.buffers()]
+    assert lif_neurons(model, torch.randn(4, 1, 28, 28), 3) == 32 * 28 * 28 + 64 * 14 * 14 + 128 * 7 * 7
+    assert model.training and all(torch.equal(a, b) for a, b in zip(stats, model.buffers()))  # BN stats untouched
+    assert all(not m._forward_hooks for m in model.modules())
+    assert lif_work(100, 50, [5, 5, 3]) == 100 * 50 * 13
+
+
+@pytest.mark.parametrize(("threshold", "expected"), [(1.0, "compiled"), (1e15, "eager")])
+def test_auto_compiles_the_lif_on_cpu_for_a_long_phase_only(fmnist_dir, monkeypatch, threshold, expected):
+    """fit measures the phase's work (neurons x images x T per epoch) and ``auto`` compiles for a long one; the
+    compiled kernels are stood in for by their uncompiled functions (the same maths) to keep the test short."""
+    from snnlth.engine import fastpath
+    from snnlth.snn import fused, neuron
+
+    monkeypatch.setattr(fastpath, "CPU_COMPILE_MIN_WORK", threshold)
+    monkeypatch.setattr(neuron._KERNELS, "compiled", (neuron._charges_pure, neuron._input_grads_pure))
+    monkeypatch.setattr(fused._FUSED, "compiled", (fused._bn_charges_pure, fused._bn_input_grads_pure))
+    seen = []
+    monkeypatch.setattr(fastpath, "set_lif_kernel", lambda m, k: seen.append(k) or set_lif_kernel(m, k))
+    model, data = _model_and_data(fmnist_dir, n=60)
+    cfg = TrainConfig(epochs=1, batch_size=30)
+    fit(model, make_optimizer(model, cfg), data, cfg, Schedule(1, 2))
+    assert seen == [expected]
+    assert {m.kernel for m in model.modules() if isinstance(m, LIF)} == {expected}
 
 
 def test_channels_last_setting(fmnist_dir):

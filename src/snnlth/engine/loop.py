@@ -14,7 +14,7 @@ from torch import nn
 from snnlth.config import TrainConfig
 from snnlth.data.source import DataSource
 from snnlth.engine.evaluate import autocast, evaluate, seq_correct, seq_loss
-from snnlth.engine.fastpath import prepare
+from snnlth.engine.fastpath import lif_neurons, lif_work, prepare
 from snnlth.engine.graphed import GraphedStep, graph_blocker
 from snnlth.engine.masking import MaskEnforcer
 from snnlth.engine.optim import cosine_lr, set_lr
@@ -205,7 +205,14 @@ def fit(model: nn.Module, optimizer: torch.optim.Optimizer, data: DataSource, cf
             set_sync_bn(model, cfg.sync_bn)
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
-    forward = prepare(model, cfg, data.device, wrap=(lambda m: dist.wrap(m, data.device)) if dist.active else None)
+
+    def work() -> float:  # what this process trains in this call, in LIF neuron-timesteps (``auto`` on CPU)
+        neurons = lif_neurons(model, data.sample(1, cfg.seed), schedule.timesteps_at(state.epoch))
+        images = data.num_train // dist.world_size  # each rank trains its shard
+        return lif_work(neurons, images, [schedule.timesteps_at(e) for e in range(state.epoch, end)])
+
+    forward = prepare(model, cfg, data.device, wrap=(lambda m: dist.wrap(m, data.device)) if dist.active else None,
+                      work=work)
     eval_forward = model if dist.active else forward  # no buffer broadcasts in evaluation
     graphed = (GraphedStep(model, forward, cfg.amp)
                if cfg.cuda_graph and graph_blocker(model, data.device, dist.active) is None else None)
