@@ -114,8 +114,8 @@ class TrainConfig:
     device: str = _f("auto", "auto, cpu or cuda", semantic=False, choices=("auto", "cpu", "cuda"))
     amp: bool = _f(False, "bf16 autocast (CUDA; LIF state stays fp32)")
     lif_kernel: str = _f("auto", "LIF loop over T: eager (no start-up cost), compiled (torch.compile: one fused "
-                         "kernel; a one-off compile of 10-30 s on CPU), auto (compiled on CUDA, and on CPU for a "
-                         "phase of at least 3e10 neuron-timesteps, which repays the compile)",
+                         "kernel; a one-off compile of 7-25 s on CPU), auto (compiled on CUDA, and on CPU from the "
+                         "phase on where a run's training reaches 3e10 neuron-timesteps, which repays the compile)",
                          semantic=False, choices=("auto", "eager", "compiled"))
     compile: bool = _f(False, "torch.compile the whole model for training and evaluation (CUDA; on CPU the compile "
                        "rarely pays off)", semantic=False)

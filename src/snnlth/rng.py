@@ -7,6 +7,11 @@ any number here changes every run's results.
 
 from __future__ import annotations
 
+import contextlib
+import random
+from collections.abc import Iterator
+
+import numpy as np
 import torch
 
 SEED_STRIDE = 1_000_003  # epoch generator seed = seed * SEED_STRIDE + stream * STREAM_STRIDE + epoch
@@ -50,3 +55,17 @@ class STREAM:
 def epoch_generator(seed: int, epoch: int, stream: int = 0) -> torch.Generator:
     """CPU generator for one epoch's order and augmentation: a pure function of (seed, stream, epoch)."""
     return torch.Generator().manual_seed(seed * SEED_STRIDE + stream * STREAM_STRIDE + epoch)
+
+
+@contextlib.contextmanager
+def global_rng_kept() -> Iterator[None]:
+    """Run a block without moving the global random streams a run draws from (torch's CPU generator, Python's
+    ``random``, numpy's): a side computation (a probe forward, a user dataset's random transform) then leaves the
+    run's results as they would be without it."""
+    py_state, np_state = random.getstate(), np.random.get_state()
+    try:
+        with torch.random.fork_rng(devices=[]):
+            yield
+    finally:
+        random.setstate(py_state)
+        np.random.set_state(np_state)

@@ -1,9 +1,11 @@
 """The speed settings of a run (snnlth.engine.fastpath) and what the engine skips when nobody asks for it."""
 
 import dataclasses
+import random
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
@@ -12,13 +14,14 @@ from snnlth.data import load_data
 from snnlth.engine.evaluate import evaluate
 from snnlth.engine.fastpath import (
     CPU_COMPILE_MIN_WORK,
+    CpuKernelChoice,
     lif_neurons,
     lif_work,
     prepare,
     resolve_lif_kernel,
     set_lif_kernel,
 )
-from snnlth.engine.loop import Schedule, fit
+from snnlth.engine.loop import FitState, Schedule, fit
 from snnlth.engine.optim import make_optimizer
 from snnlth.models import create_model
 from snnlth.snn.neuron import LIF
@@ -53,6 +56,7 @@ def test_lif_kernel_choice():
     assert resolve_lif_kernel("auto", CPU) == "eager"
     assert resolve_lif_kernel("auto", CPU, work=CPU_COMPILE_MIN_WORK - 1) == "eager"
     assert resolve_lif_kernel("auto", CPU, work=CPU_COMPILE_MIN_WORK) == "compiled"
+    assert resolve_lif_kernel("auto", CPU, work=CPU_COMPILE_MIN_WORK / 2, seen=CPU_COMPILE_MIN_WORK / 2) == "compiled"
     assert resolve_lif_kernel("eager", CPU, work=1e15) == "eager"
     assert resolve_lif_kernel("compiled", CPU) == "compiled"
     help_text = {f.name: f.metadata["help"] for f in dataclasses.fields(TrainConfig)}["lif_kernel"]
@@ -91,6 +95,85 @@ def test_auto_compiles_the_lif_on_cpu_for_a_long_phase_only(fmnist_dir, monkeypa
     fit(model, make_optimizer(model, cfg), data, cfg, Schedule(1, 2))
     assert seen == [expected]
     assert {m.kernel for m in model.modules() if isinstance(m, LIF)} == {expected}
+
+
+def test_a_run_of_short_phases_compiles_once_their_sum_reaches_the_threshold(monkeypatch):
+    from snnlth.engine import fastpath
+
+    monkeypatch.setattr(fastpath, "CPU_COMPILE_MIN_WORK", 100.0)
+    choice = CpuKernelChoice()
+    assert [choice.choose(lambda: 60.0) for _ in range(3)] == ["eager", "compiled", "compiled"]
+    assert CpuKernelChoice().choose(lambda: 60.0) == "eager"  # a new run starts from nothing
+    assert CpuKernelChoice().choose(lambda: 1 / 0) == "eager"  # a failing probe never stops training
+
+
+def test_a_search_shares_its_count_across_phases(fmnist_dir, tmp_path, monkeypatch):
+    """lenet300 (400 LIF neurons) on 200 images, 3 epochs at T=3: 720,000 neuron-timesteps a phase; with the
+    threshold between one and two phases the first trains eagerly and every later one compiled."""
+    from snnlth.api import search
+    from snnlth.engine import fastpath
+    from snnlth.snn import neuron
+    from tests.helpers import search_cfg
+
+    monkeypatch.setattr(fastpath, "CPU_COMPILE_MIN_WORK", 1e6)
+    monkeypatch.setattr(neuron._KERNELS, "compiled", (neuron._charges_pure, neuron._input_grads_pure))
+    seen = []
+    monkeypatch.setattr(fastpath, "set_lif_kernel", lambda m, k: seen.append(k) or set_lif_kernel(m, k))
+    search(search_cfg(fmnist_dir, rounds=2), out=tmp_path / "r")
+    assert seen[0] == "eager" and len(seen) >= 2 and set(seen[1:]) == {"compiled"}
+
+
+def test_the_probe_leaves_the_global_random_streams_alone():
+    state = (torch.get_rng_state(), random.getstate(), np.random.get_state()[1].copy())
+    CpuKernelChoice().choose(lambda: torch.rand(1).item() + random.random() + np.random.rand())
+    assert torch.equal(state[0], torch.get_rng_state()) and state[1] == random.getstate()
+    assert np.array_equal(state[2], np.random.get_state()[1])
+
+
+class _NoisyImages(torch.utils.data.Dataset):
+    """Float64 items (numpy's default) with a random transform drawing from the global torch RNG."""
+
+    def __init__(self, n):
+        gen = torch.Generator().manual_seed(1)
+        self.x, self.y = torch.rand(n, 1, 28, 28, generator=gen, dtype=torch.float64), torch.arange(n) % 10
+
+    def __len__(self):
+        return len(self.y)
+
+    def __getitem__(self, i):
+        return self.x[i] + 0.1 * torch.rand(1, 28, 28, dtype=torch.float64), self.y[i]
+
+
+def test_auto_trains_as_eager_does_below_the_threshold_with_a_random_float64_dataset():
+    """The probe (one image through the model) costs a sample from the dataset; training must not see it: same
+    weights as --lif-kernel eager, and float64 items are cast as the training batches are."""
+    from snnlth.data.user import make_source
+
+    data = make_source(_NoisyImages(40), _NoisyImages(20), CPU, 10)
+    assert data.sample(2, 0).dtype == torch.float32
+    weights = []
+    for kernel in ("eager", "auto"):
+        torch.manual_seed(0)
+        model = create_model(ModelConfig(model="convnet", timesteps=2), 1, 28, 10)
+        cfg = TrainConfig(epochs=1, batch_size=20, lif_kernel=kernel)
+        fit(model, make_optimizer(model, cfg), data, cfg, Schedule(1, 2))
+        assert {m.kernel for m in model.modules() if isinstance(m, LIF)} == {"eager"}
+        weights.append(model.state_dict())
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
+def test_auto_counts_the_epochs_this_call_trains_at_their_T(fmnist_dir, monkeypatch):
+    import snnlth.engine.loop as loop
+
+    calls = []
+    monkeypatch.setattr(loop, "lif_work", lambda n, images, ts: calls.append((n, images, list(ts))) or 0.0)
+    model, data = _model_and_data(fmnist_dir, n=60)
+    cfg = TrainConfig(epochs=3, batch_size=30, eval_every=3)
+    schedule = Schedule(3, lambda e: 2 if e < 2 else 1)
+    fit(model, make_optimizer(model, cfg), data, cfg, schedule, FitState(epoch=1))  # resumed after epoch 1
+    assert calls == [(32 * 28 * 28 + 64 * 14 * 14 + 128 * 7 * 7, 60, [2, 1])]
+    fit(model, make_optimizer(model, cfg), data, cfg, schedule, FitState(epoch=3))  # nothing left: no probe
+    assert len(calls) == 1
 
 
 def test_channels_last_setting(fmnist_dir):

@@ -72,6 +72,9 @@ class CheckedTorchSource(TorchSource):
         x, y = super()._to_device((batch[0], y))
         return _float32(x), y
 
+    def sample(self, n: int, seed: int) -> torch.Tensor:
+        return _float32(super().sample(n, seed))
+
 
 def is_tensor_pair(data: Any) -> bool:
     return isinstance(data, (tuple, list)) and len(data) == 2 and all(isinstance(t, torch.Tensor) for t in data)

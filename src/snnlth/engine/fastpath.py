@@ -11,18 +11,21 @@ from torch import nn
 
 from snnlth.config import TrainConfig
 from snnlth.engine.cpu_memory import keep_freed_memory
+from snnlth.rng import global_rng_kept
 from snnlth.snn.neuron import LIF
 
-# LIF neuron-timesteps a training phase must cover for ``auto`` to compile the LIF kernel on CPU. Measured on a
-# 2-core Xeon (torch 2.13.0): the compiled kernel saves ~1.2-2 ns per neuron-timestep (convnet, vgg16, resnet19) and
-# compiling costs 7-25 s once per process, so it breaks even at ~10-15e9; at the threshold it already pays twice over.
+# LIF neuron-timesteps of training after which ``auto`` compiles the LIF kernel on CPU (per run: CpuKernelChoice).
+# Measured on a 2-core Xeon (torch 2.13.0): the compiled kernel saves ~1.2-2 ns per neuron-timestep (convnet, vgg16,
+# resnet19 in training) and compiling costs 7-21 s once per process (lenet300 ... vgg16), so it breaks even at
+# ~1-1.5e10; at 3e10 the time saved is about twice the compile.
 CPU_COMPILE_MIN_WORK = 3e10
 
 
-def resolve_lif_kernel(name: str, device: torch.device, work: float | None = None) -> str:
-    """``auto`` -> ``compiled`` on CUDA when Triton is importable; on CPU when the phase trains at least
-    :data:`CPU_COMPILE_MIN_WORK` neuron-timesteps (``work``, see :func:`lif_work`), else ``eager`` (a short run
-    would not repay the one-off compile)."""
+def resolve_lif_kernel(name: str, device: torch.device, work: float | None = None, seen: float = 0.0) -> str:
+    """``auto`` -> ``compiled`` on CUDA when Triton is importable. On CPU ``compiled`` once the phase's ``work``
+    (neuron-timesteps, see :func:`lif_work`) plus what the run trained before it in this process (``seen``) reaches
+    :data:`CPU_COMPILE_MIN_WORK`; ``eager`` before (a short run would not repay the one-off compile) and when
+    ``work`` is unknown."""
     if name != "auto":
         return name
     if device.type == "cuda":
@@ -31,14 +34,37 @@ def resolve_lif_kernel(name: str, device: torch.device, work: float | None = Non
         except ImportError:
             return "eager"
         return "compiled"
-    return "compiled" if work is not None and work >= CPU_COMPILE_MIN_WORK else "eager"
+    if work is None:
+        return "eager"
+    return "compiled" if seen + work >= CPU_COMPILE_MIN_WORK else "eager"
+
+
+class CpuKernelChoice:
+    """``auto``'s choice of LIF kernel on CPU through one run (a train run, or a search: one instance for all its
+    phases). It adds up the neuron-timesteps of the phases it chose for, so a search of many short rounds compiles
+    once their sum reaches the threshold (the compile is paid once per process; a long phase keeps the later short
+    ones compiled)."""
+
+    def __init__(self) -> None:
+        self.seen = 0.0
+
+    def choose(self, work: Callable[[], float]) -> str:
+        """The kernel for a phase of ``work()`` neuron-timesteps (run with the global random streams kept)."""
+        try:
+            with global_rng_kept():
+                amount = work()
+        except Exception:  # noqa: BLE001 - a probe that fails (an odd model or dataset) must not stop training
+            return "eager"
+        kernel = resolve_lif_kernel("auto", torch.device("cpu"), amount, self.seen)
+        self.seen += amount
+        return kernel
 
 
 def lif_neurons(model: nn.Module, x: torch.Tensor, timesteps: int) -> int:
     """How many snnlth :class:`LIF` neurons one image of ``x`` (a batch of one) drives per timestep: one forward
     without gradients in evaluation mode (BatchNorm statistics untouched), neuron state reset after it."""
     counts: list[int] = []
-    hooks = [m.register_forward_hook(lambda _m, _args, out: counts.append(out.numel()))
+    hooks = [m.register_forward_hook(lambda _m, _args, out: counts.append(out.numel() if torch.is_tensor(out) else 0))
              for m in model.modules() if isinstance(m, LIF)]
     was_training = model.training
     try:
@@ -70,17 +96,19 @@ def set_lif_kernel(model: nn.Module, kernel: str) -> int:
 
 
 def prepare(model: nn.Module, cfg: TrainConfig, device: torch.device,
-            wrap: Callable[[nn.Module], nn.Module] | None = None,
-            work: Callable[[], float] | None = None) -> Callable[..., torch.Tensor]:
+            wrap: Callable[[nn.Module], nn.Module] | None = None, work: Callable[[], float] | None = None,
+            choice: CpuKernelChoice | None = None) -> Callable[..., torch.Tensor]:
     """Apply the speed settings to ``model`` (in place) and return what the engine calls as ``forward(x, T)``:
     the model itself, ``wrap(model)`` (data-parallel), or their ``torch.compile`` wrapper (same parameters; state
     dicts stay the model's own). ``work``: the phase's neuron-timesteps (see :func:`lif_work`), asked for only
-    where ``auto`` needs it to choose the LIF kernel (CPU)."""
+    where ``auto`` needs it to choose the LIF kernel (CPU), through ``choice`` (the run's; default a fresh one)."""
     if device.type == "cpu":
         keep_freed_memory()
-    needs_work = cfg.lif_kernel == "auto" and device.type == "cpu" and work is not None
-    needs_work = needs_work and any(isinstance(m, LIF) for m in model.modules())
-    set_lif_kernel(model, resolve_lif_kernel(cfg.lif_kernel, device, work() if needs_work else None))
+    probe = cfg.lif_kernel == "auto" and device.type == "cpu" and work is not None
+    if probe and any(isinstance(m, LIF) for m in model.modules()):
+        set_lif_kernel(model, (choice or CpuKernelChoice()).choose(work))
+    else:
+        set_lif_kernel(model, resolve_lif_kernel(cfg.lif_kernel, device))
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
         if hasattr(model, "memory_format"):

@@ -14,7 +14,7 @@ from torch import nn
 from snnlth.config import TrainConfig
 from snnlth.data.source import DataSource
 from snnlth.engine.evaluate import autocast, evaluate, seq_correct, seq_loss
-from snnlth.engine.fastpath import lif_neurons, lif_work, prepare
+from snnlth.engine.fastpath import CpuKernelChoice, lif_neurons, lif_work, prepare
 from snnlth.engine.graphed import GraphedStep, graph_blocker
 from snnlth.engine.masking import MaskEnforcer
 from snnlth.engine.optim import cosine_lr, set_lr
@@ -190,14 +190,16 @@ _NOT_EVALUATED = {"test_loss": None, "test_accuracy": None, "spikes_per_image": 
 def fit(model: nn.Module, optimizer: torch.optim.Optimizer, data: DataSource, cfg: TrainConfig, schedule: Schedule,
         state: FitState | None = None, *, enforcer: MaskEnforcer | None = None, hooks: Sequence[EpochHook] = (),
         on_batch: Callable[[BatchInfo], None] | None = None,
-        on_epoch_end: Callable[[FitState], None] | None = None, dist: Dist = SINGLE) -> FitState:
+        on_epoch_end: Callable[[FitState], None] | None = None, dist: Dist = SINGLE,
+        lif_choice: CpuKernelChoice | None = None) -> FitState:
     """Train from ``state.epoch`` to the end of ``schedule`` (or a hook's stop), one history row per epoch.
 
     Per epoch: train, run ``hooks``, evaluate when due, then ``on_epoch_end`` (the caller persists). Data order and
     augmentation of epoch e are a pure function of (seed, stream, e), so resuming from a checkpointed state replays
     exactly the same batches, whatever the number of ranks. ``wall_seconds`` of a row covers training, hooks and
     evaluation. With ``dist`` of several ranks: data-parallel training (DDP), rank 0's buffers and stop decisions on
-    every rank, each rank evaluating the whole test set with the same weights."""
+    every rank, each rank evaluating the whole test set with the same weights. ``lif_choice``: the run's record for
+    ``--lif-kernel auto`` on CPU (one per search, shared by its phases; default: this call alone)."""
     state = state or FitState()
     end = schedule.epochs if schedule.stop_epoch is None else min(schedule.stop_epoch, schedule.epochs)
     if dist.active:
@@ -207,12 +209,14 @@ def fit(model: nn.Module, optimizer: torch.optim.Optimizer, data: DataSource, cf
             raise ConfigError(str(exc)) from None
 
     def work() -> float:  # what this process trains in this call, in LIF neuron-timesteps (``auto`` on CPU)
+        if end <= state.epoch:
+            return 0.0
         neurons = lif_neurons(model, data.sample(1, cfg.seed), schedule.timesteps_at(state.epoch))
         images = data.num_train // dist.world_size  # each rank trains its shard
         return lif_work(neurons, images, [schedule.timesteps_at(e) for e in range(state.epoch, end)])
 
     forward = prepare(model, cfg, data.device, wrap=(lambda m: dist.wrap(m, data.device)) if dist.active else None,
-                      work=work)
+                      work=work, choice=lif_choice)
     eval_forward = model if dist.active else forward  # no buffer broadcasts in evaluation
     graphed = (GraphedStep(model, forward, cfg.amp)
                if cfg.cuda_graph and graph_blocker(model, data.device, dist.active) is None else None)

@@ -17,6 +17,7 @@ import torch
 from snnlth import masks as M
 from snnlth.config import SearchRunConfig
 from snnlth.data.source import DataSource
+from snnlth.engine.fastpath import CpuKernelChoice
 from snnlth.engine.loop import BatchInfo, EpochHook, FitState, Schedule, fit
 from snnlth.engine.masking import MaskEnforcer
 from snnlth.engine.optim import load_optimizer_state, make_optimizer
@@ -141,6 +142,7 @@ class SearchContext:
     twin: Callable[[], TicketModel] | None = None  # a builder of the ANN twin (snnlth's models only)
     dist: Dist = SINGLE  # this process's rank in a data-parallel search
     _shape_model: TicketModel | None = field(default=None, repr=False)
+    _lif_choice: CpuKernelChoice = field(default_factory=CpuKernelChoice, repr=False)  # --lif-kernel auto, CPU
 
     # ---- models and states -------------------------------------------------------------------------------------
     def new_model(self) -> TicketModel:
@@ -240,7 +242,7 @@ class SearchContext:
         schedule = Schedule(phase.epochs, phase.timesteps, phase.stream, self.cfg.train.eval_every)
         try:
             fit(model, optimizer, self.data, train_cfg, schedule, state, enforcer=enforcer, hooks=phase.hooks,
-                on_batch=on_batch, on_epoch_end=on_epoch_end, dist=self.dist)
+                on_batch=on_batch, on_epoch_end=on_epoch_end, dist=self.dist, lif_choice=self._lif_choice)
         except NumericalError as exc:
             raise NumericalError(f"phase {phase.name}{f' ({label})' if label else ''}: {exc} "
                                  f"({_last_checkpoint(self.store, phase.name)})") from None
