@@ -104,7 +104,8 @@ def test_a_run_of_short_phases_compiles_once_their_sum_reaches_the_threshold(mon
     choice = CpuKernelChoice()
     assert [choice.choose(lambda: 60.0) for _ in range(3)] == ["eager", "compiled", "compiled"]
     assert CpuKernelChoice().choose(lambda: 60.0) == "eager"  # a new run starts from nothing
-    assert CpuKernelChoice().choose(lambda: 1 / 0) == "eager"  # a failing probe never stops training
+    with pytest.warns(RuntimeWarning, match="could not count"):
+        assert CpuKernelChoice().choose(lambda: 1 / 0) == "eager"  # a failing probe never stops training
 
 
 def test_a_search_shares_its_count_across_phases(fmnist_dir, tmp_path, monkeypatch):
@@ -124,10 +125,12 @@ def test_a_search_shares_its_count_across_phases(fmnist_dir, tmp_path, monkeypat
 
 
 def test_the_probe_leaves_the_global_random_streams_alone():
-    state = (torch.get_rng_state(), random.getstate(), np.random.get_state()[1].copy())
+    np.random.seed(0)  # a draw then moves numpy's position, not only (sometimes) its key array
+    state = (torch.get_rng_state(), random.getstate(), np.random.get_state())
     CpuKernelChoice().choose(lambda: torch.rand(1).item() + random.random() + np.random.rand())
     assert torch.equal(state[0], torch.get_rng_state()) and state[1] == random.getstate()
-    assert np.array_equal(state[2], np.random.get_state()[1])
+    after = np.random.get_state()
+    assert np.array_equal(state[2][1], after[1]) and state[2][2:] == after[2:]
 
 
 class _NoisyImages(torch.utils.data.Dataset):

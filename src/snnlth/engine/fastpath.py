@@ -53,7 +53,12 @@ class CpuKernelChoice:
         try:
             with global_rng_kept():
                 amount = work()
-        except Exception:  # noqa: BLE001 - a probe that fails (an odd model or dataset) must not stop training
+        except Exception as exc:  # noqa: BLE001 - a probe that fails (an odd model or dataset) must not stop training
+            import warnings
+
+            warnings.warn(f"--lif-kernel auto could not count the model's LIF neurons ({type(exc).__name__}: {exc}); "
+                          "training with the eager LIF (--lif-kernel compiled or eager chooses)", RuntimeWarning,
+                          stacklevel=2)
             return "eager"
         kernel = resolve_lif_kernel("auto", torch.device("cpu"), amount, self.seen)
         self.seen += amount
