@@ -4,6 +4,7 @@ identity: a run may be resumed with other settings."""
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 
 import torch
@@ -54,8 +55,6 @@ class CpuKernelChoice:
             with global_rng_kept():
                 amount = work()
         except Exception as exc:  # noqa: BLE001 - a probe that fails (an odd model or dataset) must not stop training
-            import warnings
-
             warnings.warn(f"--lif-kernel auto could not count the model's LIF neurons ({type(exc).__name__}: {exc}); "
                           "training with the eager LIF (--lif-kernel compiled or eager chooses)", RuntimeWarning,
                           stacklevel=2)
