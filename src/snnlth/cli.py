@@ -88,9 +88,13 @@ def _cmd_search(args: argparse.Namespace) -> int:
         acc = "-" if lv["test_accuracy"] is None else f"{lv['test_accuracy']:.2f}"
         best = "-" if lv["best_test_accuracy"] is None else f"{lv['best_test_accuracy']:.2f}"
         rnd = "-" if lv["round"] is None else lv["round"]
+        spent = "-" if lv["search_seconds"] is None else f"{lv['search_seconds']:.1f}"
         print(f"{rnd:>5} {lv['sparsity_prunable']:>9.2%} {lv['sparsity_all']:>10.2%} {lv['timesteps']:>3} "
-              f"{acc:>9} {best:>7} {lv['search_seconds']:>9.1f}  {'yes' if lv['final'] else 'no'}")
-    if "search_wall_seconds" in s:
+              f"{acc:>9} {best:>7} {spent:>9}  {'yes' if lv['final'] else 'no'}")
+    if s["search_seconds_total"] is None:  # reinit: the masks of another run, no search of its own
+        print(f"no search of its own (masks of {s['from_run']}), evaluation {s['eval_seconds']:.1f}s, "
+              f"total {s['total_seconds']:.1f}s")
+    elif "search_wall_seconds" in s:
         print(f"search {s['search_seconds_total']:.1f}s of training ({s['search_wall_seconds']:.1f}s wall clock), "
               f"retraining {s['retrain_seconds_total']:.1f}s, evaluation {s['eval_seconds']:.1f}s, "
               f"total {s['total_seconds']:.1f}s")

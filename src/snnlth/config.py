@@ -201,6 +201,13 @@ def _parse_targets(items: tuple[Any, ...]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(out))
 
 
+# [search] fields of the two modifiers a method may combine with (a run's label says which it used: +ET, +ES)
+EARLY_TIME_FIELDS = ("early_time", "retrain_at")
+AUTO_FIELDS = ("et_threshold", "et_warmup_epochs", "et_batch", "et_kl")  # read only by --early-time auto
+ROUND_STOP_FIELDS = ("round_stop", "round_stop_window", "round_stop_threshold")
+MODIFIER_FIELDS = (*EARLY_TIME_FIELDS, *AUTO_FIELDS, *ROUND_STOP_FIELDS)
+
+
 @dataclass(frozen=True)
 class SearchConfig:
     """How to search for the ticket. Early-Time is a modifier of ``imp`` and ``eb``, not a method."""

@@ -49,7 +49,8 @@ _PROBE_BATCH = 4
 class Level:
     """One ticket of a search: its round (None for an Early-Bird ticket), exact sparsity of the prunable weights
     and of all parameters, timesteps, test accuracy (percent), the training time spent before it (``search_seconds``,
-    as the paper counts), whether it is a final ticket (trained at full T), and its masks (pruned = False)."""
+    as the paper counts; None for a reinit level, which searched nothing), whether it is a final ticket (trained at
+    full T), and its masks (pruned = False)."""
 
     index: int
     round: int | None
@@ -57,7 +58,7 @@ class Level:
     sparsity_all: float
     timesteps: int
     accuracy: float | None
-    search_seconds: float
+    search_seconds: float | None
     final: bool
     masks: M.Masks = field(repr=False)
     record: dict = field(repr=False)  # the level's entry of summary.json

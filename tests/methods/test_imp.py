@@ -108,7 +108,7 @@ def test_random_baseline_and_reinit(fmnist_dir, tmp_path):
     re = search(search_cfg(fmnist_dir, method="reinit", from_run=str(imp.run_dir), retrain_at=("all",)),
                 out=tmp_path / "re")
     assert [lv["round"] for lv in re.summary["levels"]] == [0, 1, 2]
-    assert all(lv["final"] and lv["search_seconds"] == 0.0 for lv in re.summary["levels"])
+    assert all(lv["final"] and lv["search_seconds"] is None for lv in re.summary["levels"])
     m_re = M.unpack(load_blob(re.run_dir / "masks" / "level_02.pt"))
     assert M.hamming(m_re, m_imp) == 0.0
     init_imp, init_re = load_blob(imp.run_dir / "init.pt"), load_blob(re.run_dir / "init.pt")
@@ -123,3 +123,11 @@ def test_exclude_and_local_scope(fmnist_dir, tmp_path):
     assert M.layer_sparsity(masks) == {"fc1.weight": 0.5, "fc2.weight": 0.5}
     lv = res.summary["levels"][1]
     assert lv["sparsity_prunable"] == (784 * 300 + 300 * 100) * 0.5 / (784 * 300 + 300 * 100 + 1000)
+
+
+def test_reinit_levels_have_no_search_time_of_their_own(fmnist_dir, tmp_path):
+    imp = search(search_cfg(fmnist_dir, rounds=1, epochs=1), out=tmp_path / "imp")
+    res = search(search_cfg(fmnist_dir, method="reinit", rounds=1, epochs=1, from_run=str(imp.run_dir)),
+                 out=tmp_path / "reinit")
+    assert [lv["search_seconds"] for lv in res.summary["levels"]] == [None]
+    assert res.summary["search_seconds_total"] is None

@@ -47,3 +47,14 @@ def test_oneshot_prunes_after_training_at_t_pre_and_retrains_at_t_post(fmnist_di
     masks = M.unpack(load_blob(out / "masks" / "one_shot_02.pt"))
     expect = M.mask_with_survivors({n: dense[n] for n in masks}, M.count_alive(masks))
     assert all((masks[n] == expect[n]).all() for n in masks)
+
+
+def test_snip_score_time_is_stored_and_not_recomputed_on_resume(fmnist_dir, tmp_path):
+    cfg = search_cfg(fmnist_dir, method="snip", rounds=2, epochs=1)
+    first = search(cfg, out=tmp_path / "run").summary
+    (tmp_path / "run" / "summary.json").unlink()  # the run is resumed: its tickets are done, the score is not redone
+    (tmp_path / "run" / "phases" / "ticket_02.pt").unlink()
+    again = search(cfg, out=tmp_path / "run").summary
+    assert first["one_shot"]["seconds"] > 0
+    assert again["one_shot"] == first["one_shot"]
+    assert [lv["search_seconds"] for lv in again["levels"]] == [lv["search_seconds"] for lv in first["levels"]]

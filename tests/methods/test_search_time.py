@@ -2,6 +2,7 @@
 training of rounds 0..k-1 (+ the Early-Time selection); an Early-Bird ticket the dense training up to its detection
 epoch and the mask-distance work (+ the selection). Evaluation is reported apart, the wall clock too."""
 
+import dataclasses
 import json
 
 import pytest
@@ -89,3 +90,34 @@ def test_eval_every_skips_evaluations_but_never_the_last_epoch_of_a_phase(fmnist
                 out=tmp_path / "eb")
     dense = [r for r in _rows(eb.run_dir) if r["phase"] == "eb_search"]
     assert len(dense) < 6 and [r["test_accuracy"] is not None for r in dense] == [False] * (len(dense) - 1) + [True]
+
+
+@pytest.mark.parametrize("quirks", ["paper", "official"])
+def test_eb_ticket_rewound_to_a_later_epoch_spent_the_training_to_that_epoch(fmnist_dir, tmp_path, quirks):
+    # tau 0.99 with a window of 2: the ticket is found at epoch 2, but it is retrained from the epoch-3 state, so the
+    # dense run had to reach epoch 3 (under --quirks official it is retrained from init: epoch 2 is enough)
+    cfg = search_cfg(fmnist_dir, method="eb", target_sparsity=("0.3",), eb_window=2, eb_threshold=0.99, epochs=5,
+                     rewind_epoch=3)
+    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, quirks=quirks))
+    res = search(cfg, out=tmp_path / "r")
+    rows, s = _rows(res.run_dir), res.summary
+    dense = [r for r in rows if r["phase"] == "eb_search"]
+    assert s["eb"][0]["detection_epoch"] == 2 and len(dense) == 3
+    upto = dense[:2] if quirks == "official" else dense[:3]
+    lv = s["levels"][0]
+    assert lv["search_seconds"] == pytest.approx(_sum(upto, "train_seconds", "eb_seconds"), **EXACT)
+    assert lv["search_eval_seconds"] == pytest.approx(_sum(upto, "eval_seconds"), **EXACT)
+    assert lv["search_wall_seconds"] == pytest.approx(_sum(upto, "wall_seconds"), **EXACT)
+
+
+def test_eb_with_early_time_always_runs_early_time(fmnist_dir, tmp_path):
+    # the masks settle at epoch 2, before the Early-Time warm-up (3 epochs) is over: the dense run goes on to the
+    # warm-up's end, makes the choice, and the ticket's search time holds only what it needed (2 epochs)
+    cfg = search_cfg(fmnist_dir, method="eb", target_sparsity=("0.3",), eb_window=2, eb_threshold=0.99, epochs=5,
+                     early_time="auto", et_warmup_epochs=3, et_batch=50, et_threshold=1.5)
+    res = search(cfg, out=tmp_path / "r")
+    rows, s = _rows(res.run_dir), res.summary
+    dense = [r for r in rows if r["phase"] == "eb_search"]
+    assert s["label"] == "EB+ET" and s["early_time"] is not None and s["early_time"]["t_early"] == 2
+    assert len(dense) == 3 and s["eb"][0]["detection_epoch"] == 2
+    assert s["levels"][0]["search_seconds"] == pytest.approx(_sum(dense[:2], "train_seconds", "eb_seconds"), **EXACT)

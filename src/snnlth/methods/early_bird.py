@@ -114,10 +114,12 @@ def run_early_bird(ctx: SearchContext, source: RunStore | None = None) -> Method
     plan = EarlyTimePlan(ctx)
     dense = M.ones_like(ctx.weights(model, names))
     targets = resolve_targets(s, dense)
-    tracker = EarlyBirdTracker(ctx, names, targets, min_epochs=rewind)
+    official = cfg.train.quirks == "official"  # the official code: dense run at 2x lr, tickets retrained from init
+    # the dense run goes on to the rewind epoch and to the end of the Early-Time warm-up (a run labelled +ET has
+    # always made its choice)
+    tracker = EarlyBirdTracker(ctx, names, targets, min_epochs=max(rewind, plan.warmup))
     ctx.event(f"Early-Bird search: dense training up to {epochs} epochs, targets "
               f"{', '.join(f'{t.sparsity:.2%}' for t in targets)}")
-    official = cfg.train.quirks == "official"  # the official code: dense run at 2x lr, tickets retrained from init
     search = ctx.run_phase(model, Phase("eb_search", init, None, plan.timesteps, epochs, stream=STREAM.round(0),
                                         tags=ctx.level_tags(0, dense),
                                         hooks=(RewindHook(ctx, rewind), plan, tracker),
@@ -132,11 +134,17 @@ def run_early_bird(ctx: SearchContext, source: RunStore | None = None) -> Method
                                            epochs - rewind,
                                            stream=STREAM.eb_retrain(i),
                                            tags={"target": info["target_sparsity"], "retrain": True}))
-        detected = info["detection_epoch"]
-        spent = Spent.of_rows(search.history[:detected]) + (plan.spent if detected >= plan.warmup else Spent())
+        spent = ticket_spent(search.history, info["detection_epoch"], 0 if official else rewind, plan)
         entry = level_entry(ctx, LevelSpec(None, masks, f"eb_{i}", phase, full_t, spent, final=True))
         levels.append({**entry, "eb_target": i, "imp_round": info["imp_round"]})
     return MethodResult(levels, plan.info, eb)
+
+
+def ticket_spent(history: list[dict], detected: int, rewind: int, plan: EarlyTimePlan) -> Spent:
+    """What an Early-Bird ticket cost: the dense training (and mask-distance work) up to its detection epoch, or up to
+    the rewind epoch its retraining starts from if that is later, plus the Early-Time selection if it fell within."""
+    needed = max(detected, rewind)
+    return Spent.of_rows(history[:needed]) + (plan.spent if plan.warmup and needed >= plan.warmup else Spent())
 
 
 def _unused(cfg) -> tuple[str, ...]:

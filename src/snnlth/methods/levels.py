@@ -13,15 +13,16 @@ from snnlth.methods.base import PhaseResult, Spent
 @dataclass(frozen=True)
 class LevelSpec:
     """What a level is made of: its masks (stored under ``masks_key``), the phase that gives its accuracy (None if
-    never trained), the T of that phase, the search work spent before it, and whether it is a ticket trained at the
-    final T (``final``) or a search-path accuracy at T_early."""
+    never trained), the T of that phase, the search work spent before it (None: the level searched nothing itself,
+    as a reinit of another run's masks), and whether it is a ticket trained at the final T (``final``) or a
+    search-path accuracy at T_early."""
 
     round: int | None
     masks: M.Masks
     masks_key: str
     phase: PhaseResult | None
     timesteps: int
-    spent: Spent
+    spent: Spent | None
     final: bool = field(kw_only=True)  # keyword-only: never a bare True/False at the call site
 
 
@@ -30,7 +31,7 @@ def level_entry(ctx, spec: LevelSpec) -> dict:
     ``masks`` files that hold the ticket, its activity and energy, its storage size, and the seconds spent:
     ``search_seconds`` (training before this ticket, as the paper counts it), ``search_eval_seconds`` and
     ``search_wall_seconds`` (the wall clock of that search), then ``train_seconds``/``eval_seconds`` of its phase."""
-    model, phase = ctx.shape_model(), spec.phase
+    model, phase, spent = ctx.shape_model(), spec.phase, spec.spent
     evaluated = phase.history[-1] if phase else {}
     return {
         "round": spec.round,
@@ -40,9 +41,9 @@ def level_entry(ctx, spec: LevelSpec) -> dict:
         "best_test_accuracy": phase.best_test_accuracy if phase else None,
         "train_seconds": phase.train_seconds if phase else 0.0,
         "eval_seconds": phase.eval_seconds if phase else 0.0,
-        "search_seconds": spec.spent.search,
-        "search_eval_seconds": spec.spent.eval,
-        "search_wall_seconds": spec.spent.wall,
+        "search_seconds": spent.search if spent else None,
+        "search_eval_seconds": spent.eval if spent else None,
+        "search_wall_seconds": spent.wall if spent else None,
         "final": bool(spec.final and phase is not None),
         "phase": phase.name if phase else None,
         "masks": spec.masks_key,

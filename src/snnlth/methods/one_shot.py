@@ -23,12 +23,20 @@ from snnlth.methods.registry import MethodResult, MethodSpec, register_method
 from snnlth.rng import STREAM
 from snnlth.rundir.store import RunStore
 
-Scores = Callable[[SearchContext, torch.nn.Module, dict, list[str]], tuple[M.Weights, Spent, dict]]
+# (ctx, model, init state, prunable names, whether masks are still to be drawn) -> (scores or None, spent, info)
+Scores = Callable[[SearchContext, torch.nn.Module, dict, list[str], bool], tuple[M.Weights | None, Spent, dict]]
+SCORE_RECORD = "one_shot"  # the score's description and time, stored once: a resumed run reuses them
 
 
-def snip_scores(ctx: SearchContext, model, init: dict, names: list[str]) -> tuple[M.Weights, Spent, dict]:
-    """|g · w| at init on the first training batch of the score stream, in train mode, at full T."""
+def snip_scores(ctx: SearchContext, model, init: dict, names: list[str], needed: bool
+                ) -> tuple[M.Weights | None, Spent, dict]:
+    """|g · w| at init on the first training batch of the score stream, in train mode, at full T. Its time (the
+    device synchronised) is stored with the run; once every mask is drawn a resumed run does not score again."""
+    if not needed and ctx.store.has_record(SCORE_RECORD):
+        info = ctx.record(SCORE_RECORD, dict)
+        return None, Spent(info["seconds"], 0.0, info["seconds"]), info
     cfg = ctx.cfg
+    _synchronize(ctx.device)
     start = time.perf_counter()
     model.load_state_dict(init)
     model.train()
@@ -39,12 +47,21 @@ def snip_scores(ctx: SearchContext, model, init: dict, names: list[str]) -> tupl
     scores = {n: (params[n].grad * params[n]).detach().abs() for n in names}
     model.zero_grad(set_to_none=True)
     model.load_state_dict(init)  # the forward in train mode moved BatchNorm's running statistics
+    _synchronize(ctx.device)
     seconds = time.perf_counter() - start
-    return scores, Spent(seconds, 0.0, seconds), {"score": "snip", "batch": int(len(y)), "seconds": seconds}
+    # a run killed after its first score keeps that score's time: the masks drawn then are the ones it keeps
+    info = ctx.record(SCORE_RECORD, lambda: {"score": "snip", "batch": int(len(y)), "seconds": seconds})
+    return scores, Spent(info["seconds"], 0.0, info["seconds"]), info
 
 
-def trained_magnitudes(ctx: SearchContext, model, init: dict, names: list[str]) -> tuple[M.Weights, Spent, dict]:
-    """|w| after the dense network is trained for E epochs at T_pre."""
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def trained_magnitudes(ctx: SearchContext, model, init: dict, names: list[str], needed: bool
+                       ) -> tuple[M.Weights, Spent, dict]:
+    """|w| after the dense network is trained for E epochs at T_pre (a finished dense phase is loaded, not rerun)."""
     t_pre = ctx.cfg.search.t_pre or ctx.cfg.model.timesteps
     ctx.event(f"dense training at T_pre={t_pre}, {ctx.cfg.train.epochs} epochs")
     dense: PhaseResult = ctx.run_phase(model, Phase("dense", init, None, t_pre, ctx.cfg.train.epochs,
@@ -65,10 +82,10 @@ def run_one_shot(ctx: SearchContext, scores: Scores, t_train: int) -> MethodResu
     dense = M.ones_like(ctx.weights(model, names))
     targets = M.imp_survivors(dense, s.prune_rate, s.rounds, s.scope)[1:]
     keys = [f"one_shot_{k:02d}" for k in range(1, len(targets) + 1)]
-    score, spent, info = scores(ctx, model, init, names)  # on resume: a finished dense phase is loaded, not rerun
-    for key, keep in zip(keys, targets):
-        if ctx.load_masks(key) is None:
-            ctx.save_masks(key, M.mask_with_survivors(score, keep))
+    missing = [(key, keep) for key, keep in zip(keys, targets) if ctx.load_masks(key) is None]
+    score, spent, info = scores(ctx, model, init, names, bool(missing))
+    for key, keep in missing:
+        ctx.save_masks(key, M.mask_with_survivors(score, keep))
     levels = []
     for k, key in enumerate(keys, start=1):
         masks = ctx.load_masks(key)

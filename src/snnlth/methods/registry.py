@@ -15,14 +15,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from snnlth.config import SearchConfig, SearchRunConfig
+from snnlth.config import AUTO_FIELDS, EARLY_TIME_FIELDS, SearchConfig, SearchRunConfig
 from snnlth.errors import ConfigError
 from snnlth.registry import Registry
 
 # [search] fields every method may read; everything else belongs to the methods that declare it
 COMMON_FIELDS = ("method", "checkpoint_every", "exclude")
-EARLY_TIME_FIELDS = ("early_time", "retrain_at")
-AUTO_FIELDS = ("et_threshold", "et_warmup_epochs", "et_batch", "et_kl")  # read only by --early-time auto
 
 # the conditions a baseline shares with its --from source, so that the comparison is fair
 SAME_AS_SOURCE = (("model", "timesteps"), ("train", "epochs"), ("search", "rewind_epoch"), ("data", "train_subset"),

@@ -1,9 +1,9 @@
 """The random re-initialisation baseline (method ``reinit``): the masks of a finished search (``--from``), trained
-from a fresh random init instead of the ticket's own. Its levels cost no search time of their own."""
+from a fresh random init instead of the ticket's own. Its levels have no search time of their own (``search_seconds`` is None)."""
 
 from __future__ import annotations
 
-from snnlth.methods.base import Phase, SearchContext, Spent
+from snnlth.methods.base import Phase, SearchContext
 from snnlth.methods.levels import LevelSpec, level_entry, resolve_retrain_rounds
 from snnlth.methods.registry import MethodResult, MethodSpec, register_method
 from snnlth.methods.source import source_masks
@@ -29,7 +29,7 @@ def run_reinit(ctx: SearchContext, source: RunStore | None) -> MethodResult:
         ctx.event(f"reinit: the {lv['sparsity_prunable']:.2%}-sparse mask from a fresh init, {epochs} epochs")
         phase = ctx.run_phase(model, Phase(f"reinit_{j:02d}", fresh, masks, full_t, epochs, stream=STREAM.reinit(j),
                                            tags={**ctx.level_tags(lv["round"], masks), "retrain": True}))
-        spec = LevelSpec(lv["round"], masks, f"level_{j:02d}", phase, full_t, Spent(), final=True)
+        spec = LevelSpec(lv["round"], masks, f"level_{j:02d}", phase, full_t, None, final=True)
         levels.append(level_entry(ctx, spec))
     return MethodResult(levels)
 

@@ -31,8 +31,8 @@ def summarize(ctx: SearchContext, result: MethodResult, label: str, base_label: 
         "early_time": result.early_time,
         "eb": result.eb,
         "levels": levels,
-        "search_seconds_total": max((lv["search_seconds"] for lv in levels), default=0.0),
-        "search_wall_seconds": max((lv["search_wall_seconds"] for lv in levels), default=0.0),
+        "search_seconds_total": _latest(levels, "search_seconds"),
+        "search_wall_seconds": _latest(levels, "search_wall_seconds"),
         "retrain_seconds_total": sum(r["train_seconds"] for r in ctx.rows if r.get("retrain")),
         "train_seconds": sum(r["train_seconds"] for r in ctx.rows),
         "eval_seconds": sum(r["eval_seconds"] for r in ctx.rows),
@@ -48,3 +48,8 @@ def summarize(ctx: SearchContext, result: MethodResult, label: str, base_label: 
         **result.extra,
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
+
+
+def _latest(levels: list[dict], key: str) -> float | None:
+    """The search time to the sparsest ticket: the largest of the levels' (None when no level searched: reinit)."""
+    return max((lv[key] for lv in levels if lv[key] is not None), default=None)
