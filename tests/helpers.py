@@ -67,15 +67,15 @@ def make_cifar100(root: Path, n_train: int = 200, n_test: int = 100) -> Path:
 
 def search_cfg(data_dir, **search):
     """A tiny search config: lenet300 (fast on CPU), T=3, 3 epochs, batch 50 on the 200-image fake F-MNIST."""
-    from snnlth.config import DataConfig, ModelConfig, SearchConfig, SearchRunConfig, TrainConfig
+    from snnlth.config import DataConfig, ModelConfig, RuntimeConfig, SearchConfig, SearchRunConfig, TrainConfig
 
     model = search.pop("model", "lenet300")
     timesteps = search.pop("timesteps", 3)
     epochs = search.pop("epochs", 3)
-    return SearchRunConfig(data=DataConfig(data_dir=str(data_dir)),
-                           model=ModelConfig(model=model, timesteps=timesteps),
-                           train=TrainConfig(epochs=epochs, batch_size=50, lr=0.05, device="cpu"),
-                           search=SearchConfig(**{"rounds": 2, **search}))
+    return SearchRunConfig(data=DataConfig(), model=ModelConfig(model=model, timesteps=timesteps),
+                           train=TrainConfig(epochs=epochs, batch_size=50, lr=0.05),
+                           search=SearchConfig(**{"rounds": 2, **search}),
+                           runtime=RuntimeConfig(data_dir=str(data_dir), device="cpu"))
 
 
 def one_line_error(capsys) -> str:
@@ -85,18 +85,24 @@ def one_line_error(capsys) -> str:
     return err[0]
 
 
-def search_context(cfg, path):
-    """A SearchContext over a run store at ``path`` and the config's data, on the CPU (what ``snnlth.search``
-    builds), for tests that drive phases or reproduce a search step by hand."""
+def search_kit(cfg, path):
+    """A MethodKit over a run store at ``path`` and the config's data, on the CPU (what ``snnlth.search`` builds),
+    for tests that drive phases or reproduce a search step by hand."""
+    import dataclasses
+
     import torch
 
     from snnlth.api import model_builder
     from snnlth.data import load_data
-    from snnlth.methods.base import SearchContext
+    from snnlth.methods.kit import MethodKit
+    from snnlth.methods.phases import PhaseTrainer, RunParts
     from snnlth.rundir.store import RunStore
 
-    data = load_data(cfg.data, torch.device("cpu"))
-    return SearchContext(cfg, RunStore(path), data, torch.device("cpu"), model_builder(cfg, data))
+    cpu = torch.device("cpu")
+    data = load_data(cfg.data, cpu, seed=cfg.train.seed, data_dir=cfg.runtime.data_dir)
+    twin = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, neuron="relu"))
+    trainer = PhaseTrainer(RunStore(path), RunParts(cfg.train, cfg.runtime, data, cpu))
+    return MethodKit(cfg, trainer, model_builder(cfg, data), model_builder(twin, data))
 
 
 def make_svhn(root: Path, n_train: int = 60, n_test: int = 30) -> Path:

@@ -53,12 +53,12 @@ def test_train_writes_run_and_refuses_a_different_one(capsys, fmnist_dir, tmp_pa
     assert summary["config"]["model"]["timesteps"] == 2
     assert len((out / "metrics.jsonl").read_text().splitlines()) == 1
     assert json.loads((out / "config.json").read_text())["train"]["epochs"] == 1
-    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
     capsys.readouterr()
 
     rc = main(["train", "--data-dir", str(fmnist_dir), "--out", str(out), *TINY, "--timesteps", "3"])
     assert rc == 2 and "holds a different run" in _err(capsys)
-    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
 
     assert main(["train", "--data-dir", str(fmnist_dir), "--out", str(out), *TINY]) == 0
     assert "already holds this finished run" in capsys.readouterr().out

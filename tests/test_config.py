@@ -1,8 +1,9 @@
 import argparse
+import dataclasses
 
 import pytest
 
-from snnlth.config import DataConfig, ModelConfig, TrainConfig, TrainRunConfig
+from snnlth.config import DataConfig, ModelConfig, RuntimeConfig, TrainConfig, TrainRunConfig
 from snnlth.config_io import add_config_flags, config_hash, overrides_from_namespace, resolve_config
 from snnlth.errors import ConfigError
 
@@ -13,7 +14,7 @@ from snnlth.errors import ConfigError
     (lambda: TrainConfig(lr=-0.1), "--lr must be > 0"),
     (lambda: TrainConfig(epochs=0), "--epochs must be >= 1"),
     (lambda: TrainConfig(batch_size=0), "--batch-size must be >= 1"),
-    (lambda: TrainConfig(device="tpu"), "--device must be one of auto, cpu, cuda"),
+    (lambda: RuntimeConfig(device="tpu"), "--device must be one of auto, cpu, cuda"),
     (lambda: ModelConfig(neuron="izh"), "--neuron must be one of lif, relu"),
     (lambda: DataConfig(train_subset=0), "--train-subset must be a positive"),
 ])
@@ -63,8 +64,8 @@ def test_flag_type_errors():
 def test_run_hash_is_pinned_and_ignores_defaults_and_paths():
     base = TrainRunConfig()
     assert config_hash(base, "train") == "5618b398"
-    same = TrainRunConfig(data=DataConfig(data_dir="/x"), train=TrainConfig(device="cpu", seed=3, eval_every=7,
-                                                                          eval_batch_size=1000))
+    same = TrainRunConfig(train=TrainConfig(seed=3), runtime=RuntimeConfig(data_dir="/x", device="cpu", eval_every=7,
+                                                                         eval_batch_size=1000))
     assert config_hash(same, "train") == config_hash(base, "train")
     other = TrainRunConfig(model=ModelConfig(timesteps=3))
     assert config_hash(other, "train") == "022b915a"
@@ -94,8 +95,7 @@ def test_search_hash_is_pinned_and_follows_every_semantic_field():
                SearchRunConfig(search=SearchConfig(early_time="auto", et_threshold=0.5))]
     hashes = {_name(c) for c in changed}
     assert len(hashes) == len(changed) and _name(base) not in hashes
-    unchanged = SearchRunConfig(train=TrainConfig(eval_every=50, device="cpu"),
-                                search=SearchConfig(checkpoint_every=3))
+    unchanged = SearchRunConfig(runtime=RuntimeConfig(eval_every=50, device="cpu", checkpoint_every=3))
     assert _name(unchanged) == _name(base)
 
 
@@ -132,3 +132,29 @@ def test_cutout_datasets_carry_the_pipeline_change_in_their_identity():
 
 
 PINNED_SEARCH = ("7d80cf56", "420daa4d")
+
+
+def test_every_recipe_field_names_the_run_and_no_runtime_knob_does():
+    """The recipe ([data], [model], [train], [search]) is the run's identity: a change of any of its fields shows
+    in the semantic dict (and the hash); [runtime] (device, kernels, paths, evaluation) never does."""
+    import copy
+
+    from snnlth.config import SearchRunConfig
+    from snnlth.config_io import RUNTIME, semantic_dict
+
+    base = SearchRunConfig()
+    for sec in dataclasses.fields(base):
+        section = getattr(base, sec.name)
+        for f in dataclasses.fields(section):
+            cfg, changed = copy.deepcopy(base), copy.deepcopy(section)
+            object.__setattr__(changed, f.name, "~changed~")  # past validation: only the bookkeeping is tested
+            object.__setattr__(cfg, sec.name, changed)
+            ident = semantic_dict(cfg)
+            if sec.name == RUNTIME:
+                assert ident == semantic_dict(base), f"runtime.{f.name} changed the run's identity"
+                assert config_hash(cfg, "imp") == config_hash(base, "imp")
+            else:
+                assert ident.get(sec.name, {}).get(f.name) == "~changed~", f"{sec.name}.{f.name} is not named"
+    assert "sync_bn" in {f.name for f in dataclasses.fields(base.train)}  # --sync-bn changes results
+    assert {f.name for f in dataclasses.fields(base.runtime)} >= {"device", "lif_kernel", "compile", "cuda_graph",
+                                                                 "eval_batch_size", "data_dir"}

@@ -39,7 +39,7 @@ def test_export_load_roundtrip_is_exact(run, tmp_path, capsys):
     assert all(torch.equal(ticket.masks[n], masks[n]) for n in masks)
     level = json.loads((run_dir / "summary.json").read_text())["levels"][2]
     ticket.model.input_transform = torch.nn.Identity()  # evaluate() feeds normalised images
-    acc = evaluate(ticket.model, load_data(cfg.data, torch.device("cpu")), int(ticket.metadata["timesteps"]))
+    acc = evaluate(ticket.model, load_data(cfg.data, torch.device("cpu"), data_dir=cfg.runtime.data_dir), int(ticket.metadata["timesteps"]))
     assert acc["accuracy"] == level["test_accuracy"]
     assert ticket.metadata["model"] == "lenet300" and float(ticket.metadata["sparsity_prunable"]) == \
         level["sparsity_prunable"]
@@ -94,7 +94,7 @@ def test_docs_ticket_example_verbatim_on_raw_images(tmp_path, monkeypatch):
     res = search(cfg, out=tmp_path / "run")
     monkeypatch.chdir(tmp_path)
     assert main(["export", str(res.run_dir), "--out", "lenet.safetensors"]) == 0  # the file name the page uses
-    data = load_data(cfg.data, torch.device("cpu"))
+    data = load_data(cfg.data, torch.device("cpu"), data_dir=cfg.runtime.data_dir)
     scope = {"images": data.test_x.float() / 255}
     exec("import snnlth\n" + _docs_ticket_example(), scope)
     accuracy = 100.0 * int((scope["predictions"] == data.test_y).sum()) / len(data.test_y)

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from snnlth.api import train
-from snnlth.config import DataConfig, ModelConfig, TrainConfig, TrainRunConfig
+from snnlth.config import DataConfig, ModelConfig, RuntimeConfig, TrainConfig, TrainRunConfig
 
 FMNIST = Path("/usr/share/datasets/fashion-mnist")
 
@@ -16,7 +16,7 @@ def test_convnet_learns_fashion_mnist(tmp_path):
     assert FMNIST.is_dir(), "Fashion-MNIST missing: `make test` installs it (apt-get install dataset-fashion-mnist)"
     cfg = TrainRunConfig(data=DataConfig(train_subset=2000, test_subset=1000),
                          model=ModelConfig(model="convnet", timesteps=3),
-                         train=TrainConfig(epochs=2, batch_size=64, lr=0.1, device="cpu"))
+                         train=TrainConfig(epochs=2, batch_size=64, lr=0.1), runtime=RuntimeConfig(device="cpu"))
     result = train(cfg, out=tmp_path / "run")
     torch.set_num_threads(2)
     assert result.summary["test_accuracy"] > 60.0  # chance is 10%

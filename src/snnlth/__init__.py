@@ -1,7 +1,8 @@
 """snnlth: lottery tickets in deep spiking neural networks.
 
-The stable API is what this package root exports: ``find_ticket``, ``train``, ``search``, ``load_ticket``,
-``load_dataset``, ``adapters``, ``masks``, the config classes and the error types. Every other module is internal and
+The stable API is what this package root exports: ``find_ticket``, ``train``, ``search`` (both searches return a
+``TicketSearch``), ``load_ticket``, ``load_dataset``, ``adapters``, ``masks``, the config classes and the error
+types. Every other module is internal and
 may change. Heavy modules load on first use, so ``import snnlth`` stays light.
 """
 
@@ -10,12 +11,20 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
-from snnlth.config import DataConfig, ModelConfig, SearchConfig, SearchRunConfig, TrainConfig, TrainRunConfig
+from snnlth.config import (
+    DataConfig,
+    ModelConfig,
+    RuntimeConfig,
+    SearchConfig,
+    SearchRunConfig,
+    TrainConfig,
+    TrainRunConfig,
+)
 from snnlth.errors import ConfigError, DataError, RunDirError, SnnlthError
 
 __version__ = "0.3.0"
 
-_LAZY = {"find_ticket": ("snnlth.find", "find_ticket"), "TicketSearch": ("snnlth.find", "TicketSearch"),
+_LAZY = {"find_ticket": ("snnlth.find", "find_ticket"), "TicketSearch": ("snnlth.result", "TicketSearch"),
          "train": ("snnlth.api", "train"), "search": ("snnlth.api", "search"),
          "load_ticket": ("snnlth.export", "load_ticket"), "export_ticket": ("snnlth.export", "export_ticket"),
          "load_dataset": ("snnlth.data.loader", "load_dataset"),
@@ -26,7 +35,8 @@ if TYPE_CHECKING:
     from snnlth.api import search, train
     from snnlth.data.loader import load_dataset
     from snnlth.export import export_ticket, load_ticket
-    from snnlth.find import TicketSearch, find_ticket
+    from snnlth.find import find_ticket
+    from snnlth.result import TicketSearch
 
 
 def __getattr__(name: str):
@@ -43,6 +53,6 @@ def __dir__() -> list[str]:
     return sorted(__all__)
 
 
-__all__ = ["ConfigError", "DataConfig", "DataError", "ModelConfig", "RunDirError", "SearchConfig", "SearchRunConfig",
-           "SnnlthError", "TicketSearch", "TrainConfig", "TrainRunConfig", "__version__", "adapters", "export_ticket",
-           "find_ticket", "load_dataset", "load_ticket", "masks", "search", "train"]
+__all__ = ["ConfigError", "DataConfig", "DataError", "ModelConfig", "RunDirError", "RuntimeConfig", "SearchConfig",
+           "SearchRunConfig", "SnnlthError", "TicketSearch", "TrainConfig", "TrainRunConfig", "__version__", "adapters",
+           "export_ticket", "find_ticket", "load_dataset", "load_ticket", "masks", "search", "train"]

@@ -1,4 +1,6 @@
-"""Python API: ``snnlth.train(config)``. The CLI is a thin layer over these functions."""
+"""Python API: ``snnlth.train(config)`` and ``snnlth.search(config)``; ``snnlth.find_ticket`` (a user's network)
+builds a :class:`SearchRequest` and runs the same :func:`run_search`. The CLI is a thin layer over these functions.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +8,7 @@ import dataclasses
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,18 +19,19 @@ from snnlth.config_io import config_to_dict
 from snnlth.data.catalog import DATASETS
 from snnlth.data.loader import DataBundle, load_data
 from snnlth.data.source import DataSource
-from snnlth.engine.loop import BatchInfo, FitState, Schedule, fit
-from snnlth.engine.optim import load_optimizer_state, make_optimizer, resolve_device
+from snnlth.engine.loop import BatchInfo
+from snnlth.engine.optim import resolve_device
 from snnlth.errors import ConfigError, NumericalError
-from snnlth.methods.base import Callbacks, SearchContext
+from snnlth.methods.kit import MethodKit
+from snnlth.methods.phases import Callbacks, Phase, PhaseTrainer, RunParts
 from snnlth.methods.registry import method_of
-from snnlth.methods.runner import run_search
+from snnlth.methods.runner import run_method
 from snnlth.methods.source import check_source
 from snnlth.models.catalog import MODELS, USER_MODEL, create_model
 from snnlth.models.protocol import SpikingNet, TicketModel
-from snnlth.parallel import from_env, lost_peer, setup
+from snnlth.parallel import Dist, from_env, lost_peer, setup
 from snnlth.presets import explicit_values
-from snnlth.rundir.atomic import sigint_deferred
+from snnlth.result import Target, TicketSearch, ticket_search
 from snnlth.rundir.layout import Identity, default_run_dir
 from snnlth.rundir.ranked import ranked
 from snnlth.rundir.store import RunStore
@@ -65,10 +68,11 @@ def identity_facts(cfg: TrainRunConfig | SearchRunConfig) -> dict[str, dict[str,
     return {}
 
 
-def _merge(a: dict[str, dict[str, Any]], b: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    out = {k: dict(v) for k, v in a.items()}
-    for sec, values in b.items():
-        out.setdefault(sec, {}).update(values)
+def _merge(*parts: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for part in parts:
+        for sec, values in part.items():
+            out.setdefault(sec, {}).update(values)
     return out
 
 
@@ -98,12 +102,6 @@ def model_builder(cfg: TrainRunConfig | SearchRunConfig, data: DataBundle) -> Ca
     return lambda: create_model(cfg.model, spec.in_channels, data.image_size, spec.num_classes)
 
 
-def build_model(cfg: TrainRunConfig, data: DataBundle, device: torch.device) -> SpikingNet:
-    """The configured model for ``data``'s image shape, initialised from ``cfg.train.seed``, on ``device``."""
-    torch.manual_seed(cfg.train.seed)
-    return model_builder(cfg, data)().to(device)
-
-
 def count_parameters(model: SpikingNet) -> dict[str, int]:
     prunable = set(model.prunable_names())
     params = dict(model.named_parameters())
@@ -111,71 +109,72 @@ def count_parameters(model: SpikingNet) -> dict[str, int]:
     return {"num_parameters": sum(p.numel() for p in params.values()), "num_prunable": n_prunable}
 
 
+def _load(cfg: TrainRunConfig | SearchRunConfig, device: torch.device) -> DataBundle:
+    return load_data(cfg.data, device, seed=cfg.train.seed, data_dir=cfg.runtime.data_dir,
+                     cache_dir=cfg.runtime.cache_dir)
+
+
+# ---- train: a one-phase run --------------------------------------------------------------------------------------
+TRAIN_PHASE = "train"
+
+
 def train(cfg: TrainRunConfig, out: str | Path | None = None, runs_root: str | Path = "runs",
           on_batch: Callable[[BatchInfo], None] | None = None,
           on_epoch: Callable[[dict], None] | None = None) -> TrainResult:
-    """Train ``cfg.model`` on ``cfg.data``; resumable: rerunning with the same config and ``out`` continues from the
-    last completed epoch. Nothing is written until config, data and model have all been checked."""
+    """Train ``cfg.model`` on ``cfg.data``: one phase of the phase trainer every search uses, so the resume
+    convention is the same (rerunning with the same config and ``out`` continues from the last completed epoch).
+    Nothing is written until config, data and model have all been checked."""
     validate_names(cfg)
     if from_env().active:
         raise ConfigError("snnlth train runs in one process; under torchrun, run `snnlth search` (every method "
                           "trains data-parallel), or start `snnlth train` with plain python")
-    device = resolve_device(cfg.train.device)
+    device = resolve_device(cfg.runtime.device)
     facts = identity_facts(cfg)
     store = RunStore(Path(out) if out else default_run_dir("train", cfg, runs_root, (), facts), map_location=device)
     identity = Identity.of("train", cfg, (), facts)
     status = store.status(identity)
     if status == "done":
         return TrainResult(store.path, store.read_summary(), "done")
-    data = load_data(cfg.data, device, seed=cfg.train.seed)
+    data = _load(cfg, device)
     named_cfg, cfg = cfg, unseeded(store, cfg)
-    model = build_model(cfg, data, device)
-    optimizer = make_optimizer(model, cfg.train)
-    state = FitState()
-    ckpt = store.load_train_checkpoint() if status == "resume" else None
-    if ckpt is not None:
-        model.load_state_dict(ckpt["model"])
-        load_optimizer_state(optimizer, ckpt["optimizer"])
-        state = FitState(epoch=ckpt["epoch"], history=list(ckpt["history"]))
+    torch.manual_seed(cfg.train.seed)
+    model = model_builder(cfg, data)().to(device)
+    callbacks = Callbacks((lambda info, _label: on_batch(info)) if on_batch else None, on_epoch)
+    trainer = PhaseTrainer(store, RunParts(cfg.train, cfg.runtime, data, device, callbacks=callbacks))
     store.open(identity, named_cfg)
     try:
-        return _train_in(store, cfg, model, optimizer, data, state, device, status, on_batch, on_epoch)
+        keep_seed(store, cfg)
+        _legacy_checkpoint(store)
+        phase = Phase(TRAIN_PHASE, model.state_dict(), None, cfg.model.timesteps, cfg.train.epochs, stream=0)
+        try:
+            history = trainer.train(model, phase).history
+        except NumericalError as exc:
+            raise NumericalError(str(exc).replace(f"phase {TRAIN_PHASE}: ", "", 1)) from None
+        summary = make_summary(cfg, model, history, device)
+        store.write_summary(summary)
     finally:
         store.close()
-
-
-def _train_in(store: RunStore, cfg: TrainRunConfig, model: SpikingNet, optimizer: torch.optim.Optimizer,
-              data: DataBundle, state: FitState, device: torch.device, status: str,
-              on_batch: Callable[[BatchInfo], None] | None, on_epoch: Callable[[dict], None] | None) -> TrainResult:
-    keep_seed(store, cfg)
-
-    def persist(st: FitState) -> None:
-        with sigint_deferred():  # checkpoint and metrics rows together, whatever Ctrl-C does
-            store.save_train_checkpoint({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                                         "epoch": st.epoch, "history": st.history})
-            store.write_metrics(st.history)
-        if on_epoch is not None:
-            on_epoch(st.history[-1])
-
-    schedule = Schedule(cfg.train.epochs, cfg.model.timesteps, eval_every=cfg.train.eval_every)
-    try:
-        fit(model, optimizer, data, cfg.train, schedule, state, on_batch=on_batch, on_epoch_end=persist)
-    except NumericalError as exc:
-        kept = f"last good checkpoint {store.checkpoint}, epoch {state.epoch}" if state.epoch else "no checkpoint yet"
-        raise NumericalError(f"{exc} ({kept})") from None
-    summary = make_summary(cfg, model, state, device)
-    store.write_summary(summary)
     return TrainResult(store.path, summary, "resumed" if status == "resume" else "trained", model)
 
 
-def make_summary(cfg: TrainRunConfig, model: SpikingNet, state: FitState, device: torch.device) -> dict[str, Any]:
-    last = state.history[-1]
+def _legacy_checkpoint(store: RunStore) -> None:
+    """A train run begun before 0.4 kept its checkpoint in ``checkpoint.pt``: it becomes the phase's."""
+    if store.checkpoint.exists() and not store.phase_checkpoint(TRAIN_PHASE).exists():
+        blob = store.load_train_checkpoint()
+        if blob is not None:
+            store.save_checkpoint(TRAIN_PHASE, {**blob, "extra": []})
+        store.checkpoint.unlink()
+
+
+def make_summary(cfg: TrainRunConfig, model: SpikingNet, history: list[dict], device: torch.device) -> dict:
+    last = history[-1]
+    accs = [h["test_accuracy"] for h in history if h.get("test_accuracy") is not None]
     return {
         "test_accuracy": last["test_accuracy"],
-        "best_test_accuracy": state.best_test_accuracy,
-        "epochs": state.epoch,
-        "train_seconds": sum(h["train_seconds"] for h in state.history),
-        "eval_seconds": sum(h["eval_seconds"] for h in state.history),
+        "best_test_accuracy": max(accs) if accs else None,
+        "epochs": len(history),
+        "train_seconds": sum(h["train_seconds"] for h in history),
+        "eval_seconds": sum(h["eval_seconds"] for h in history),
         "images_per_second": last["images_per_second"],
         "timesteps": cfg.model.timesteps,
         "model": cfg.model.model,
@@ -189,78 +188,118 @@ def make_summary(cfg: TrainRunConfig, model: SpikingNet, state: FitState, device
     }
 
 
-@dataclass
-class SearchResult:
-    """``summary`` holds exactly what ``summary.json`` holds (method, levels, search seconds, Early-Time and
-    Early-Bird records); ``status`` is ``"searched"``, ``"resumed"`` or ``"done"``."""
+# ---- search: one path for snnlth.search and snnlth.find_ticket ---------------------------------------------------
+@dataclass(frozen=True)
+class Prepared:
+    """What a search trains on, made only when there is work to do: the data, a builder of fresh models (on the
+    CPU, initialised from the global RNG) and, for snnlth's own architectures, of the ANN twin."""
 
-    run_dir: Path
-    summary: dict[str, Any]
-    status: str
+    data: DataSource
+    build: Callable[[], TicketModel]
+    twin: Callable[[], TicketModel] | None = None
+
+
+@dataclass(frozen=True)
+class SearchRequest:
+    """A search before anything is written: its config; ``out`` (None: a directory named by the run's content
+    under ``runs_root``); ``prepare(device)``; ``ignored`` fields and identity ``facts`` of its own (a user's
+    network and data); ``check_source``, more checks of a ``--from`` run; progress ``callbacks``; ``target``, what
+    :meth:`TicketSearch.apply` puts a ticket into."""
+
+    cfg: SearchRunConfig
+    prepare: Callable[[torch.device], Prepared]
+    out: Path | None = None
+    runs_root: Path = Path("runs")
+    ignored: tuple[str, ...] = ()
+    facts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    check_source: Callable[[RunStore], None] | None = None
+    callbacks: Callbacks | None = None
+    target: Target | None = None
+
+
+def identity_of(cfg: SearchRunConfig, ignored: tuple[str, ...] = (), facts: dict | None = None
+                ) -> tuple[tuple[str, ...], dict[str, dict[str, Any]]]:
+    """The fields a search of ``cfg`` leaves out of its identity (its method's unread ones and ``ignored``) and the
+    facts it adds (the data pipeline's, a preset's explicit values, ``facts``)."""
+    left_out = (*method_of(cfg).ignored(cfg), *ignored)
+    return left_out, _merge(identity_facts(cfg), explicit_values(cfg, left_out), facts or {})
 
 
 def search_run_dir(cfg: SearchRunConfig, runs_root: str | Path = "runs") -> Path:
     """The directory ``search(cfg, runs_root=runs_root)`` runs in (named by the run's content); nothing is read or
     written."""
-    spec = method_of(cfg)
-    ignored = spec.ignored(cfg)
-    return default_run_dir(spec.name, cfg, runs_root, ignored,
-                           _merge(identity_facts(cfg), explicit_values(cfg, ignored)))
+    ignored, facts = identity_of(cfg)
+    return default_run_dir(method_of(cfg).name, cfg, runs_root, ignored, facts)
 
 
 def search(cfg: SearchRunConfig, out: str | Path | None = None, runs_root: str | Path = "runs",
-           callbacks: Callbacks | None = None) -> SearchResult:
+           callbacks: Callbacks | None = None) -> TicketSearch:
     """Run a ticket search (``cfg.search.method``: any registered method, see ``snnlth methods``; Early-Time via
-    ``early_time``).
+    ``early_time``, round stop via ``round_stop``) of one of snnlth's models; ``apply()`` of the result gives that
+    model with a ticket in it.
 
     Resumable: rerunning with the same config and ``out`` continues from the last completed epoch and skips every
     finished round. Nothing is written until config, ``--from`` source, data and model have been checked.
     """
     validate_names(cfg)
+
+    def prepare(device: torch.device) -> Prepared:
+        data = _load(cfg, device)
+        twin = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, neuron="relu"))
+        return Prepared(data, model_builder(cfg, data), model_builder(twin, data))
+
+    return run_search(SearchRequest(cfg, prepare, Path(out) if out else None, Path(runs_root), callbacks=callbacks,
+                                    target=lambda: _snnlth_model(cfg)))
+
+
+def _snnlth_model(cfg: SearchRunConfig) -> tuple[SpikingNet, SpikingNet]:
+    """A fresh model of the run's architecture for its dataset's image shape (on the CPU), to put a ticket in."""
+    spec = DATASETS.get(cfg.data.dataset)
+    model = create_model(cfg.model, spec.in_channels, cfg.data.resize or spec.image_size, spec.num_classes)
+    return model, model
+
+
+def run_search(req: SearchRequest) -> TicketSearch:
+    """The search of ``req``: checked (method, ``--from`` source, device), then resumed if started, returned as is
+    if finished, else run."""
+    cfg = req.cfg
     spec = method_of(cfg)
     spec.validate(cfg)
     source = check_source(cfg, spec)
-    device = resolve_device(cfg.train.device)
-    ignored = spec.ignored(cfg)
-    facts = _merge(identity_facts(cfg), explicit_values(cfg, ignored))
-    path = Path(out) if out else search_run_dir(cfg, runs_root)
-
-    def prepare() -> tuple[DataSource, Callable[[], TicketModel], Callable[[], TicketModel]]:
-        data = load_data(cfg.data, device, seed=cfg.train.seed)
-        twin = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, neuron="relu"))
-        return data, model_builder(cfg, data), model_builder(twin, data)
-
-    return run_search_in(path, cfg, source, device, prepare, ignored=ignored, facts=facts, callbacks=callbacks)
-
-
-def run_search_in(path: Path, cfg: SearchRunConfig, source: RunStore | None, device: torch.device,
-                  prepare: Callable[[], tuple], *, ignored: tuple[str, ...],
-                  facts: dict, callbacks: Callbacks | None = None) -> SearchResult:
-    """The search of ``cfg`` in run directory ``path``: resumed if started, returned as is if finished, else run on
-    the data source, model builder (and ANN-twin builder, if any) ``prepare()`` gives (called only when there is
-    work to do)."""
-    spec = method_of(cfg)
+    if source is not None and req.check_source is not None:
+        req.check_source(source)
+    device = resolve_device(cfg.runtime.device)
+    ignored, facts = identity_of(cfg, req.ignored, req.facts)
+    path = req.out or default_run_dir(spec.name, cfg, req.runs_root, ignored, facts)
     dist, device = setup(device)
     dist.check_batch(cfg.train.batch_size)
     store = ranked(RunStore(path, map_location=device), dist, device)
     identity = Identity.of("search", cfg, ignored, facts)
     status = store.status(identity)
     if status == "done":
-        return SearchResult(store.path, store.read_summary(), "done")
-    data, build, *twin = prepare()
-    if spec.needs_twin and not twin:
+        return _result(store.path, store.read_summary(), "done", req.target, dist)
+    summary = _search_in(store, (identity, status), req, source, (dist, device))
+    return _result(store.path, summary, "resumed" if status == "resume" else "searched", req.target, dist)
+
+
+def _search_in(store: RunStore, run: tuple[Identity, str], req: SearchRequest, source: RunStore | None,
+               where: tuple[Dist, torch.device]) -> dict:
+    """Run the method of ``req.cfg`` in ``store`` (``run``: the identity and status found there) and write the
+    summary; returns it."""
+    (identity, _status), (dist, device) = run, where
+    spec = method_of(req.cfg)
+    prepared = req.prepare(device)
+    if spec.needs_twin and prepared.twin is None:
         raise ConfigError(f"--method {spec.name} trains the ANN twin of the model, which only snnlth's own "
                           "architectures have; use one of them (`snnlth search --model ...`)")
-    named_cfg, cfg = cfg, dist.broadcast(unseeded(store, cfg))  # an official run's drawn seed: rank 0's
-    callbacks = callbacks if dist.is_main else None  # progress on rank 0 only
-    ctx = SearchContext(cfg, store, data, device, build, callbacks or Callbacks(), twin=twin[0] if twin else None,
-                        dist=dist)
-    ctx.prunable_names(ctx.shape_model())  # fail on a model/data mismatch or a bad --exclude before writing
-    store.open(identity, named_cfg, label=spec.label_of(cfg), base_label=spec.label,
-               model_identity=ctx.shape_model().identity())
+    named_cfg, cfg = req.cfg, dist.broadcast(unseeded(store, req.cfg))  # an official run's drawn seed: rank 0's
+    callbacks = (req.callbacks if dist.is_main else None) or Callbacks()  # progress on rank 0 only
+    trainer = PhaseTrainer(store, RunParts(cfg.train, cfg.runtime, prepared.data, device, dist, callbacks))
+    kit = MethodKit(cfg, trainer, prepared.build, prepared.twin)  # a model/data mismatch or bad --exclude fails here
+    store.open(identity, named_cfg, label=spec.label_of(cfg), base_label=spec.label, model_identity=kit.identity)
     try:
         keep_seed(store, cfg)
-        summary = run_search(ctx, source)
+        summary = run_method(kit, source)
         store.write_summary(summary)
     except RuntimeError as exc:
         lost = lost_peer(exc, dist)
@@ -269,4 +308,12 @@ def run_search_in(path: Path, cfg: SearchRunConfig, source: RunStore | None, dev
         raise lost from None
     finally:
         store.close()
-    return SearchResult(store.path, summary, "resumed" if status == "resume" else "searched")
+    return summary
+
+
+def _result(path: Path, summary: dict, status: str, target: Target | None, dist: Dist) -> TicketSearch:
+    """The result on rank 0; on other ranks of a data-parallel search (which may not see the run directory) the
+    summary alone, with no levels."""
+    if not dist.is_main:
+        return TicketSearch(path, summary, status, [], target)
+    return ticket_search(path, summary, status, target)

@@ -6,21 +6,13 @@ import argparse
 import sys
 import warnings
 from collections.abc import Callable
-from pathlib import Path
 
 from snnlth import __version__
-from snnlth.config import SearchRunConfig, TrainRunConfig
-from snnlth.config_io import (
-    add_config_flags,
-    config_from_dict,
-    config_to_toml,
-    fill_legacy,
-    overrides_from_namespace,
-    resolve_config,
-    resolve_search_config,
-)
+from snnlth.config import TrainRunConfig
+from snnlth.config_io import config_to_toml, overrides_from_namespace, resolve_config
 from snnlth.errors import ConfigError, SnnlthError
 from snnlth.progress import Progress
+from snnlth.run_flags import FlagParser, add_run_args, add_search_args, search_config
 from snnlth.rundir.layout import RunLayout
 
 
@@ -43,27 +35,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _search_config(args: argparse.Namespace) -> SearchRunConfig:
-    overrides = overrides_from_namespace(args)
-    if not args.resume:
-        return resolve_search_config(args.config, overrides)
-    run = RunLayout(Path(args.resume))
-    if not run.config.exists():
-        raise ConfigError(f"--resume {run.path}: no config.json there; give the run directory of a started search")
-    saved = run.read_config()
-    if saved.get("kind") != "search":
-        raise ConfigError(f"--resume {run.path} holds a {saved.get('kind')} run; use `snnlth {saved.get('kind')}`")
-    saved = fill_legacy(SearchRunConfig, {k: saved[k] for k in ("data", "model", "train", "search")})
-    base = config_from_dict(SearchRunConfig, saved)
-    return config_from_dict(SearchRunConfig, overrides, base)
-
-
 def _cmd_search(args: argparse.Namespace) -> int:
     from snnlth.api import search
-    from snnlth.methods.base import Callbacks
+    from snnlth.methods.phases import Callbacks
     from snnlth.parallel import from_env
 
-    cfg = _search_config(args)
+    cfg = search_config(args)
     if args.print_config:
         print(config_to_toml(cfg), end="")
         return 0
@@ -170,58 +147,19 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_run_args(p: argparse.ArgumentParser, cfg_cls: type, kind: str, tables: str) -> None:
-    """Flags shared by the commands that create a run directory, then one flag per config field."""
-    p.add_argument("--config", metavar="FILE.toml", help=f"TOML file with {tables} tables; flags override it")
-    p.add_argument("--out", metavar="DIR", help=f"run directory (default: runs/{kind}-<model>-<dataset>-T<T>-<hash>/"
-                   "seed_<seed>)")
-    p.add_argument("--runs-root", default="runs", metavar="DIR", help="parent of default run directories")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar (per-epoch lines only)")
-    add_config_flags(p, cfg_cls)
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse with whole flag names only (``--timestep`` is not taken for ``--timesteps``: a typo must not start a
-    run) and its errors as one line, with the closest flag when one is misspelt; exit status 2."""
-
-    def __init__(self, *args, **kwargs) -> None:
-        kwargs.setdefault("allow_abbrev", False)
-        super().__init__(*args, **kwargs)
-
-    def _flags(self) -> list[str]:
-        flags = list(self._option_string_actions)
-        for action in self._actions:
-            if isinstance(action, argparse._SubParsersAction):
-                for sub in action.choices.values():
-                    flags += list(sub._option_string_actions)
-        return flags
-
-    def error(self, message: str):  # type: ignore[override]
-        import difflib
-
-        hint = ""
-        if message.startswith("unrecognized arguments:"):
-            unknown = [a.split("=")[0] for a in message.split(":", 1)[1].split() if a.startswith("-")]
-            close = difflib.get_close_matches(unknown[0], self._flags(), n=1, cutoff=0.75) if unknown else []
-            hint = f" (did you mean {close[0]}?)" if close else ""
-        self.exit(2, f"{self.prog}: error: {message}{hint}; see `{self.prog} --help`\n")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="snnlth", description="Lottery tickets in deep spiking neural networks.")
+    parser = FlagParser(prog="snnlth", description="Lottery tickets in deep spiking neural networks.")
     parser.add_argument("--version", action="version", version=f"snnlth {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     p = sub.add_parser("train", help="train one (dense) model and evaluate it after every epoch",
                        description="Train one model; rerunning the same command resumes it.")
-    _add_run_args(p, TrainRunConfig, "train", "[data], [model], [train]")
+    add_run_args(p, TrainRunConfig, "train", "[data], [model], [train], [runtime]")
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("search", help="find a lottery ticket with one of `snnlth methods` (+ --early-time, "
                        "--round-stop mask)",
                        description="Ticket search. Rerunning the same command (or --resume DIR) resumes it.")
-    _add_run_args(p, SearchRunConfig, "<method>", "[data], [model], [train], [search]")
-    p.add_argument("--resume", metavar="DIR", help="continue the search in DIR with the config saved there")
-    p.add_argument("--print-config", action="store_true", help="print the resolved config as TOML and exit")
+    add_search_args(p)
     p.set_defaults(func=_cmd_search)
 
     p = sub.add_parser("sweep", help="run seeds x methods x presets x overrides as a queue over GPUs or CPU workers",

@@ -1,9 +1,12 @@
 """Typed, validated configuration: one frozen dataclass per concern.
 
 Every field maps to one CLI flag and one TOML key (``timesteps`` ↔ ``--timesteps`` ↔ ``[model] timesteps``);
-:mod:`snnlth.config_io` generates both from these fields, so this file is the single source of truth. Field metadata:
-``help`` (flag help), ``semantic=False`` for fields that do not change results (paths, device, batch size used only
-for evaluation) and are therefore left out of the run hash.
+:mod:`snnlth.config_io` generates both from these fields, so this file is the single source of truth. Two kinds of
+section: the *recipe* (``[data]``, ``[model]``, ``[train]``, ``[search]``: everything that changes results; a run is
+named by the recipe fields that differ from their defaults) and ``[runtime]`` (where the data lies, the device,
+kernels, compilation, CUDA graphs, evaluation and checkpoint cadence: how fast and where a run goes, never what it
+computes, so a run may be resumed with other values). Field metadata: ``help`` (flag help), ``choices``,
+``identity_default``.
 """
 
 from __future__ import annotations
@@ -17,12 +20,12 @@ from snnlth.errors import ConfigError
 _SAME = object()
 
 
-def _f(default: Any, help: str, semantic: bool = True, choices: tuple[str, ...] | None = None,
-       flag: str | None = None, identity_default: Any = _SAME) -> Any:
+def _f(default: Any, help: str, choices: tuple[str, ...] | None = None, flag: str | None = None,
+       identity_default: Any = _SAME) -> Any:
     """A config field. ``identity_default``: the value the run hash leaves out, when it differs from ``default``.
     It is the value that reproduces runs made before the field existed (or before its default changed), so a
     changed default gives runs a new name instead of resuming a directory whose results were computed otherwise."""
-    meta = {"help": help, "semantic": semantic, "choices": choices, "flag": flag,
+    meta = {"help": help, "choices": choices, "flag": flag,
             "identity_default": default if identity_default is _SAME else identity_default}
     return field(default=default, metadata=meta)
 
@@ -33,7 +36,6 @@ _FLAG_OVERRIDES = {"from_run": "--from"}
 def flag_name(name: str) -> str:
     """The CLI flag of a config field (``prune_rate`` -> ``--prune-rate``; ``from_run`` -> ``--from``)."""
     return _FLAG_OVERRIDES.get(name, "--" + name.replace("_", "-"))
-
 
 
 def _require(ok: bool, name: str, value: Any, rule: str, fix: str) -> None:
@@ -60,10 +62,6 @@ class DataConfig:
     """What data to train and evaluate on."""
 
     dataset: str = _f("fmnist", "dataset name (fmnist, cifar10, cifar100, svhn, tinyimagenet)")
-    data_dir: str | None = _f(None, "directory holding the dataset files (else $SNNLTH_DATA, then system dirs)",
-                              semantic=False)
-    cache_dir: str | None = _f(None, "where decoded datasets are cached (TinyImageNet; default: next to the data)",
-                               semantic=False)
     train_subset: int | None = _f(None, "train on a stratified, seeded subset of N images")
     test_subset: int | None = _f(None, "evaluate on a stratified subset of N test images (default: all)")
     augment: bool = _f(True, "batched on-device augmentation: random crop (pad 4), h-flip, and Cutout 16 px for CIFAR "
@@ -102,7 +100,7 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """How to train: optimiser, schedule, seed and device."""
+    """How to train: optimiser, schedule, seed, precision."""
 
     epochs: int = _f(5, "training epochs")
     batch_size: int = _f(128, "training batch size")
@@ -111,27 +109,10 @@ class TrainConfig:
     momentum: float = _f(0.9, "SGD momentum")
     weight_decay: float = _f(5e-4, "L2 weight decay (really applied, unlike the paper's code)")
     seed: int = _f(0, "random seed (init, data order, augmentation)")
-    device: str = _f("auto", "auto, cpu or cuda", semantic=False, choices=("auto", "cpu", "cuda"))
     amp: bool = _f(False, "bf16 autocast (CUDA; LIF state stays fp32)")
-    lif_kernel: str = _f("auto", "LIF loop over T: eager (no start-up cost), compiled (torch.compile: one fused "
-                         "kernel; a one-off compile of 7-25 s on CPU), auto (compiled on CUDA, and on CPU from the "
-                         "phase on where a run's training reaches 3e10 neuron-timesteps, which repays the compile)",
-                         semantic=False, choices=("auto", "eager", "compiled"))
-    compile: bool = _f(False, "torch.compile the whole model for training and evaluation (CUDA; on CPU the compile "
-                       "rarely pays off)", semantic=False)
-    channels_last: bool = _f(False, "channels-last memory format for the model and its inputs (CUDA with --amp; "
-                             "on CPU each convolution already gets its faster layout)", semantic=False)
-    cuda_graph: bool = _f(True, "CUDA: capture the training step (forward, loss, backward) once as a CUDA graph and "
-                          "replay it for every batch of the same shape (one process, snnlth's own neurons; a step "
-                          "that cannot be captured trains eagerly with a warning)", semantic=False)
     sync_bn: bool = _f(False, "data-parallel runs (torchrun): BatchNorm statistics over the whole global batch "
-                       "instead of each rank's shard (as one process would compute them)", semantic=False)
-    on_nan: str = _f("stop", "a NaN/inf training loss: stop (one line naming phase, epoch and batch; the last "
-                     "checkpoint is kept) or skip-batch (no update from that batch; counted per epoch)",
-                     semantic=False, choices=("stop", "skip-batch"))
-    eval_batch_size: int = _f(256, "evaluation batch size", semantic=False)
-    eval_every: int = _f(1, "evaluate on the test set every N epochs (the last epoch of every phase always is; "
-                         "the paper's code: 50)", semantic=False)
+                       "instead of each rank's shard, as one process would compute them (changes results: part of "
+                       "the run's name)")
     quirks: str = _f("paper", "paper: the paper's text; official: where the official code differs from it (weight "
                      "decay lost as dampening, reversed max-normalised KL over t in 2..4 in train mode, Early-Bird at "
                      "2x lr retrained from init, no fixed seed); see docs/methods.md", choices=("paper", "official"))
@@ -140,9 +121,6 @@ class TrainConfig:
         _check_choices(self)
         _require(self.epochs >= 1, "epochs", self.epochs, "must be >= 1", "use e.g. --epochs 5")
         _require(self.batch_size >= 1, "batch_size", self.batch_size, "must be >= 1", "use e.g. --batch-size 128")
-        _require(self.eval_batch_size >= 1, "eval_batch_size", self.eval_batch_size, "must be >= 1",
-                 "use e.g. --eval-batch-size 1000")
-        _require(self.eval_every >= 1, "eval_every", self.eval_every, "must be >= 1", "use e.g. --eval-every 10")
         _require(self.lr > 0, "lr", self.lr, "must be > 0", "use e.g. --lr 0.1")
         _require(0 <= self.momentum < 1, "momentum", self.momentum, "must be in [0, 1)", "use 0.9")
         _require(self.weight_decay >= 0, "weight_decay", self.weight_decay, "must be >= 0", "use 5e-4")
@@ -150,12 +128,55 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class RuntimeConfig:
+    """How and where a run goes: data files, device, kernels, compilation, evaluation and checkpoint cadence.
+    Nothing here changes what a run trains, so none of it names a run (a run may be resumed with other values)."""
+
+    data_dir: str | None = _f(None, "directory holding the dataset files (else $SNNLTH_DATA, then system dirs)")
+    cache_dir: str | None = _f(None, "where decoded datasets are cached (TinyImageNet; default: next to the data)")
+    device: str = _f("auto", "auto, cpu or cuda", choices=("auto", "cpu", "cuda"))
+    lif_kernel: str = _f("auto", "LIF loop over T: eager (no start-up cost), compiled (torch.compile: one fused "
+                         "kernel; a one-off compile of 7-25 s on CPU), auto (compiled on CUDA, and on CPU from the "
+                         "phase on where a run's training reaches 3e10 neuron-timesteps, which repays the compile)",
+                         choices=("auto", "eager", "compiled"))
+    compile: bool = _f(False, "torch.compile the whole model for training and evaluation (CUDA; on CPU the compile "
+                       "rarely pays off)")
+    channels_last: bool = _f(False, "channels-last memory format for the model and its inputs (CUDA with --amp; "
+                             "on CPU each convolution already gets its faster layout)")
+    cuda_graph: bool = _f(True, "CUDA: capture the training step (forward, loss, backward) once as a CUDA graph and "
+                          "replay it for every batch of the same shape (one process, snnlth's own neurons; a step "
+                          "that cannot be captured trains eagerly with a warning)")
+    on_nan: str = _f("stop", "a NaN/inf training loss: stop (one line naming phase, epoch and batch; the last "
+                     "checkpoint is kept) or skip-batch (no update from that batch; counted per epoch)",
+                     choices=("stop", "skip-batch"))
+    eval_batch_size: int = _f(256, "evaluation batch size")
+    eval_every: int = _f(1, "evaluate on the test set every N epochs (the last epoch of every phase always is; "
+                         "the paper's code: 50)")
+    checkpoint_every: int = _f(1, "write a resumable checkpoint every N epochs")
+
+    def __post_init__(self) -> None:
+        _check_choices(self)
+        _require(self.eval_batch_size >= 1, "eval_batch_size", self.eval_batch_size, "must be >= 1",
+                 "use e.g. --eval-batch-size 1000")
+        _require(self.eval_every >= 1, "eval_every", self.eval_every, "must be >= 1", "use e.g. --eval-every 10")
+        _require(self.checkpoint_every >= 1, "checkpoint_every", self.checkpoint_every, "must be >= 1", "use 1")
+
+
+# where the [runtime] fields lived before 0.4: config files and saved runs that still have them there are read
+RUNTIME_LEGACY_SECTIONS = {"data_dir": "data", "cache_dir": "data", "checkpoint_every": "search",
+                           **{name: "train" for name in ("device", "lif_kernel", "compile", "channels_last",
+                                                         "cuda_graph", "on_nan", "eval_batch_size", "eval_every")}}
+
+
+@dataclass(frozen=True)
 class TrainRunConfig:
-    """Everything ``snnlth train`` needs. Sections map to TOML tables ``[data]``, ``[model]``, ``[train]``."""
+    """Everything ``snnlth train`` needs. Sections map to TOML tables ``[data]``, ``[model]``, ``[train]`` (the
+    recipe) and ``[runtime]``."""
 
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
 
 
 def _parse_early_time(value: str) -> str | int:
@@ -167,7 +188,7 @@ def _parse_early_time(value: str) -> str | int:
         raise ConfigError(f"--early-time must be off, auto or a number of timesteps (got {value!r})") from None
 
 
-def parse_retrain_at(item: str) -> str | int | float:
+def parse_retrain_at(item: str, flag: str = "--retrain-at") -> str | int | float:
     if item in ("last", "all"):
         return item
     try:
@@ -179,7 +200,7 @@ def parse_retrain_at(item: str) -> str | int | float:
     except ValueError:
         value = -1.0
     if not 0 <= value < 1:
-        raise ConfigError(f"--retrain-at takes last, all, round numbers or sparsities in [0, 1) (got {item!r})")
+        raise ConfigError(f"{flag} takes last, all, round numbers or sparsities in [0, 1) (got {item!r})")
     return value
 
 
@@ -231,8 +252,8 @@ class SearchConfig:
     et_batch: int = _f(1000, "Early-Time auto: training images in the fixed batch the KL is measured on")
     et_kl: str = _f("paper", "KL direction: paper = KL(P_t || P_T) (Eq. 1), code = KL(P_T || P_t)",
                     choices=("paper", "code"))
-    retrain_at: tuple[str, ...] = _f(("last",), "levels retrained at full T off the search path (ET) / taken by "
-                                     "reinit: last, all, round numbers or sparsities")
+    retrain_at: tuple[str, ...] = _f(("last",), "levels retrained at full T off the search path (Early-Time, round "
+                                     "stop): last, all, round numbers or sparsities")
     round_stop: str = _f("off", "IMP: end each round early once its next mask has settled (Early-Bird's rule per "
                          "round): off, or mask (stop when the mask the round would produce differs from each of the "
                          "previous --round-stop-window masks in < --round-stop-threshold of the round's weights)",
@@ -242,8 +263,9 @@ class SearchConfig:
                                      "as a fraction of the weights alive in the round")
     t_pre: int | None = _f(None, "oneshot: timesteps of the dense training the mask is drawn from (default: T)")
     t_post: int | None = _f(None, "oneshot: timesteps the tickets are retrained at (default: T)")
-    from_run: str | None = _f(None, "reinit/random: a finished search run whose masks to reuse", semantic=True)
-    checkpoint_every: int = _f(1, "write a resumable checkpoint every N epochs", semantic=False)
+    reinit_levels: tuple[str, ...] = _f(("last",), "reinit: the levels of --from trained from a fresh init: last, "
+                                        "all, round numbers or sparsities")
+    from_run: str | None = _f(None, "reinit/random: a finished search run whose masks to reuse")
     preset: str | None = _f(None, "start from one of the paper's settings (`snnlth presets` lists them); a config "
                             "file and flags override it; the run is named by all the values it sets")
 
@@ -265,11 +287,12 @@ class SearchConfig:
         for name in ("t_pre", "t_post"):
             _require(getattr(self, name) is None or getattr(self, name) >= 1, name, getattr(self, name),
                      "must be >= 1", "give a number of timesteps")
-        _require(self.checkpoint_every >= 1, "checkpoint_every", self.checkpoint_every, "must be >= 1", "use 1")
         _parse_early_time(self.early_time)
-        _require(len(self.retrain_at) >= 1, "retrain_at", self.retrain_at, "needs at least one level", "use last")
-        for item in self.retrain_at:
-            parse_retrain_at(item)
+        for name in ("retrain_at", "reinit_levels"):
+            items = getattr(self, name)
+            _require(len(items) >= 1, name, items, "needs at least one level", "use last")
+            for item in items:
+                parse_retrain_at(item, flag_name(name))
 
     @property
     def early_time_mode(self) -> str | int:
@@ -279,12 +302,14 @@ class SearchConfig:
 
 @dataclass(frozen=True)
 class SearchRunConfig:
-    """Everything ``snnlth search`` needs: ``[data]``, ``[model]``, ``[train]`` and ``[search]`` tables."""
+    """Everything ``snnlth search`` needs: ``[data]``, ``[model]``, ``[train]`` and ``[search]`` tables (the
+    recipe) and ``[runtime]``."""
 
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
 
     def __post_init__(self) -> None:
         s, epochs, t = self.search, self.train.epochs, self.model.timesteps

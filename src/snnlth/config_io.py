@@ -15,10 +15,11 @@ try:
 except ImportError:  # Python 3.10
     import tomli as tomllib
 
-from snnlth.config import flag_name
+from snnlth.config import RUNTIME_LEGACY_SECTIONS, flag_name
 from snnlth.errors import ConfigError
 from snnlth.registry import unknown_name_message
 
+RUNTIME = "runtime"  # the section of the fields that never change results (not part of a run's identity)
 _SCALARS = {"int": int, "float": float, "str": str, "bool": bool}
 _TUPLES = {f"tuple[{k}, ...]": v for k, v in _SCALARS.items()}
 
@@ -86,6 +87,7 @@ def config_from_dict(cfg_cls: type, raw: dict[str, Any], base: Any | None = None
     """Build ``cfg_cls`` from a nested dict (as read from TOML/JSON); unknown keys are errors with a suggestion."""
     base = base if base is not None else cfg_cls()
     sections = _sections(cfg_cls)
+    raw = _runtime_moved(raw) if RUNTIME in sections else raw
     out = {}
     for key in raw:
         if key not in sections:
@@ -101,6 +103,26 @@ def config_from_dict(cfg_cls: type, raw: dict[str, Any], base: Any | None = None
         kwargs = {k: _coerce(fields[k], v, f"[{name}] {k}") for k, v in values.items()}
         out[name] = dataclasses.replace(getattr(base, name), **kwargs)
     return cfg_cls(**out)
+
+
+def _runtime_moved(raw: dict[str, Any]) -> dict[str, Any]:
+    """``raw`` with the ``[runtime]`` fields found where they lived before 0.4 (``[train] device``, ``[data]
+    data_dir``, ...) moved to ``[runtime]``, so older config files and saved runs still read; the same key in both
+    places with two values is an error."""
+    out = {k: dict(v) if isinstance(v, dict) else v for k, v in raw.items()}
+    for key, section in RUNTIME_LEGACY_SECTIONS.items():
+        old = out.get(section)
+        if not isinstance(old, dict) or key not in old:
+            continue
+        runtime = out.setdefault(RUNTIME, {})
+        if not isinstance(runtime, dict):
+            break  # reported as a malformed [runtime] table below
+        value = old.pop(key)
+        if key in runtime and runtime[key] != value:
+            raise ConfigError(f"{key} is given in [{section}] ({value!r}) and in [{RUNTIME}] ({runtime[key]!r}); "
+                              f"keep it in [{RUNTIME}] only")
+        runtime.setdefault(key, value)
+    return out
 
 
 def load_toml(path: str | Path) -> dict[str, Any]:
@@ -149,8 +171,13 @@ def overrides_from_namespace(ns: argparse.Namespace) -> dict[str, dict[str, Any]
 
 def fill_legacy(cfg_cls: type, raw: dict[str, Any]) -> dict[str, Any]:
     """A saved config (``config.json``) with the keys it lacks set to their identity default: the value a run
-    written before the field existed used (``bn_time`` was pooled). Resuming such a run then keeps its identity."""
+    written before the field existed used (``bn_time`` was pooled). Resuming such a run then keeps its identity.
+    A reinit run written before 0.4 took its levels from ``retrain_at``."""
     out = {k: dict(v) if isinstance(v, dict) else v for k, v in raw.items()}
+    search = out.get("search")
+    if isinstance(search, dict) and search.get("method") == "reinit" and "reinit_levels" not in search:
+        search["reinit_levels"] = search.get("retrain_at", ["last"])
+        search.pop("retrain_at", None)
     for name, sec_cls in _sections(cfg_cls).items():
         section = out.setdefault(name, {})
         for f in dataclasses.fields(sec_cls):
@@ -183,19 +210,21 @@ def resolve_search_config(config_file: str | None, overrides: dict[str, dict[str
 
 def semantic_dict(cfg: Any, ignored: Iterable[str] = (), facts: dict[str, dict[str, Any]] | None = None
                   ) -> dict[str, dict[str, Any]]:
-    """The identity of a run: the fields that change results and differ from their identity default (normally the
-    default). ``ignored``: ``section.field`` names left out (fields the run's method does not read). ``facts``:
-    entries that are no config field but change results (a changed data pipeline), merged in by section."""
+    """The identity of a run: the recipe fields (every section but ``[runtime]``) that differ from their identity
+    default (normally the default). ``ignored``: ``section.field`` names left out (fields the run's method does not
+    read). ``facts``: entries that are no config field but change results (a changed data pipeline), merged in by
+    section."""
     skip = set(ignored)
     out: dict[str, dict[str, Any]] = {}
     for sec in dataclasses.fields(cfg):
+        if sec.name == RUNTIME:
+            continue
         section = getattr(cfg, sec.name)
         for f in dataclasses.fields(section):
             if f"{sec.name}.{f.name}" in skip:
                 continue
             value = getattr(section, f.name)
-            if f.metadata.get("semantic", True) and _json(value) != _json(f.metadata.get("identity_default",
-                                                                                             f.default)):
+            if _json(value) != _json(f.metadata.get("identity_default", f.default)):
                 out.setdefault(sec.name, {})[f.name] = value
     for sec_name, values in (facts or {}).items():
         out.setdefault(sec_name, {}).update(values)

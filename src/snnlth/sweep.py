@@ -94,10 +94,9 @@ def make_jobs(grid: Grid) -> list[Job]:
     """Every run of the grid (seeds innermost, so a seed's methods run side by side), each config resolved and
     checked the way ``snnlth search`` does, so a bad value stops the sweep before anything runs."""
     from snnlth.api import search_run_dir
-    from snnlth.cli import _search_config, build_parser
     from snnlth.methods.registry import method_of
+    from snnlth.run_flags import search_config_of_flags
 
-    parser = build_parser()
     jobs = []
     for preset in grid.presets:
         for override in grid.overrides:
@@ -108,11 +107,7 @@ def make_jobs(grid: Grid) -> list[Job]:
                             "--seed", str(seed),
                             *shlex.split(grid.flags), *shlex.split(override), "--runs-root", grid.runs_root,
                             "--no-progress"]
-                    try:
-                        args = parser.parse_args(["search", *argv])
-                    except SystemExit:
-                        raise ConfigError(f"sweep: these flags do not parse: {shlex.join(argv)}") from None
-                    cfg = _search_config(args)
+                    cfg, _ = search_config_of_flags(argv)
                     method_of(cfg).validate(cfg)
                     title = " ".join(x for x in (preset, method or cfg.search.method, override.strip(), f"seed {seed}")
                                      if x)

@@ -2,6 +2,7 @@
 or returns it, ``snnlth report`` and ``snnlth export`` read it, ``load_ticket(path, model=net)`` loads its ticket
 into a network of the same architecture, and a search killed by SIGKILL resumes to the same results."""
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -113,9 +114,8 @@ def test_report_export_and_load_ticket_into_a_user_network(imp, fmnist, tmp_path
     loaded = snnlth.load_ticket(ticket, model=net)
     assert loaded.model is net and not net.training
     expected = nets.snntorch_net()
-    imp.model = expected  # apply into a third copy, to compare
-    imp.adapted = snnlth.adapters.wrap(expected)
-    imp.apply()
+    third = dataclasses.replace(imp, target=lambda: (expected, snnlth.adapters.wrap(expected)))
+    assert third.apply() is expected  # apply into a third copy, to compare
     for (name, a), b in zip(net.state_dict().items(), expected.state_dict().values(), strict=True):
         assert torch.equal(a, b), name
     assert all((dict(net.named_parameters())[n][~m] == 0).all() for n, m in loaded.masks.items())

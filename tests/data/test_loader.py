@@ -14,7 +14,7 @@ CPU = torch.device("cpu")
 
 
 def test_fmnist_from_data_dir(fmnist_dir):
-    d = load_data(DataConfig(data_dir=str(fmnist_dir)), CPU)
+    d = load_data(DataConfig(), CPU, data_dir=str(fmnist_dir))
     assert d.train_x.shape == (200, 1, 28, 28) and d.train_x.dtype == torch.uint8
     assert d.test_x.shape == (100, 1, 28, 28) and d.spec.num_classes == 10
 
@@ -31,15 +31,15 @@ def test_env_var_is_second_choice(fmnist_dir, monkeypatch, tmp_path):
 def test_missing_dataset_message(tmp_path, monkeypatch):
     monkeypatch.delenv("SNNLTH_DATA", raising=False)
     with pytest.raises(DataError, match=r"cifar10 not found \(looked in .*\); unpack cifar-10-python"):
-        load_data(DataConfig(dataset="cifar10", data_dir=str(tmp_path)), CPU)
+        load_data(DataConfig(dataset="cifar10"), CPU, data_dir=str(tmp_path))
     with pytest.raises(DataError, match="is not a directory"):
-        load_data(DataConfig(dataset="cifar10", data_dir=str(tmp_path / "nope")), CPU)
+        load_data(DataConfig(dataset="cifar10"), CPU, data_dir=str(tmp_path / "nope"))
 
 
 def test_cifar10_and_100(tmp_path):
-    d = load_data(DataConfig(dataset="cifar10", data_dir=str(make_cifar10(tmp_path / "c10"))), CPU)
+    d = load_data(DataConfig(dataset="cifar10"), CPU, data_dir=str(make_cifar10(tmp_path / "c10")))
     assert d.train_x.shape == (100, 3, 32, 32) and d.test_y.shape == (20,)
-    d = load_data(DataConfig(dataset="cifar100", data_dir=str(make_cifar100(tmp_path / "c100"))), CPU)
+    d = load_data(DataConfig(dataset="cifar100"), CPU, data_dir=str(make_cifar100(tmp_path / "c100")))
     assert d.spec.num_classes == 100 and int(d.train_y.max()) == 99
 
 
@@ -55,16 +55,16 @@ def test_stratified_subset_is_balanced_and_seeded():
 
 def test_subset_larger_than_data(fmnist_dir):
     with pytest.raises(ConfigError, match="--train-subset 500 is larger than the 200 training images"):
-        load_data(DataConfig(data_dir=str(fmnist_dir), train_subset=500), CPU)
+        load_data(DataConfig(train_subset=500), CPU, data_dir=str(fmnist_dir))
 
 
 def test_resize(fmnist_dir):
-    d = load_data(DataConfig(data_dir=str(fmnist_dir), resize=32, train_subset=20), CPU)
+    d = load_data(DataConfig(resize=32, train_subset=20), CPU, data_dir=str(fmnist_dir))
     assert d.train_x.shape == (20, 1, 32, 32) and d.image_size == 32
 
 
 def test_augmented_batches_shapes_and_determinism(fmnist_dir):
-    d = load_data(DataConfig(data_dir=str(fmnist_dir)), CPU)
+    d = load_data(DataConfig(), CPU, data_dir=str(fmnist_dir))
     a = list(train_batches(d, 64, epoch_generator(0, 3)))
     b = list(train_batches(d, 64, epoch_generator(0, 3)))
     c = list(train_batches(d, 64, epoch_generator(0, 4)))
@@ -75,7 +75,7 @@ def test_augmented_batches_shapes_and_determinism(fmnist_dir):
 
 
 def test_eval_batches_unaugmented(fmnist_dir):
-    d = load_data(DataConfig(data_dir=str(fmnist_dir)), CPU)
+    d = load_data(DataConfig(), CPU, data_dir=str(fmnist_dir))
     x, y = next(eval_batches(d, 1000))
     assert torch.allclose(x, normalize(d.test_x, (0.5,), (0.5,))) and torch.equal(y, d.test_y)
 
@@ -126,7 +126,7 @@ def test_random_crop_gives_plain_strides(channels):
 def test_an_epoch_reaches_the_device_in_one_copy(fmnist_dir, monkeypatch):
     """Order and augmentation draws of an epoch are copied to the device once, not per batch (a per-batch copy from
     pageable memory waits for the GPU)."""
-    d = load_data(DataConfig(data_dir=str(fmnist_dir), train_subset=160), CPU)
+    d = load_data(DataConfig(train_subset=160), CPU, data_dir=str(fmnist_dir))
     copies = []
     real_to = torch.Tensor.to
 
@@ -151,4 +151,4 @@ def test_labels_outside_the_classes_are_named_with_the_expected_range(tmp_path):
     labels[7] = 12
     write_idx(root / "train-labels-idx1-ubyte.gz", labels)
     with pytest.raises(DataError, match=r"fmnist in .*: training labels span 0..12, expected 0..9 \(install it"):
-        load_data(DataConfig(data_dir=str(root)), CPU)
+        load_data(DataConfig(), CPU, data_dir=str(root))

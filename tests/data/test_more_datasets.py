@@ -16,7 +16,7 @@ from tests.helpers import make_fmnist, make_svhn, make_tinyimagenet, one_line_er
 
 def test_svhn_reads_mat_files_and_maps_label_10_to_0(tmp_path):
     root = make_svhn(tmp_path / "svhn")
-    data = load_data(DataConfig(dataset="svhn", data_dir=str(root)), torch.device("cpu"))
+    data = load_data(DataConfig(dataset="svhn"), torch.device("cpu"), data_dir=str(root))
     assert tuple(data.train_x.shape) == (60, 3, 32, 32) and data.train_x.dtype == torch.uint8
     assert data.train_y.tolist()[:11] == [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0]
     assert len(data.test_y) == 30
@@ -29,16 +29,17 @@ def test_svhn_damaged_and_foreign_files_name_the_layout(tmp_path):
     raw = (root / "train_32x32.mat").read_bytes()
     (root / "train_32x32.mat").write_bytes(raw[: len(raw) // 2])
     with pytest.raises(DataError, match="X \\(32×32×3×N uint8\\)"):
-        load_data(DataConfig(dataset="svhn", data_dir=str(root)), torch.device("cpu"))
+        load_data(DataConfig(dataset="svhn"), torch.device("cpu"), data_dir=str(root))
     savemat(root / "train_32x32.mat", {"images": np.zeros((4, 4), dtype=np.uint8)})
     with pytest.raises(DataError, match="not a MATLAB v5 .mat file holding X"):
-        load_data(DataConfig(dataset="svhn", data_dir=str(root)), torch.device("cpu"))
+        load_data(DataConfig(dataset="svhn"), torch.device("cpu"), data_dir=str(root))
 
 
 def test_tinyimagenet_decodes_once_into_a_cache(tmp_path, monkeypatch):
     root = make_tinyimagenet(tmp_path / "data")
-    cfg = DataConfig(dataset="tinyimagenet", data_dir=str(root), cache_dir=str(tmp_path / "cache"))
-    data = load_data(cfg, torch.device("cpu"))
+    cfg = DataConfig(dataset="tinyimagenet")
+    where = {"data_dir": str(root), "cache_dir": str(tmp_path / "cache")}
+    data = load_data(cfg, torch.device("cpu"), **where)
     assert tuple(data.train_x.shape) == (24, 3, 64, 64) and tuple(data.test_x.shape) == (8, 3, 64, 64)
     assert data.train_y.tolist() == [c for c in range(4) for _ in range(6)]
     assert data.test_y.tolist() == [i % 4 for i in range(8)]
@@ -48,7 +49,7 @@ def test_tinyimagenet_decodes_once_into_a_cache(tmp_path, monkeypatch):
         raise AssertionError("decoded again although the cache is there")
 
     monkeypatch.setattr(tinyimagenet, "_decode", no_decoding)
-    again = load_data(cfg, torch.device("cpu"))
+    again = load_data(cfg, torch.device("cpu"), **where)
     assert torch.equal(again.train_x, data.train_x) and torch.equal(again.test_y, data.test_y)
 
 
@@ -56,7 +57,7 @@ def test_tinyimagenet_wrong_layout_names_it(tmp_path):
     root = make_tinyimagenet(tmp_path / "data")
     (root / "tiny-imagenet-200" / "val" / "val_annotations.txt").write_text("val_0.JPEG\tn99999999\n")
     with pytest.raises(DataError, match="expected tiny-imagenet-200/ with wnids.txt"):
-        load_data(DataConfig(dataset="tinyimagenet", data_dir=str(root)), torch.device("cpu"))
+        load_data(DataConfig(dataset="tinyimagenet"), torch.device("cpu"), data_dir=str(root))
 
 
 def test_each_dataset_is_looked_for_in_its_own_directories(tmp_path, monkeypatch):

@@ -9,19 +9,20 @@ import numpy as np
 import pytest
 import torch
 
-from snnlth.config import DataConfig, ModelConfig, TrainConfig
+from snnlth.config import DataConfig, ModelConfig, RuntimeConfig, TrainConfig
 from snnlth.data import load_data
 from snnlth.engine.evaluate import evaluate
 from snnlth.engine.fastpath import (
     CPU_COMPILE_MIN_WORK,
-    CpuKernelChoice,
+    KernelChoice,
     lif_neurons,
     lif_work,
     prepare,
     resolve_lif_kernel,
     set_lif_kernel,
 )
-from snnlth.engine.loop import FitState, Schedule, fit
+from snnlth.engine.kernels import CompiledKernel
+from snnlth.engine.loop import FitHooks, FitSettings, FitState, Schedule, fit
 from snnlth.engine.optim import make_optimizer
 from snnlth.models import create_model
 from snnlth.snn.neuron import LIF
@@ -30,7 +31,7 @@ CPU = torch.device("cpu")
 
 
 def _model_and_data(fmnist_dir, model="convnet", n=200):
-    data = load_data(DataConfig(data_dir=str(fmnist_dir), train_subset=n, test_subset=100), CPU)
+    data = load_data(DataConfig(train_subset=n, test_subset=100), CPU, data_dir=str(fmnist_dir))
     torch.manual_seed(0)
     return create_model(ModelConfig(model=model, timesteps=2), 1, 28, 10), data
 
@@ -47,7 +48,7 @@ def test_evaluation_counts_spikes_only_when_asked(fmnist_dir):
 def test_fit_counts_on_the_last_evaluation_of_a_phase_only(fmnist_dir):
     model, data = _model_and_data(fmnist_dir, "lenet300")
     cfg = TrainConfig(epochs=3, batch_size=50)
-    state = fit(model, make_optimizer(model, cfg), data, cfg, Schedule(3, 2))
+    state = fit(model, make_optimizer(model, cfg), data, FitSettings(cfg), Schedule(3, 2))
     assert [h["test_accuracy"] is not None for h in state.history] == [True, True, True]
     assert [h["spikes_per_image"] is not None for h in state.history] == [False, False, True]
 
@@ -59,13 +60,22 @@ def test_lif_kernel_choice():
     assert resolve_lif_kernel("auto", CPU, work=CPU_COMPILE_MIN_WORK / 2, seen=CPU_COMPILE_MIN_WORK / 2) == "compiled"
     assert resolve_lif_kernel("eager", CPU, work=1e15) == "eager"
     assert resolve_lif_kernel("compiled", CPU) == "compiled"
-    help_text = {f.name: f.metadata["help"] for f in dataclasses.fields(TrainConfig)}["lif_kernel"]
+    help_text = {f.name: f.metadata["help"] for f in dataclasses.fields(RuntimeConfig)}["lif_kernel"]
     assert f"{CPU_COMPILE_MIN_WORK:.0e}".replace("+", "") in help_text  # the flag's help names the threshold in force
     model = create_model(ModelConfig(model="convnet"), 1, 28, 10)
-    assert set_lif_kernel(model, "compiled") == 3
-    assert {m.kernel for m in model.modules() if isinstance(m, LIF)} == {"compiled"}
-    prepare(model, TrainConfig(lif_kernel="eager"), CPU)
-    assert {m.kernel for m in model.modules() if isinstance(m, LIF)} == {"eager"}
+    assert set_lif_kernel(model, CompiledKernel()) == 3
+    assert _kernels(model) == {"compiled"}
+    prepare(model, RuntimeConfig(lif_kernel="eager"), CPU)
+    assert _kernels(model) == {"eager"}
+
+
+def _kernels(model):
+    return {m.kernel.name for m in model.modules() if isinstance(m, LIF)}
+
+
+def _uncompiled():
+    """The compiled kernel with its functions left uncompiled (the same maths), to keep tests short."""
+    return CompiledKernel(lambda fn: fn)
 
 
 def test_lif_neurons_counts_every_neuron_of_one_image_once_per_step():
@@ -83,29 +93,28 @@ def test_auto_compiles_the_lif_on_cpu_for_a_long_phase_only(fmnist_dir, monkeypa
     """fit measures the phase's work (neurons x images x T per epoch) and ``auto`` compiles for a long one; the
     compiled kernels are stood in for by their uncompiled functions (the same maths) to keep the test short."""
     from snnlth.engine import fastpath
-    from snnlth.snn import fused, neuron
 
     monkeypatch.setattr(fastpath, "CPU_COMPILE_MIN_WORK", threshold)
-    monkeypatch.setattr(neuron._KERNELS, "compiled", (neuron._charges_pure, neuron._input_grads_pure))
-    monkeypatch.setattr(fused._FUSED, "compiled", (fused._bn_charges_pure, fused._bn_input_grads_pure))
+    monkeypatch.setattr(fastpath, "CompiledKernel", _uncompiled)
     seen = []
-    monkeypatch.setattr(fastpath, "set_lif_kernel", lambda m, k: seen.append(k) or set_lif_kernel(m, k))
+    monkeypatch.setattr(fastpath, "set_lif_kernel", lambda m, k: seen.append(k.name) or set_lif_kernel(m, k))
     model, data = _model_and_data(fmnist_dir, n=60)
     cfg = TrainConfig(epochs=1, batch_size=30)
-    fit(model, make_optimizer(model, cfg), data, cfg, Schedule(1, 2))
+    fit(model, make_optimizer(model, cfg), data, FitSettings(cfg), Schedule(1, 2))
     assert seen == [expected]
-    assert {m.kernel for m in model.modules() if isinstance(m, LIF)} == {expected}
+    assert _kernels(model) == {expected}
 
 
 def test_a_run_of_short_phases_compiles_once_their_sum_reaches_the_threshold(monkeypatch):
     from snnlth.engine import fastpath
 
     monkeypatch.setattr(fastpath, "CPU_COMPILE_MIN_WORK", 100.0)
-    choice = CpuKernelChoice()
+    choice = KernelChoice()
     assert [choice.choose(lambda: 60.0) for _ in range(3)] == ["eager", "compiled", "compiled"]
-    assert CpuKernelChoice().choose(lambda: 60.0) == "eager"  # a new run starts from nothing
+    assert choice.kernel("compiled") is choice.kernel("compiled")  # one compiled kernel per run: one warning
+    assert KernelChoice().choose(lambda: 60.0) == "eager"  # a new run starts from nothing
     with pytest.warns(RuntimeWarning, match="could not count"):
-        assert CpuKernelChoice().choose(lambda: 1 / 0) == "eager"  # a failing probe never stops training
+        assert KernelChoice().choose(lambda: 1 / 0) == "eager"  # a failing probe never stops training
 
 
 def test_a_search_shares_its_count_across_phases(fmnist_dir, tmp_path, monkeypatch):
@@ -113,13 +122,12 @@ def test_a_search_shares_its_count_across_phases(fmnist_dir, tmp_path, monkeypat
     threshold between one and two phases the first trains eagerly and every later one compiled."""
     from snnlth.api import search
     from snnlth.engine import fastpath
-    from snnlth.snn import neuron
     from tests.helpers import search_cfg
 
     monkeypatch.setattr(fastpath, "CPU_COMPILE_MIN_WORK", 1e6)
-    monkeypatch.setattr(neuron._KERNELS, "compiled", (neuron._charges_pure, neuron._input_grads_pure))
+    monkeypatch.setattr(fastpath, "CompiledKernel", _uncompiled)
     seen = []
-    monkeypatch.setattr(fastpath, "set_lif_kernel", lambda m, k: seen.append(k) or set_lif_kernel(m, k))
+    monkeypatch.setattr(fastpath, "set_lif_kernel", lambda m, k: seen.append(k.name) or set_lif_kernel(m, k))
     search(search_cfg(fmnist_dir, rounds=2), out=tmp_path / "r")
     assert seen[0] == "eager" and len(seen) >= 2 and set(seen[1:]) == {"compiled"}
 
@@ -127,7 +135,7 @@ def test_a_search_shares_its_count_across_phases(fmnist_dir, tmp_path, monkeypat
 def test_the_probe_leaves_the_global_random_streams_alone():
     np.random.seed(0)  # a draw then moves numpy's position, not only (sometimes) its key array
     state = (torch.get_rng_state(), random.getstate(), np.random.get_state())
-    CpuKernelChoice().choose(lambda: torch.rand(1).item() + random.random() + np.random.rand())
+    KernelChoice().choose(lambda: torch.rand(1).item() + random.random() + np.random.rand())
     assert torch.equal(state[0], torch.get_rng_state()) and state[1] == random.getstate()
     after = np.random.get_state()
     assert np.array_equal(state[2][1], after[1]) and state[2][2:] == after[2:]
@@ -158,9 +166,9 @@ def test_auto_trains_as_eager_does_below_the_threshold_with_a_random_float64_dat
     for kernel in ("eager", "auto"):
         torch.manual_seed(0)
         model = create_model(ModelConfig(model="convnet", timesteps=2), 1, 28, 10)
-        cfg = TrainConfig(epochs=1, batch_size=20, lif_kernel=kernel)
-        fit(model, make_optimizer(model, cfg), data, cfg, Schedule(1, 2))
-        assert {m.kernel for m in model.modules() if isinstance(m, LIF)} == {"eager"}
+        cfg = TrainConfig(epochs=1, batch_size=20)
+        fit(model, make_optimizer(model, cfg), data, FitSettings(cfg, RuntimeConfig(lif_kernel=kernel)), Schedule(1, 2))
+        assert _kernels(model) == {"eager"}
         weights.append(model.state_dict())
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
 
@@ -171,17 +179,18 @@ def test_auto_counts_the_epochs_this_call_trains_at_their_T(fmnist_dir, monkeypa
     calls = []
     monkeypatch.setattr(loop, "lif_work", lambda n, images, ts: calls.append((n, images, list(ts))) or 0.0)
     model, data = _model_and_data(fmnist_dir, n=60)
-    cfg = TrainConfig(epochs=3, batch_size=30, eval_every=3)
+    cfg = TrainConfig(epochs=3, batch_size=30)
+    settings = FitSettings(cfg, RuntimeConfig(eval_every=3))
     schedule = Schedule(3, lambda e: 2 if e < 2 else 1)
-    fit(model, make_optimizer(model, cfg), data, cfg, schedule, FitState(epoch=1))  # resumed after epoch 1
+    fit(model, make_optimizer(model, cfg), data, settings, schedule, FitState(epoch=1))  # resumed after epoch 1
     assert calls == [(32 * 28 * 28 + 64 * 14 * 14 + 128 * 7 * 7, 60, [2, 1])]
-    fit(model, make_optimizer(model, cfg), data, cfg, schedule, FitState(epoch=3))  # nothing left: no probe
+    fit(model, make_optimizer(model, cfg), data, settings, schedule, FitState(epoch=3))  # nothing left: no probe
     assert len(calls) == 1
 
 
 def test_channels_last_setting(fmnist_dir):
     model, data = _model_and_data(fmnist_dir)
-    prepare(model, TrainConfig(channels_last=True), CPU)
+    prepare(model, RuntimeConfig(channels_last=True), CPU)
     assert model.blocks[1][0].weight.is_contiguous(memory_format=torch.channels_last)
     x, _ = next(data.eval_batches(8))
     seen = []
@@ -200,9 +209,17 @@ def test_cpu_memory_policy_is_applied_once_and_can_be_refused(policy):
         assert out == ("TrueTrue" if policy == "keep" else "FalseFalse")
 
 
-def test_progress_bar_reads_the_device_at_most_twice_a_second():
+def test_progress_bar_reads_the_device_at_most_twice_a_second(monkeypatch):
+    import io
+
     from snnlth import progress
     from snnlth.engine.loop import BatchInfo
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    monkeypatch.setattr(sys, "stderr", Terminal())  # bars are drawn on a terminal only
 
     reads = []
 
@@ -224,9 +241,10 @@ def test_compiled_model_trains_on_full_batches_only(fmnist_dir):
     last evaluation still counts spikes (on the model itself) and the state dict keeps the model's own names."""
     model, data = _model_and_data(fmnist_dir, "lenet300", n=180)
     names = set(model.state_dict())
-    cfg = TrainConfig(epochs=2, batch_size=50, compile=True)
+    cfg = TrainConfig(epochs=2, batch_size=50)
     seen = []
-    state = fit(model, make_optimizer(model, cfg), data, cfg, Schedule(2, 2), on_batch=lambda i: seen.append(i.seen))
+    state = fit(model, make_optimizer(model, cfg), data, FitSettings(cfg, RuntimeConfig(compile=True)), Schedule(2, 2),
+                hooks=FitHooks(on_batch=lambda i: seen.append(i.seen)))
     assert seen == [50, 100, 150] * 2  # 180 images: 30 left out per epoch
     assert state.history[-1]["spikes_per_image"] > 0 and state.history[0]["spikes_per_image"] is None
     assert set(model.state_dict()) == names

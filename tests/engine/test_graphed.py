@@ -136,10 +136,10 @@ def test_train_epoch_with_a_graphed_step_trains_as_the_eager_loop(fmnist_dir):
     from snnlth import masks as M
     from snnlth.config import DataConfig
     from snnlth.data import load_data
-    from snnlth.engine.loop import EpochSpec, train_epoch
+    from snnlth.engine.loop import EpochSpec, FitSettings, Stepper, train_epoch
     from snnlth.engine.masking import MaskEnforcer
 
-    data = load_data(DataConfig(data_dir=str(fmnist_dir)), torch.device("cpu"))
+    data = load_data(DataConfig(), torch.device("cpu"), data_dir=str(fmnist_dir))
     cfg = TrainConfig(batch_size=64, lr=0.05)  # 200 images: three batches of 64 and one of 8
     rows, states = [], []
     for graphed in (False, True):
@@ -149,7 +149,7 @@ def test_train_epoch_with_a_graphed_step_trains_as_the_eager_loop(fmnist_dir):
         opt = make_optimizer(model, cfg)
         backend = EmulatedGraphs()
         step = GraphedStep(model, model, amp=False, backend=backend) if graphed else None
-        rows.append(train_epoch(model, opt, data, cfg, EpochSpec(0, 1, 3), enforcer, graphed=step))
+        rows.append(train_epoch(model, opt, data, Stepper(FitSettings(cfg), model, step, enforcer), EpochSpec(0, 1, 3)))
         states.append(model.state_dict())
         if graphed:
             assert backend.replays == 3 and step.captures == 1

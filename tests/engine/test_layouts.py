@@ -1,20 +1,22 @@
-"""The CPU layout policy of convolutions over sequences (snnlth.snn.layers.conv_seq / conv_layout): channels-last on
-large maps, plain on small ones, a linear layer on 1×1 maps; the same numbers as the plain convolution, and the
-layout carried through BatchNorm, the LIF neuron, pooling and the direct-coding repeat."""
+"""The CPU layout policy of convolutions over sequences (snnlth.engine.layouts: conv_seq / conv_layout):
+channels-last on large maps, plain on small ones, a linear layer on 1×1 maps; the same numbers as the plain
+convolution, and the layout carried through BatchNorm, the LIF neuron, pooling and the direct-coding repeat."""
 
 import pytest
 import torch
 from torch import nn
 
 from snnlth.config import ModelConfig
+from snnlth.engine import layouts
+from snnlth.engine.layouts import conv_layout, conv_seq, set_conv_layout
 from snnlth.models import create_model
 from snnlth.models.protocol import default_parts
 from snnlth.models.vgg import VGG
-from snnlth.snn import layers
-from snnlth.snn.layers import SeqBatchNorm2d, conv_layout, conv_seq, repeat_timesteps, seq_apply
+from snnlth.snn.layers import SeqBatchNorm2d, repeat_timesteps, seq_apply
 from snnlth.snn.neuron import LIF
 
 CL = torch.channels_last
+CPU = torch.device("cpu")
 
 
 def _steps_cl(x_seq: torch.Tensor) -> bool:
@@ -59,10 +61,10 @@ def test_conv_seq_computes_what_the_convolution_does(side, kernel, bias, monkeyp
     conv = nn.Conv2d(6, 5, (kh, kw), padding=(kh // 2, kw // 2), bias=bias)
     x_seq = (torch.rand(3, 2, 6, h, w) < 0.3).float()
     taps = []
-    real = layers._tap_weight_grad
-    monkeypatch.setattr(layers, "_tap_weight_grad", lambda *a: taps.append(1) or real(*a))
+    real = layouts._tap_weight_grad
+    monkeypatch.setattr(layouts, "_tap_weight_grad", lambda *a: taps.append(1) or real(*a))
     ours = _grads(conv, x_seq, conv_seq)
-    assert bool(taps) == ((h, w) != (1, 1) and min(h, w) < layers.CPU_CHANNELS_LAST_MIN_SIDE)
+    assert bool(taps) == ((h, w) != (1, 1) and min(h, w) < layouts.CPU_CHANNELS_LAST_MIN_SIDE)
     ref = _grads(conv, x_seq, seq_apply)
     for a, b in zip(ours, ref, strict=True):
         assert a.shape == b.shape
@@ -178,21 +180,22 @@ def test_vgg_on_28px_trains_the_same_with_and_without_the_layout_policy(monkeypa
     convolutions everywhere. In float64 (the policy let in for it), so that no rounding difference can flip a spike
     and move the loss of a deep SNN; the fp32 BatchNorm kernel is checked on its own above."""
     cfg = (8, "M", 8, "M", 16, "M", 16, "M", 16)
-    monkeypatch.setattr(layers, "_POLICY_DTYPES", (torch.float64,))
+    monkeypatch.setattr(layouts, "_POLICY_DTYPES", (torch.float64,))
     seen = []
 
-    def run():
+    def run(policy):
         torch.manual_seed(0)
         model = VGG(1, 28, 10, default_parts(), cfg=cfg).double()
+        if policy:
+            set_conv_layout(model, CPU)
         model.features[1][0].register_forward_pre_hook(lambda m, inp: seen.append(_cl(inp[0])))
         x = torch.randn(6, 1, 28, 28, dtype=torch.float64) * 3
         loss = model(x, 3).logsumexp(-1).mean()
         loss.backward()
         return loss.detach(), {n: p.grad for n, p in model.named_parameters()}
 
-    loss, grads = run()
-    _policy_off(monkeypatch)
-    ref_loss, ref_grads = run()
+    loss, grads = run(True)
+    ref_loss, ref_grads = run(False)
     assert seen == [True, False]  # the policy ran, then it did not
     torch.testing.assert_close(loss, ref_loss, rtol=1e-10, atol=1e-12)
     assert any(g.abs().sum() > 0 for n, g in grads.items() if n.startswith("features.4"))  # gradients reach the end
@@ -200,31 +203,25 @@ def test_vgg_on_28px_trains_the_same_with_and_without_the_layout_policy(monkeypa
         torch.testing.assert_close(g, ref_grads[name], rtol=1e-8, atol=1e-10, msg=name)
 
 
-def _policy_off(monkeypatch):
-    for name in ("snnlth.models.vgg", "snnlth.models.convnet", "snnlth.models.resnet"):
-        monkeypatch.setattr(f"{name}.conv_layout", lambda x: x)
-    monkeypatch.setattr(layers, "conv_layout", lambda x: x)
-    monkeypatch.setattr(layers, "_centre_tap_only", lambda *a: False)
-
-
 @pytest.mark.parametrize("name", ["convnet", "resnet19", "vgg"])
-def test_models_in_fp32_train_alike_with_and_without_the_layout_policy(monkeypatch, name):
+def test_models_in_fp32_train_alike_with_and_without_the_layout_policy(name):
     """The fp32 path end to end (channels-last per-step BatchNorm, ResNet's shortcut and its stage changes of
     layout, VGG's 1×1 maps): loss and every gradient as with plain convolutions, up to the odd spike that float
     rounding may flip on another CPU (a flipped spike moves a gradient by far less than the 5 % allowed)."""
-    def run():
+    def run(policy):
         torch.manual_seed(0)
         if name == "vgg":  # VGG16 itself is silent at init on random input; this one fires through 28 → 1 px
             model = VGG(1, 28, 10, default_parts(), cfg=(8, "M", 8, "M", 16, "M", 16, "M", 16))
         else:
             model = create_model(ModelConfig(model=name), 1, 28, 10)
+        if policy:
+            set_conv_layout(model, CPU)
         loss = model(torch.randn(8 if name == "convnet" else 2, 1, 28, 28) * 3, 3).logsumexp(-1).mean()
         loss.backward()
         return loss.detach(), {n: p.grad for n, p in model.named_parameters()}
 
-    loss, grads = run()
-    _policy_off(monkeypatch)
-    ref_loss, ref_grads = run()
+    loss, grads = run(True)
+    ref_loss, ref_grads = run(False)
     torch.testing.assert_close(loss, ref_loss, rtol=1e-2, atol=0)
     assert sum(int(g.abs().sum() > 0) for g in grads.values()) > len(grads) // 2
     for n, g in grads.items():
@@ -261,6 +258,7 @@ def test_repeat_timesteps_is_a_plain_view_without_grad_and_twice_differentiable(
 
 def test_vgg16_28px_runs_channels_last_where_the_maps_are_large():
     model = create_model(ModelConfig(model="vgg16"), 1, 28, 10)
+    set_conv_layout(model, CPU)
     seen = {}
     for i, conv in enumerate(model.features):
         conv[0].register_forward_pre_hook(lambda m, inp, i=i: seen.update({i: (inp[0].shape[-1], _cl(inp[0]))}))
@@ -271,3 +269,15 @@ def test_vgg16_28px_runs_channels_last_where_the_maps_are_large():
 
 def _cl(x: torch.Tensor) -> bool:
     return x.is_contiguous(memory_format=CL) and not x.is_contiguous()
+
+
+def test_models_run_plain_convolutions_until_the_engine_sets_the_cpu_policy():
+    model = create_model(ModelConfig(model="convnet"), 1, 28, 10)
+    seen = []
+    model.blocks[1][0].register_forward_pre_hook(lambda m, inp: seen.append(_cl(inp[0])))
+    model(torch.randn(2, 1, 28, 28), 2)
+    set_conv_layout(model, CPU)
+    model(torch.randn(2, 1, 28, 28), 2)
+    set_conv_layout(model, torch.device("cuda"))  # no policy off the CPU (nothing runs here: a setting only)
+    model(torch.randn(2, 1, 28, 28), 2)
+    assert seen == [False, True, False]

@@ -3,10 +3,10 @@ import math
 import pytest
 import torch
 
-from snnlth.config import DataConfig, ModelConfig, TrainConfig, TrainRunConfig
+from snnlth.config import ModelConfig, TrainConfig, TrainRunConfig
 from snnlth.data import load_data
 from snnlth.engine.evaluate import seq_correct, seq_loss
-from snnlth.engine.loop import FitState, Schedule, fit
+from snnlth.engine.loop import FitHooks, FitSettings, FitState, Schedule, fit
 from snnlth.engine.optim import cosine_lr, make_optimizer, resolve_device
 from snnlth.errors import ConfigError
 from snnlth.models import create_model
@@ -48,9 +48,9 @@ def test_cuda_without_gpu_is_a_config_error():
 
 
 def _setup(fmnist_dir, seed=0):
-    cfg = TrainRunConfig(data=DataConfig(data_dir=str(fmnist_dir)), model=ModelConfig(model="lenet300", timesteps=2),
+    cfg = TrainRunConfig(model=ModelConfig(model="lenet300", timesteps=2),
                          train=TrainConfig(epochs=3, batch_size=50, lr=0.05, seed=seed))
-    data = load_data(cfg.data, torch.device("cpu"))
+    data = load_data(cfg.data, torch.device("cpu"), data_dir=str(fmnist_dir))
     torch.manual_seed(seed)
     model = create_model(cfg.model, 1, 28, 10)
     return cfg, data, model, make_optimizer(model, cfg.train)
@@ -58,11 +58,11 @@ def _setup(fmnist_dir, seed=0):
 
 def test_same_seed_same_result_and_resume_is_exact(fmnist_dir):
     cfg, data, model, opt = _setup(fmnist_dir)
-    full = fit(model, opt, data, cfg.train, Schedule(3, 2))
+    full = fit(model, opt, data, FitSettings(cfg.train), Schedule(3, 2))
     weights = {k: v.clone() for k, v in model.state_dict().items()}
 
     cfg, data, model2, opt2 = _setup(fmnist_dir)
-    part = fit(model2, opt2, data, cfg.train, Schedule(cfg.train.epochs, 2), FitState())
+    part = fit(model2, opt2, data, FitSettings(cfg.train), Schedule(cfg.train.epochs, 2), FitState())
     assert [h["train_loss"] for h in part.history] == [h["train_loss"] for h in full.history]
 
     # interrupt after epoch 1: rebuild everything from a state dict copy, as a resumed process would
@@ -74,18 +74,19 @@ def test_same_seed_same_result_and_resume_is_exact(fmnist_dir):
             snap.update(model=model3.state_dict(), opt=opt3.state_dict(), hist=list(st.history))
             snap["model"] = {k: v.clone() for k, v in snap["model"].items()}
 
-    fit(model3, opt3, data, cfg.train, Schedule(3, 2, stop_epoch=1), on_epoch_end=keep_first)
+    fit(model3, opt3, data, FitSettings(cfg.train), Schedule(3, 2, stop_epoch=1),
+        hooks=FitHooks(on_epoch_end=keep_first))
     cfg, data, model4, opt4 = _setup(fmnist_dir, seed=0)
     model4.load_state_dict(snap["model"])
     opt4.load_state_dict(snap["opt"])
-    resumed = fit(model4, opt4, data, cfg.train, Schedule(3, 2), FitState(1, snap["hist"]))
+    resumed = fit(model4, opt4, data, FitSettings(cfg.train), Schedule(3, 2), FitState(1, snap["hist"]))
     assert [h["test_accuracy"] for h in resumed.history] == [h["test_accuracy"] for h in full.history]
     assert all(torch.equal(weights[k], v) for k, v in model4.state_dict().items())
 
 
 def test_training_reduces_loss(fmnist_dir):
     cfg, data, model, opt = _setup(fmnist_dir)
-    st = fit(model, opt, data, cfg.train, Schedule(3, 2))
+    st = fit(model, opt, data, FitSettings(cfg.train), Schedule(3, 2))
     assert st.history[-1]["train_loss"] < st.history[0]["train_loss"]
     accs = [h["test_accuracy"] for h in st.history]
     assert st.best_test_accuracy == max(accs) and accs[-1] > 15.0  # 10 classes: chance is 10 %

@@ -19,7 +19,8 @@ DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 def test_imp_round_on_every_model(model, device, fmnist_dir, tmp_path):
     cfg = search_cfg(fmnist_dir, model=model, rounds=1, timesteps=2, epochs=1, prune_rate=0.5)
     big = model in ("vgg16", "resnet19")  # a few images only: this checks plumbing, not learning
-    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, device=device, batch_size=10 if big else 50),
+    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, batch_size=10 if big else 50),
+                              runtime=dataclasses.replace(cfg.runtime, device=device),
                               data=dataclasses.replace(cfg.data, train_subset=20 if big else None,
                                                        test_subset=10 if big else None))
     res = search(cfg, out=tmp_path / "r")

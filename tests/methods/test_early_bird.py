@@ -6,23 +6,28 @@ from snnlth import masks as M
 from snnlth.api import search
 from snnlth.engine.loop import FitState
 from snnlth.methods.early_bird import EarlyBirdTracker, resolve_targets
-from tests.helpers import search_cfg, search_context
+from tests.helpers import search_cfg, search_kit
 
 
-class StubCtx:
-    """What the tracker needs of a SearchContext, with weights we choose per epoch."""
-
-    def __init__(self, cfg):
-        self.cfg, self.current, self.saved, self.events = cfg, None, {}, []
-
-    def weights(self, model, names):
-        return self.current
+class StubStore:
+    def __init__(self):
+        self.saved = {}
 
     def save_masks(self, key, masks):
         self.saved[key] = masks
 
     def load_masks(self, key):
         return self.saved.get(key)
+
+
+class StubCtx:
+    """What the tracker needs of a MethodKit, with weights we choose per epoch."""
+
+    def __init__(self, cfg):
+        self.cfg, self.current, self.store, self.events = cfg, None, StubStore(), []
+
+    def weights(self, model):
+        return self.current
 
     def event(self, msg):
         self.events.append(msg)
@@ -46,7 +51,7 @@ def _targets(cfg, n):
 def test_detects_at_the_right_epoch(fmnist_dir):
     cfg = search_cfg(fmnist_dir, target_sparsity=("0.5",), eb_window=3, eb_threshold=0.02)
     ctx = StubCtx(cfg)
-    tracker = EarlyBirdTracker(ctx, ["w"], _targets(cfg, 1000))
+    tracker = EarlyBirdTracker(ctx, _targets(cfg, 1000))
     g = torch.Generator().manual_seed(0)
     moving = [torch.randn(1000, generator=g) for _ in range(3)]
     stable = torch.randn(1000, generator=g)
@@ -60,29 +65,29 @@ def test_detects_at_the_right_epoch(fmnist_dir):
     assert info == [{"target_sparsity": 0.5, "imp_round": None, "survivors": 500, "detection_epoch": 6,
                      "converged": True}]
     assert all(isinstance(r["eb_seconds"], float) for r in state.history)
-    assert torch.equal(ctx.saved["eb_0"]["w"], M.mask_at_sparsity({"w": seq[5]}, 0.5)["w"])
+    assert torch.equal(ctx.store.saved["eb_0"]["w"], M.mask_at_sparsity({"w": seq[5]}, 0.5)["w"])
 
 
 def test_never_converges_uses_the_last_mask(fmnist_dir):
     cfg = search_cfg(fmnist_dir, target_sparsity=("0.5", "0.9"), eb_window=3)
     ctx = StubCtx(cfg)
-    tracker = EarlyBirdTracker(ctx, ["w"], _targets(cfg, 500))
+    tracker = EarlyBirdTracker(ctx, _targets(cfg, 500))
     g = torch.Generator().manual_seed(1)
     seq = [torch.randn(500, generator=g) for _ in range(6)]
     stop, _ = _drive(tracker, ctx, seq)
     assert stop is None
     info = tracker.finish(6)
     assert [i["converged"] for i in info] == [False, False] and info[0]["detection_epoch"] == 6
-    assert torch.equal(ctx.saved["eb_1"]["w"], M.mask_at_sparsity({"w": seq[-1]}, 0.9)["w"])
+    assert torch.equal(ctx.store.saved["eb_1"]["w"], M.mask_at_sparsity({"w": seq[-1]}, 0.9)["w"])
     assert any("no ticket" in e for e in ctx.events)
 
 
 def test_tracker_state_roundtrip(fmnist_dir):
     cfg = search_cfg(fmnist_dir, target_sparsity=("0.5",), eb_window=3)
     ctx = StubCtx(cfg)
-    a = EarlyBirdTracker(ctx, ["w"], _targets(cfg, 100))
+    a = EarlyBirdTracker(ctx, _targets(cfg, 100))
     _drive(a, ctx, [torch.randn(100) for _ in range(2)])
-    b = EarlyBirdTracker(ctx, ["w"], _targets(cfg, 100))
+    b = EarlyBirdTracker(ctx, _targets(cfg, 100))
     b.load(a.state())
     assert all(torch.equal(x["w"], y["w"]) for x, y in zip(a.windows[0], b.windows[0]))
 
@@ -118,7 +123,7 @@ def test_eb_search_end_to_end_at_the_papers_threshold(fmnist_dir, tmp_path):
     the magnitude mask of the detection epoch (reproduced here independently), retrained at full T."""
     import dataclasses
 
-    from snnlth.engine.loop import Schedule, fit
+    from snnlth.engine.loop import FitSettings, Schedule, fit
     from snnlth.engine.optim import make_optimizer
     from snnlth.rundir.store import load_blob
 
@@ -132,11 +137,11 @@ def test_eb_search_end_to_end_at_the_papers_threshold(fmnist_dir, tmp_path):
     d = s["eb"][0]["detection_epoch"]
     assert s["eb"][0]["converged"] and d > 3 and len(dense) == d  # not the first full window; stopped at detection
     assert dist[:2] == [None, None] and all(x >= 0.02 for x in dist[2:d - 1]) and dist[d - 1] < 0.02
-    ctx = search_context(cfg, tmp_path / "x")
-    model = ctx.new_model()
-    fit(model, make_optimizer(model, cfg.train), ctx.data, cfg.train, Schedule(10, 3, stop_epoch=d))
-    names = ctx.prunable_names(model)
-    expected = M.mask_with_survivors(ctx.weights(model, names), s["eb"][0]["survivors"])
+    kit = search_kit(cfg, tmp_path / "x")
+    model = kit.model
+    fit(model, make_optimizer(model, cfg.train), kit.data, FitSettings(cfg.train), Schedule(10, 3, stop_epoch=d))
+    names = kit.sizes.names
+    expected = M.mask_with_survivors(kit.weights(model), s["eb"][0]["survivors"])
     saved = M.unpack(load_blob(res.run_dir / "masks" / "eb_0.pt"))
     assert all(torch.equal(saved[n], expected[n]) for n in names)
     lv = s["levels"][0]

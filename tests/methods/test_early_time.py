@@ -6,7 +6,7 @@ from torch import nn
 
 from snnlth.api import search
 from snnlth.methods.early_time import choose_t_early, kl_by_timestep, measure_kl
-from tests.helpers import search_cfg, search_context
+from tests.helpers import search_cfg, search_kit
 
 
 def test_kl_by_hand_both_directions():
@@ -74,17 +74,17 @@ def test_forced_early_time_searches_at_n_and_retrains_at_full_t(fmnist_dir, tmp_
 def test_auto_early_time_records_kl_and_warms_up_at_full_t(fmnist_dir, tmp_path):
     """The recorded KL is that of the dense model after the warm-up (reproduced here independently), T_early is the
     rule's choice on it, and every later epoch of the search runs at T_early."""
-    from snnlth.engine.loop import Schedule, fit
+    from snnlth.engine.loop import FitSettings, Schedule, fit
     from snnlth.engine.optim import make_optimizer
     from snnlth.methods.early_time import fixed_batch
 
     cfg = search_cfg(fmnist_dir, early_time="auto", et_warmup_epochs=1, et_batch=64, timesteps=4, et_threshold=1.05)
     res = search(cfg, out=tmp_path / "r")
     et = res.summary["early_time"]
-    ctx = search_context(cfg, tmp_path / "x")
-    model = ctx.new_model()
-    fit(model, make_optimizer(model, cfg.train), ctx.data, cfg.train, Schedule(3, 4, stop_epoch=1))
-    kl = measure_kl(model, fixed_batch(ctx.data, 64, cfg.train.seed), 4)
+    kit = search_kit(cfg, tmp_path / "x")
+    model = kit.model
+    fit(model, make_optimizer(model, cfg.train), kit.data, FitSettings(cfg.train), Schedule(3, 4, stop_epoch=1))
+    kl = measure_kl(model, fixed_batch(kit.data, 64, cfg.train.seed), 4)
     assert et["kl"] == {str(t): v for t, v in kl.items()} and et["batch"] == 64
     t_early, norm = choose_t_early(kl, 1.05)
     assert et["t_early"] == t_early and et["kl_normalized"] == {str(t): v for t, v in norm.items()}

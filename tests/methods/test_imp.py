@@ -5,12 +5,11 @@ import torch
 
 from snnlth import masks as M
 from snnlth.api import search
-from snnlth.engine.loop import Schedule, fit
+from snnlth.engine.loop import FitSettings, Schedule, fit
 from snnlth.engine.masking import MaskEnforcer
 from snnlth.engine.optim import make_optimizer
-from snnlth.methods.base import Phase
 from snnlth.rundir.store import load_blob
-from tests.helpers import search_cfg, search_context
+from tests.helpers import search_cfg, search_kit
 
 
 def test_sparsity_per_round_is_exact_and_masks_are_nested(fmnist_dir, tmp_path):
@@ -42,35 +41,36 @@ def test_late_rewind_snapshot_is_the_dense_run_after_r_epochs(fmnist_dir, tmp_pa
     cfg = search_cfg(fmnist_dir, rounds=1, rewind_epoch=1)
     res = search(cfg, out=tmp_path / "r")
     rewind = load_blob(res.run_dir / "rewind.pt")
-    ctx = search_context(cfg, tmp_path / "x")
-    model = ctx.new_model()
-    fit(model, make_optimizer(model, cfg.train), ctx.data, cfg.train, Schedule(3, 3, stop_epoch=1))
+    kit = search_kit(cfg, tmp_path / "x")
+    model = kit.model
+    fit(model, make_optimizer(model, cfg.train), kit.data, FitSettings(cfg.train), Schedule(3, 3, stop_epoch=1))
     assert all(torch.equal(rewind[k], v) for k, v in model.state_dict().items())  # incl. BN running stats
     rows = [json.loads(x) for x in (res.run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [r["phase"] for r in rows] == ["round_00"] * 3 + ["round_01"] * 2  # E - R epochs after rewinding
     assert [r["lr"] for r in rows if r["phase"] == "round_01"][0] == cfg.train.lr  # fresh schedule
 
 
-def test_run_phase_starts_from_stored_state_times_mask_and_is_skipped_once_done(fmnist_dir, tmp_path):
+def test_kit_train_starts_from_stored_state_times_mask_and_is_skipped_once_done(fmnist_dir, tmp_path):
     cfg = search_cfg(fmnist_dir)
-    ctx = search_context(cfg, tmp_path / "r")
-    model = ctx.new_model()
+    kit = search_kit(cfg, tmp_path / "r")
+    model = kit.model
     start = {k: v.clone() + 0.5 for k, v in model.state_dict().items()}  # BN running stats included
-    names = ctx.prunable_names(model)
-    masks = M.magnitude_prune(ctx.weights(model, names), M.ones_like(ctx.weights(model, names)), 0.5)
+    masks = M.magnitude_prune(kit.weights(model), kit.sizes.dense(), 0.5)
     # zero epochs of training: the phase's model is exactly the start state with the masks applied
-    ctx.run_phase(model, Phase("p0", start, masks, 3, 0, stream=0))
+    kit.train("p0", start, masks, stream=0, epochs=0)
     for k, v in model.state_dict().items():
         assert torch.equal(v, start[k] * masks[k] if k in masks else start[k]), k
     # one epoch: trained from the start state, pruned weights stay exactly 0; a second call loads, not trains
-    res = ctx.run_phase(model, Phase("p1", start, masks, 3, 1, stream=0, tags={"round": 1}))
-    assert all((res.model_state[n][~masks[n]] == 0).all() for n in masks)
-    assert not torch.equal(res.model_state["fc1.weight"], start["fc1.weight"] * masks["fc1.weight"])
-    other = ctx.new_model()
-    other.reinitialize(5)
-    again = ctx.run_phase(other, Phase("p1", start, masks, 3, 1, stream=0, tags={"round": 1}))
+    res = kit.train("p1", start, masks, stream=0, epochs=1, round=1)
+    assert all((res.state[n][~masks[n]] == 0).all() for n in masks)
+    assert not torch.equal(res.state["fc1.weight"], start["fc1.weight"] * masks["fc1.weight"])
+    other = search_kit(cfg, tmp_path / "r")  # a fresh process's kit over the same run directory
+    other.model.reinitialize(5)
+    again = other.train("p1", start, masks, stream=0, epochs=1, round=1)
     assert again.history == res.history and res.history[0]["phase"] == "p1" and res.history[0]["round"] == 1
-    assert all(torch.equal(v, res.model_state[k]) for k, v in other.state_dict().items())
+    assert all(torch.equal(v, res.state[k]) for k, v in other.model.state_dict().items())
+    assert res.level("p1_masks", masks, round=1)["sparsity_prunable"] == kit.sizes.sparsity(masks)[
+        "sparsity_prunable"]
 
 
 def test_enforcer_keeps_pruned_at_zero_and_trains_tiny_survivors():
@@ -105,7 +105,7 @@ def test_random_baseline_and_reinit(fmnist_dir, tmp_path):
     m_like = M.unpack(load_blob(like.run_dir / "masks" / "round_02.pt"))
     assert M.layer_sparsity(m_like) == M.layer_sparsity(m_imp) and M.hamming(m_like, m_imp) > 0.1
 
-    re = search(search_cfg(fmnist_dir, method="reinit", from_run=str(imp.run_dir), retrain_at=("all",)),
+    re = search(search_cfg(fmnist_dir, method="reinit", from_run=str(imp.run_dir), reinit_levels=("all",)),
                 out=tmp_path / "re")
     assert [lv["round"] for lv in re.summary["levels"]] == [0, 1, 2]
     assert all(lv["final"] and lv["search_seconds"] is None for lv in re.summary["levels"])

@@ -2,7 +2,7 @@ import pytest
 
 from snnlth.config import ModelConfig
 from snnlth.errors import ConfigError
-from snnlth.methods.base import select_prunable
+from snnlth.methods.kit import select_prunable
 from snnlth.models import create_model
 
 

@@ -7,29 +7,21 @@ import pytest
 from snnlth import masks as M
 from snnlth.cli import main
 from snnlth.errors import ConfigError
-from snnlth.methods.base import Phase, SearchContext, Spent
-from snnlth.methods.levels import LevelSpec, level_entry
+from snnlth.methods.kit import MethodKit
 from snnlth.methods.registry import METHODS, MethodResult, MethodSpec, register_method
 from tests.helpers import search_cfg
 
 
-def run_one_shot(ctx: SearchContext, source) -> MethodResult:
+def run_one_shot(kit: MethodKit, source) -> MethodResult:
     """Toy: train dense, prune once by magnitude at --prune-rate, retrain the ticket from init."""
-    cfg = ctx.cfg
-    t, epochs = cfg.model.timesteps, cfg.train.epochs
-    model = ctx.new_model()
-    init = ctx.save_state_once("init", model)
-    names = ctx.prunable_names(model)
-    dense_masks = M.ones_like(ctx.weights(model, names))
-    dense = ctx.run_phase(model, Phase("dense", init, None, t, epochs, stream=0, tags=ctx.level_tags(0, dense_masks)))
-    masks = ctx.load_masks("one_shot")
-    if masks is None:
-        masks = M.magnitude_prune({n: dense.model_state[n] for n in names}, dense_masks, cfg.search.prune_rate)
-        ctx.save_masks("one_shot", masks)
-    ticket = ctx.run_phase(model, Phase("ticket", init, masks, t, epochs, stream=1, tags=ctx.level_tags(1, masks)))
-    return MethodResult([level_entry(ctx, LevelSpec(0, dense_masks, "dense", dense, t, Spent(), final=True)),
-                         level_entry(ctx, LevelSpec(1, masks, "one_shot", ticket, t, dense.spent, final=True))],
-                        extra={"one_shot_rate": cfg.search.prune_rate})
+    init = kit.init()
+    dense = kit.train("dense", init, None, stream=0, round=0)
+    masks = kit.masks("one_shot", lambda: M.magnitude_prune(dense.weights(), kit.sizes.dense(),
+                                                            kit.cfg.search.prune_rate))
+    ticket = kit.train("ticket", init, masks, stream=1, round=1)
+    return MethodResult([dense.level("dense", kit.sizes.dense(), round=0),
+                         ticket.level("one_shot", masks, round=1, spent=dense.spent)],
+                        extra={"one_shot_rate": kit.cfg.search.prune_rate})
 
 
 @pytest.fixture
@@ -68,7 +60,7 @@ def test_toy_method_through_cli_report_and_export(toy, fmnist_dir, tmp_path, cap
 
 def test_toy_method_resumes_after_a_crash_exactly(toy, fmnist_dir, tmp_path):
     from snnlth.api import search
-    from snnlth.methods.base import Callbacks
+    from snnlth.methods.phases import Callbacks
 
     cfg = search_cfg(fmnist_dir, method="pruneonce", prune_rate=0.6, epochs=3)
     full = search(cfg, out=tmp_path / "full").summary

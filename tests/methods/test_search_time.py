@@ -75,7 +75,7 @@ def test_eval_every_skips_evaluations_but_never_the_last_epoch_of_a_phase(fmnist
     import dataclasses
 
     cfg = search_cfg(fmnist_dir, rounds=1, epochs=4)
-    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, eval_every=3))
+    cfg = dataclasses.replace(cfg, runtime=dataclasses.replace(cfg.runtime, eval_every=3))
     res = search(cfg, out=tmp_path / "r")
     rows = _rows(res.run_dir)
     evaluated = [(r["phase"], r["epoch"]) for r in rows if r["test_accuracy"] is not None]
@@ -86,7 +86,7 @@ def test_eval_every_skips_evaluations_but_never_the_last_epoch_of_a_phase(fmnist
     # an Early-Bird stop is the last epoch of its phase: evaluated too
     eb = search(dataclasses.replace(search_cfg(fmnist_dir, method="eb", target_sparsity=("0.3",), eb_window=2,
                                                eb_threshold=0.5, epochs=6),
-                                    train=dataclasses.replace(cfg.train, epochs=6, eval_every=10)),
+                                    runtime=dataclasses.replace(cfg.runtime, eval_every=10)),
                 out=tmp_path / "eb")
     dense = [r for r in _rows(eb.run_dir) if r["phase"] == "eb_search"]
     assert len(dense) < 6 and [r["test_accuracy"] is not None for r in dense] == [False] * (len(dense) - 1) + [True]

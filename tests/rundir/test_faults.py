@@ -23,7 +23,7 @@ def test_disk_full_keeps_the_previous_checkpoint_and_rerun_resumes(fmnist_dir, t
 
     def full_on_second_checkpoint(fd):
         name = os.readlink(f"/proc/self/fd/{fd}") if os.path.exists(f"/proc/self/fd/{fd}") else ""
-        if ".checkpoint.pt." in name:
+        if ".train.ckpt.pt." in name:
             writes.append(name)
             if len(writes) == 2:
                 raise OSError(errno.ENOSPC, "No space left on device")
@@ -33,9 +33,9 @@ def test_disk_full_keeps_the_previous_checkpoint_and_rerun_resumes(fmnist_dir, t
     capsys.readouterr()
     assert main(args) == 1
     err = one_line_error(capsys)
-    assert f"cannot write {out2 / 'checkpoint.pt'}: No space left on device" in err
-    assert "the previous checkpoint.pt is intact" in err and "rerun the same command to resume" in err
-    assert load_blob(out2 / "checkpoint.pt")["epoch"] == 1  # the epoch-1 checkpoint, whole
+    assert f"cannot write {out2 / 'phases' / 'train.ckpt.pt'}: No space left on device" in err
+    assert "the previous train.ckpt.pt is intact" in err and "rerun the same command to resume" in err
+    assert load_blob(out2 / "phases" / "train.ckpt.pt")["epoch"] == 1  # the epoch-1 checkpoint, whole
     assert not [p for p in out2.iterdir() if p.name.endswith(".tmp")]
     monkeypatch.setattr(atomic.os, "fsync", real_fsync)
     assert main(args) == 0
@@ -83,13 +83,13 @@ def test_ctrl_c_exits_130_and_the_same_command_resumes(fmnist_dir, tmp_path):
            "--epochs", "40"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
-    while not (out / "checkpoint.pt").exists() and time.time() < deadline:
+    while not (out / "phases" / "train.ckpt.pt").exists() and time.time() < deadline:
         time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     assert err.strip().count("\n") == 0 and "rerun the same command to resume" in err and "Traceback" not in err
-    done = load_blob(out / "checkpoint.pt")["epoch"]
+    done = load_blob(out / "phases" / "train.ckpt.pt")["epoch"]
     assert 1 <= done < 40
     rows = (out / "metrics.jsonl").read_text().splitlines()
     assert len(rows) == done
@@ -176,8 +176,8 @@ def test_a_nan_loss_stops_the_run_in_one_line_naming_epoch_batch_and_checkpoint(
     rc = main(["train", "--data-dir", str(fmnist_dir), "--out", str(out), *TINY, "--epochs", "3"])
     err = one_line_error(capsys)
     assert rc == 1
-    assert "NaN or inf at epoch 2, batch 3" in err and f"last good checkpoint {out / 'checkpoint.pt'}, epoch 1" in err
-    assert load_blob(out / "checkpoint.pt")["epoch"] == 1
+    assert "NaN or inf at epoch 2, batch 3" in err and f"last good checkpoint {out / 'phases' / 'train.ckpt.pt'}, epoch 1" in err
+    assert load_blob(out / "phases" / "train.ckpt.pt")["epoch"] == 1
 
 
 def test_skip_batch_leaves_out_the_bad_batch_and_counts_it(fmnist_dir, tmp_path, monkeypatch):
@@ -227,19 +227,19 @@ def test_a_damaged_checkpoint_falls_back_to_the_previous_one(fmnist_dir, tmp_pat
     clean, hurt = tmp_path / "clean", tmp_path / "hurt"
     assert main(["train", "--out", str(clean), *args]) == 0
     with monkeypatch.context() as m:
-        _nan_at(m, epoch=3, batch=1)  # stops after epoch 2: checkpoint.pt (epoch 2) and checkpoint.pt.prev (epoch 1)
+        _nan_at(m, epoch=3, batch=1)  # stops after epoch 2: train.ckpt.pt (epoch 2) and its .prev (epoch 1)
         assert main(["train", "--out", str(hurt), *args]) == 1
-    assert load_blob(hurt / "checkpoint.pt.prev")["epoch"] == 1
-    data = (hurt / "checkpoint.pt").read_bytes()
-    (hurt / "checkpoint.pt").write_bytes(data[: len(data) // 2])  # torn by a failing disk
+    assert load_blob(hurt / "phases" / "train.ckpt.pt.prev")["epoch"] == 1
+    data = (hurt / "phases" / "train.ckpt.pt").read_bytes()
+    (hurt / "phases" / "train.ckpt.pt").write_bytes(data[: len(data) // 2])  # torn by a failing disk
     capsys.readouterr()
     assert main(["train", "--out", str(hurt), *args]) == 0
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and err.startswith("snnlth: warning: ")
-    assert f"{hurt / 'checkpoint.pt'} is damaged or missing; resuming from the previous checkpoint" in err
+    assert f"{hurt / 'phases' / 'train.ckpt.pt'} is damaged or missing; resuming from the previous checkpoint" in err
     assert "(epoch 1)" in err
     assert _rows(hurt) == _rows(clean)  # epochs 2 and 3 redone: the same numbers as the uninterrupted run
-    a, b = load_blob(clean / "checkpoint.pt")["model"], load_blob(hurt / "checkpoint.pt")["model"]
+    a, b = load_blob(clean / "phases" / "train.pt")["model"], load_blob(hurt / "phases" / "train.pt")["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 

@@ -3,7 +3,9 @@ import math
 import pytest
 import torch
 
-from snnlth.snn.neuron import LIF, SeqReLU, lif_multistep, lif_reference
+from snnlth.engine.kernels import kernel_named
+from snnlth.snn.fused import PURE
+from snnlth.snn.neuron import LIF, LIFParams, SeqReLU, lif_multistep, lif_reference
 from snnlth.snn.surrogate import atan_grad, sigmoid_grad, spike
 
 
@@ -34,7 +36,7 @@ def _has_compiler() -> bool:
 
 
 NO_COMPILER = pytest.mark.skipif(not _has_compiler(), reason="torch.compile on CPU needs a C++ compiler")
-KERNELS = ["eager", pytest.param("compiled", marks=NO_COMPILER)]
+KERNELS = ["eager", "pure", pytest.param("compiled", marks=NO_COMPILER)]
 
 
 @pytest.mark.parametrize("kernel", KERNELS)
@@ -47,7 +49,8 @@ def test_fused_matches_reference(detach_reset, surrogate, kernel):
     s_ref, _ = lif_reference(x, surrogate=surrogate, detach_reset=detach_reset)
     (s_ref * g).sum().backward()
     grad_ref, x.grad = x.grad.clone(), None
-    s = lif_multistep(x, surrogate=surrogate, detach_reset=detach_reset, kernel=kernel)
+    impl = PURE if kernel == "pure" else kernel_named(kernel)
+    s = lif_multistep(x, LIFParams(surrogate=surrogate, detach_reset=detach_reset), impl)
     (s * g).sum().backward()
     assert torch.equal(s, s_ref)
     assert torch.allclose(x.grad, grad_ref, atol=1e-6)
@@ -55,9 +58,9 @@ def test_fused_matches_reference(detach_reset, surrogate, kernel):
 
 def test_detached_reset_changes_gradient():
     x = torch.tensor([[1.5], [0.9], [0.9]], requires_grad=True)
-    lif_multistep(x, detach_reset=True).sum().backward()
+    lif_multistep(x, LIFParams(detach_reset=True)).sum().backward()
     g_detached, x.grad = x.grad.clone(), None
-    lif_multistep(x, detach_reset=False).sum().backward()
+    lif_multistep(x, LIFParams(detach_reset=False)).sum().backward()
     assert not torch.allclose(g_detached, x.grad)
 
 
@@ -133,36 +136,34 @@ def test_neurons_are_found_by_predicate_not_type():
     assert set(counter.per_layer) == {"0", "2"} and counter.total() == 3 + 3
 
 
-def test_a_failing_compiled_kernel_falls_back_to_the_eager_one(monkeypatch):
-    from snnlth.snn import neuron
+def test_a_failing_compiled_kernel_falls_back_to_the_eager_one():
+    from snnlth.engine.kernels import CompiledKernel, kernel_named
 
-    kernels = neuron._Kernels()
+    def compile_fn(fn):
+        def broken(*args):
+            raise RuntimeError("no C++ compiler found\nmore lines")
+        return broken
 
-    def broken(*args):
-        raise RuntimeError("no C++ compiler found\nmore lines")
-
-    kernels.compiled = (broken, broken)
-    monkeypatch.setattr(neuron, "_KERNELS", kernels)
+    kernel = CompiledKernel(compile_fn)
     x = (torch.randn(4, 3, 5) * 1.5).requires_grad_()
     with pytest.warns(RuntimeWarning, match="compiled LIF kernel failed .RuntimeError: no C.. compiler found.; using"):
-        s = lif_multistep(x, kernel="compiled")
+        s = lif_multistep(x, kernel=kernel)
     s.sum().backward()  # the backward uses the eager loops too, without a second warning
     assert torch.equal(s, lif_multistep(x.detach()))
-    assert kernels.failed.startswith("RuntimeError")
+    assert kernel.failed.startswith("RuntimeError") and not kernel.fuses
     with pytest.raises(ValueError, match="unknown LIF kernel 'fast'"):
-        lif_multistep(x, kernel="fast")
+        kernel_named("fast")
 
 
-def test_out_of_memory_in_the_compiled_kernel_is_not_a_compile_failure(monkeypatch):
-    from snnlth.snn import neuron
+def test_out_of_memory_in_the_compiled_kernel_is_not_a_compile_failure():
+    from snnlth.engine.kernels import CompiledKernel
 
-    kernels = neuron._Kernels()
+    def compile_fn(fn):
+        def oom(*args):
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+        return oom
 
-    def oom(*args):
-        raise torch.cuda.OutOfMemoryError("CUDA out of memory")
-
-    kernels.compiled = (oom, oom)
-    monkeypatch.setattr(neuron, "_KERNELS", kernels)
+    kernel = CompiledKernel(compile_fn)
     with pytest.raises(torch.cuda.OutOfMemoryError):
-        lif_multistep(torch.randn(3, 2), kernel="compiled")
-    assert kernels.failed is None  # the compiled kernel stays in use
+        lif_multistep(torch.randn(3, 2), kernel=kernel)
+    assert kernel.failed is None  # the compiled kernel stays in use

@@ -81,11 +81,14 @@ def _resize(x: torch.Tensor, size: int | None) -> torch.Tensor:
     return torch.cat(out).round().clamp(0, 255).to(torch.uint8)
 
 
-def load_data(cfg: DataConfig, device: torch.device, seed: int = 0) -> DataBundle:
-    """Find, parse, subset (stratified, seeded by ``seed``), resize and move a dataset to ``device``."""
+def load_data(cfg: DataConfig, device: torch.device, seed: int = 0, data_dir: str | None = None,
+              cache_dir: str | None = None) -> DataBundle:
+    """Find (in ``data_dir``, else ``$SNNLTH_DATA``, then the system's directories), parse (decoded files cached in
+    ``cache_dir``, else next to the data), subset (stratified, seeded by ``seed``), resize and move a dataset to
+    ``device``."""
     spec = DATASETS.get(cfg.dataset)
-    cache = Path(cfg.cache_dir) if cfg.cache_dir else None
-    root = find_dataset_dir(spec, cfg.data_dir)
+    cache = Path(cache_dir) if cache_dir else None
+    root = find_dataset_dir(spec, data_dir)
     (trx, tr_y), (tex, te_y) = spec.load(root, cache)
     for split, x, y in (("training", trx, tr_y), ("test", tex, te_y)):
         check_arrays(spec, root, split, x, y)
@@ -121,9 +124,8 @@ def load_dataset(name: str = "fmnist", *, train_subset: int | None = None, test_
     subsets are stratified and seeded. What :func:`snnlth.find_ticket` takes as ``train`` and ``test``."""
     from snnlth.config import DataConfig
 
-    cfg = DataConfig(dataset=name, data_dir=data_dir, train_subset=train_subset, test_subset=test_subset,
-                     augment=False, resize=resize)
-    data = load_data(cfg, torch.device("cpu"), seed=seed)
+    cfg = DataConfig(dataset=name, train_subset=train_subset, test_subset=test_subset, augment=False, resize=resize)
+    data = load_data(cfg, torch.device("cpu"), seed=seed, data_dir=data_dir)
     return tuple((torch.cat([x for x, _ in eval_batches(data, 4096, split)]), y)  # type: ignore[return-value]
                  for split, y in (("train", data.train_y.long()), ("test", data.test_y.long())))
 

@@ -1,6 +1,6 @@
-"""Speed settings of a training run (TrainConfig ``lif_kernel``, ``compile``, ``channels_last``) applied to a model,
-and the CPU memory policy. None of them changes what is computed beyond float rounding, so none is part of a run's
-identity: a run may be resumed with other settings."""
+"""Speed settings of a training run (``[runtime]`` ``lif_kernel``, ``compile``, ``channels_last``) applied to a
+model: the LIF kernel, the convolution layout of the device, and the CPU memory policy. None of them changes what is
+computed beyond float rounding, so none is part of a run's identity: a run may be resumed with other settings."""
 
 from __future__ import annotations
 
@@ -10,10 +10,12 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
-from snnlth.config import TrainConfig
+from snnlth.config import RuntimeConfig
 from snnlth.engine.cpu_memory import keep_freed_memory
+from snnlth.engine.kernels import CompiledKernel
+from snnlth.engine.layouts import set_conv_layout
 from snnlth.rng import global_rng_kept
-from snnlth.snn.neuron import LIF
+from snnlth.snn.neuron import EAGER, LIF, LIFKernel
 
 # LIF neuron-timesteps of training after which ``auto`` compiles the LIF kernel on CPU (per run: CpuKernelChoice).
 # Measured on a 2-core Xeon (torch 2.13.0): the compiled kernel saves ~1.2-2 ns per neuron-timestep (convnet, vgg16,
@@ -40,14 +42,23 @@ def resolve_lif_kernel(name: str, device: torch.device, work: float | None = Non
     return "compiled" if seen + work >= CPU_COMPILE_MIN_WORK else "eager"
 
 
-class CpuKernelChoice:
-    """``auto``'s choice of LIF kernel on CPU through one run (a train run, or a search: one instance for all its
-    phases). It adds up the neuron-timesteps of the phases it chose for, so a search of many short rounds compiles
-    once their sum reaches the threshold (the compile is paid once per process; a long phase keeps the later short
-    ones compiled)."""
+class KernelChoice:
+    """The LIF kernels of one run (a train run, or a search: one instance for all its phases): its compiled kernel
+    (made on first use, so a failed compile warns once per run) and ``auto``'s choice on CPU, which adds up the
+    neuron-timesteps of the phases it chose for, so a search of many short rounds compiles once their sum reaches
+    the threshold (the compile is paid once per process; a long phase keeps the later short ones compiled)."""
 
     def __init__(self) -> None:
         self.seen = 0.0
+        self._compiled: CompiledKernel | None = None
+
+    def kernel(self, name: str) -> LIFKernel:
+        """The kernel for ``eager`` or ``compiled``."""
+        if name == "eager":
+            return EAGER
+        if self._compiled is None:
+            self._compiled = CompiledKernel()
+        return self._compiled
 
     def choose(self, work: Callable[[], float]) -> str:
         """The kernel for a phase of ``work()`` neuron-timesteps (run with the global random streams kept)."""
@@ -90,29 +101,32 @@ def lif_work(neurons: int, images: int, timesteps: Sequence[int]) -> float:
     return float(neurons) * images * sum(timesteps)
 
 
-def set_lif_kernel(model: nn.Module, kernel: str) -> int:
-    """Point every snnlth :class:`LIF` of ``model`` at ``kernel``; returns how many there are (foreign neurons of
-    an adapter keep their own implementation)."""
+def set_lif_kernel(model: nn.Module, kernel: LIFKernel) -> int:
+    """Hand ``kernel`` to every snnlth :class:`LIF` of ``model``; returns how many there are (foreign neurons of an
+    adapter keep their own implementation)."""
     neurons = [m for m in model.modules() if isinstance(m, LIF)]
     for m in neurons:
         m.kernel = kernel
     return len(neurons)
 
 
-def prepare(model: nn.Module, cfg: TrainConfig, device: torch.device,
+def prepare(model: nn.Module, cfg: RuntimeConfig, device: torch.device,
             wrap: Callable[[nn.Module], nn.Module] | None = None, work: Callable[[], float] | None = None,
-            choice: CpuKernelChoice | None = None) -> Callable[..., torch.Tensor]:
+            choice: KernelChoice | None = None) -> Callable[..., torch.Tensor]:
     """Apply the speed settings to ``model`` (in place) and return what the engine calls as ``forward(x, T)``:
     the model itself, ``wrap(model)`` (data-parallel), or their ``torch.compile`` wrapper (same parameters; state
     dicts stay the model's own). ``work``: the phase's neuron-timesteps (see :func:`lif_work`), asked for only
-    where ``auto`` needs it to choose the LIF kernel (CPU), through ``choice`` (the run's; default a fresh one)."""
+    where ``auto`` needs it to choose the LIF kernel (CPU); ``choice``: the run's kernels (default: this call's)."""
     if device.type == "cpu":
         keep_freed_memory()
+    choice = choice or KernelChoice()
     probe = cfg.lif_kernel == "auto" and device.type == "cpu" and work is not None
     if probe and any(isinstance(m, LIF) for m in model.modules()):
-        set_lif_kernel(model, (choice or CpuKernelChoice()).choose(work))
+        name = choice.choose(work)
     else:
-        set_lif_kernel(model, resolve_lif_kernel(cfg.lif_kernel, device))
+        name = resolve_lif_kernel(cfg.lif_kernel, device)
+    set_lif_kernel(model, choice.kernel(name))
+    set_conv_layout(model, device)
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
         if hasattr(model, "memory_format"):

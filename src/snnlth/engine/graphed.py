@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from snnlth.engine.evaluate import seq_loss
-from snnlth.snn.layers import hooked
+from snnlth.engine.layouts import hooked
 from snnlth.snn.neuron import LIF, is_spiking_neuron
 
 

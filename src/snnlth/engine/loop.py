@@ -11,16 +11,16 @@ from typing import Protocol
 import torch
 from torch import nn
 
-from snnlth.config import TrainConfig
+from snnlth.config import RuntimeConfig, TrainConfig
 from snnlth.data.source import DataSource
 from snnlth.engine.evaluate import autocast, evaluate, seq_correct, seq_loss
-from snnlth.engine.fastpath import CpuKernelChoice, lif_neurons, lif_work, prepare
+from snnlth.engine.fastpath import KernelChoice, lif_neurons, lif_work, prepare
 from snnlth.engine.graphed import GraphedStep, graph_blocker
 from snnlth.engine.masking import MaskEnforcer
 from snnlth.engine.optim import cosine_lr, set_lr
+from snnlth.engine.sync_bn import set_sync_bn
 from snnlth.errors import ConfigError, NumericalError
 from snnlth.parallel import SINGLE, Dist
-from snnlth.snn.layers import set_sync_bn
 
 
 @dataclass
@@ -63,9 +63,34 @@ class FitState:
         return max(accs) if accs else None
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+@dataclass(frozen=True)
+class FitSettings:
+    """How :func:`fit` trains besides model, optimiser and data: the recipe's ``[train]`` section, the ``[runtime]``
+    knobs, this process's rank in a data-parallel run, and the run's LIF kernels (one :class:`KernelChoice` for all
+    phases of a search; default: this call's own)."""
+
+    train: TrainConfig
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    dist: Dist = SINGLE
+    kernels: KernelChoice | None = None
+
+
+class EpochHook(Protocol):
+    """Runs after every training epoch, before the evaluation; returns True to stop training (Early-Bird). It may
+    add fields to ``state.history[-1]``."""
+
+    def after_epoch(self, model: nn.Module, state: FitState) -> bool: ...
+
+
+@dataclass(frozen=True)
+class FitHooks:
+    """What a caller plugs into :func:`fit`: the masks to keep (``enforcer``), epoch hooks, and callbacks after each
+    batch (progress) and each epoch (the caller persists there)."""
+
+    enforcer: MaskEnforcer | None = None
+    epoch_hooks: Sequence[EpochHook] = ()
+    on_batch: Callable[[BatchInfo], None] | None = None
+    on_epoch_end: Callable[[FitState], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -78,28 +103,53 @@ class EpochSpec:
     stream: int = 0
 
 
-def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, data: DataSource, cfg: TrainConfig,
-                spec: EpochSpec, enforcer: MaskEnforcer | None = None,
-                on_batch: Callable[[BatchInfo], None] | None = None,
-                forward: Callable[..., torch.Tensor] | None = None, dist: Dist = SINGLE,
-                graphed: GraphedStep | None = None) -> dict:
-    """One pass over the training data; with an ``enforcer``, pruned weights get no update and stay exactly 0.
-    ``forward``: what runs the model (default: the model; :func:`snnlth.engine.fastpath.prepare` gives a compiled
-    or data-parallel wrapper). ``graphed``: forward, loss and backward replayed as a CUDA graph where it can. The
-    loss and accuracy sums stay on the device: no host sync per batch. With ``dist``
-    of several ranks each trains on its shard of every global batch; the row holds the sums over all ranks."""
+@dataclass(frozen=True)
+class Stepper:
+    """How one training batch is run: ``forward`` (the model, or its compiled or data-parallel wrapper),
+    ``graphed`` (forward, loss and backward replayed as a CUDA graph where it can), the masks kept, the settings."""
+
+    settings: FitSettings
+    forward: Callable[..., torch.Tensor]
+    graphed: GraphedStep | None = None
+    enforcer: MaskEnforcer | None = None
+
+
+class _Sums:
+    """The epoch's running sums on the device (no host sync per batch) and the first non-finite batch."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.loss = torch.zeros((), device=device)
+        self.correct = torch.zeros((), device=device, dtype=torch.long)
+        self.first_bad = torch.full((), -1, device=device, dtype=torch.long)
+        self.seen = self.skipped = 0
+
+    def add(self, loss: torch.Tensor, logits_seq: torch.Tensor, y: torch.Tensor) -> None:
+        self.loss += loss.detach() * len(y)
+        self.correct += seq_correct(logits_seq.detach(), y)
+        self.seen += len(y)
+
+    def all_reduce(self, dist: Dist, device: torch.device) -> None:
+        total = torch.stack([self.loss.double(), self.correct.double(),
+                             torch.tensor(float(self.seen), device=device, dtype=torch.float64)])
+        dist.all_reduce_sum(total)
+        self.loss, self.correct, self.seen = total[0], total[1].long(), int(total[2].item())
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, data: DataSource, step: Stepper,
+                spec: EpochSpec, on_batch: Callable[[BatchInfo], None] | None = None) -> dict:
+    """One pass over the training data; with an enforcer, pruned weights get no update and stay exactly 0. The loss
+    and accuracy sums stay on the device: no host sync per batch. With several ranks each trains on its shard of
+    every global batch; the row holds the sums over all ranks."""
     model.train()
-    forward = model if forward is None else forward
-    device = data.device
-    loss_sum = torch.zeros((), device=device)
-    correct = torch.zeros((), device=device, dtype=torch.long)
-    # a compiled model wants one batch shape: the ragged last batch is left out (as drop_last), not recompiled for
-    static = cfg.compile
-    seen = skipped = 0
-    skip_bad = cfg.on_nan == "skip-batch"
-    first_bad = torch.full((), -1, device=device, dtype=torch.long)  # the first non-finite batch, kept on the device
+    cfg, dist, device = step.settings.train, step.settings.dist, data.device
+    static = step.settings.runtime.compile  # a compiled model wants one batch shape: the ragged last batch is left out
+    sums = _Sums(device)
     batches = data.num_train // cfg.batch_size if static else -(-data.num_train // cfg.batch_size)
-    timesteps, amp = spec.timesteps, cfg.amp
     _sync(device)
     start = time.perf_counter()
     for i, (x, y) in enumerate(data.train_batches(cfg.batch_size, cfg.seed, spec.stream, spec.epoch)):
@@ -108,49 +158,55 @@ def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, data: DataSo
         part = dist.shard(x, y)
         if part is None:
             break  # a ragged last batch smaller than the world: every rank leaves it out alike
-        x, y, scale = part
-        replayed = graphed.step(x, y, timesteps) if graphed is not None else None
-        if replayed is not None:
-            loss, logits_seq = replayed  # the gradients are in place already
-        else:
-            with autocast(device, amp):
-                logits_seq = forward(x, timesteps)  # [T, B, C]
-            loss = seq_loss(logits_seq, y)
-        if skip_bad:  # asks the device every batch: the price of choosing skip-batch
-            if not bool(torch.isfinite(loss)):
-                skipped += 1
-                continue
-        else:
-            first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss), i, first_bad)
-            if device.type == "cpu" or i % 50 == 49:  # free on CPU; on CUDA a sync every 50 batches
-                _stop_if_bad(first_bad, spec)
-        if replayed is None:
-            optimizer.zero_grad(set_to_none=True)
-            (loss * scale if scale != 1.0 else loss).backward()
-        if enforcer is not None:
-            enforcer.grads_()
-        optimizer.step()
-        if enforcer is not None:
-            enforcer.weights_()
-        loss_sum += loss.detach() * len(y)
-        correct += seq_correct(logits_seq.detach(), y)
-        seen += len(y)
+        if not _train_batch(step, optimizer, part, spec, (i, sums)):
+            continue
         if on_batch is not None:
-            on_batch(BatchInfo(spec.epoch, spec.epochs, i + 1, batches, loss_sum, correct, seen,
+            on_batch(BatchInfo(spec.epoch, spec.epochs, i + 1, batches, sums.loss, sums.correct, sums.seen,
                                time.perf_counter() - start))
-    _stop_if_bad(first_bad, spec)
+    _stop_if_bad(sums.first_bad, spec)
     if dist.active:
-        total = torch.stack([loss_sum.double(), correct.double(), torch.tensor(float(seen), device=device,
-                                                                               dtype=torch.float64)])
-        dist.all_reduce_sum(total)
-        loss_sum, correct, seen = total[0], total[1].long(), int(total[2].item())
+        sums.all_reduce(dist, device)
     _sync(device)
     seconds = time.perf_counter() - start
-    row = {"train_loss": loss_sum.item() / max(seen, 1), "train_accuracy": 100.0 * correct.item() / max(seen, 1),
-           "train_seconds": seconds, "images_per_second": seen / max(seconds, 1e-9)}
-    if skipped:
-        row["skipped_batches"] = skipped
+    row = {"train_loss": sums.loss.item() / max(sums.seen, 1),
+           "train_accuracy": 100.0 * sums.correct.item() / max(sums.seen, 1),
+           "train_seconds": seconds, "images_per_second": sums.seen / max(seconds, 1e-9)}
+    if sums.skipped:
+        row["skipped_batches"] = sums.skipped
     return row
+
+
+def _train_batch(step: Stepper, optimizer: torch.optim.Optimizer, part: tuple, spec: EpochSpec,
+                 where: tuple[int, _Sums]) -> bool:
+    """Forward, loss, backward and update of one batch ``part = (x, y, loss scale)``; False when it was skipped
+    (``--on-nan skip-batch``). ``where``: the batch's index and the epoch's sums."""
+    (x, y, scale), (i, sums) = part, where
+    device = x.device
+    replayed = step.graphed.step(x, y, spec.timesteps) if step.graphed is not None else None
+    if replayed is not None:
+        loss, logits_seq = replayed  # the gradients are in place already
+    else:
+        with autocast(device, step.settings.train.amp):
+            logits_seq = step.forward(x, spec.timesteps)  # [T, B, C]
+        loss = seq_loss(logits_seq, y)
+    if step.settings.runtime.on_nan == "skip-batch":  # asks the device every batch: the price of choosing it
+        if not bool(torch.isfinite(loss)):
+            sums.skipped += 1
+            return False
+    else:
+        sums.first_bad = torch.where((sums.first_bad < 0) & ~torch.isfinite(loss), i, sums.first_bad)
+        if device.type == "cpu" or i % 50 == 49:  # free on CPU; on CUDA a sync every 50 batches
+            _stop_if_bad(sums.first_bad, spec)
+    if replayed is None:
+        optimizer.zero_grad(set_to_none=True)
+        (loss * scale if scale != 1.0 else loss).backward()
+    if step.enforcer is not None:
+        step.enforcer.grads_()
+    optimizer.step()
+    if step.enforcer is not None:
+        step.enforcer.weights_()
+    sums.add(loss, logits_seq, y)
+    return True
 
 
 def _stop_if_bad(first_bad: torch.Tensor, spec: EpochSpec) -> None:
@@ -164,87 +220,93 @@ def _stop_if_bad(first_bad: torch.Tensor, spec: EpochSpec) -> None:
 class Schedule:
     """What one call of :func:`fit` trains: a cosine schedule over ``epochs``, at ``timesteps`` (a number, or a
     function of the epoch: Early-Time decides T_early only at the end of its warm-up), on data stream ``stream``.
-    The test set is evaluated every ``eval_every`` epochs and always after the last epoch (or an early stop)."""
+    The test set is evaluated every ``--eval-every`` epochs and always after the last epoch (or an early stop)."""
 
     epochs: int
     timesteps: int | Callable[[int], int]
     stream: int = 0
-    eval_every: int = 1
     stop_epoch: int | None = None  # train only up to this epoch (the schedule still spans ``epochs``)
 
     def timesteps_at(self, epoch: int) -> int:
         return int(self.timesteps(epoch)) if callable(self.timesteps) else int(self.timesteps)
 
-
-class EpochHook(Protocol):
-    """Runs after every training epoch, before the evaluation; returns True to stop training (Early-Bird). It may
-    add fields to ``state.history[-1]``."""
-
-    def after_epoch(self, model: nn.Module, state: FitState) -> bool: ...
+    @property
+    def end(self) -> int:
+        return self.epochs if self.stop_epoch is None else min(self.stop_epoch, self.epochs)
 
 
 _NOT_EVALUATED = {"test_loss": None, "test_accuracy": None, "spikes_per_image": None, "synops_per_image": None,
                   "macs_per_image": None, "energy_uj_per_image": None, "eval_seconds": 0.0}
+_COUNTS = ("spikes_per_image", "synops_per_image", "macs_per_image", "energy_uj_per_image")
 
 
-def fit(model: nn.Module, optimizer: torch.optim.Optimizer, data: DataSource, cfg: TrainConfig, schedule: Schedule,
-        state: FitState | None = None, *, enforcer: MaskEnforcer | None = None, hooks: Sequence[EpochHook] = (),
-        on_batch: Callable[[BatchInfo], None] | None = None,
-        on_epoch_end: Callable[[FitState], None] | None = None, dist: Dist = SINGLE,
-        lif_choice: CpuKernelChoice | None = None) -> FitState:
+def fit(model: nn.Module, optimizer: torch.optim.Optimizer, data: DataSource, settings: FitSettings,
+        schedule: Schedule, state: FitState | None = None, hooks: FitHooks = FitHooks()) -> FitState:
     """Train from ``state.epoch`` to the end of ``schedule`` (or a hook's stop), one history row per epoch.
 
-    Per epoch: train, run ``hooks``, evaluate when due, then ``on_epoch_end`` (the caller persists). Data order and
-    augmentation of epoch e are a pure function of (seed, stream, e), so resuming from a checkpointed state replays
-    exactly the same batches, whatever the number of ranks. ``wall_seconds`` of a row covers training, hooks and
-    evaluation. With ``dist`` of several ranks: data-parallel training (DDP), rank 0's buffers and stop decisions on
-    every rank, each rank evaluating the whole test set with the same weights. ``lif_choice``: the run's record for
-    ``--lif-kernel auto`` on CPU (one per search, shared by its phases; default: this call alone)."""
+    Per epoch: train, run the epoch hooks, evaluate when due, then ``hooks.on_epoch_end`` (the caller persists).
+    Data order and augmentation of epoch e are a pure function of (seed, stream, e), so resuming from a checkpointed
+    state replays exactly the same batches, whatever the number of ranks. ``wall_seconds`` of a row covers
+    training, hooks and evaluation. With several ranks: data-parallel training (DDP), rank 0's buffers and stop
+    decisions on every rank, each rank evaluating the whole test set with the same weights."""
     state = state or FitState()
-    end = schedule.epochs if schedule.stop_epoch is None else min(schedule.stop_epoch, schedule.epochs)
+    step, eval_forward = _stepper(model, data, settings, schedule, state, hooks.enforcer)
+    for epoch in range(state.epoch, schedule.end):
+        start = time.perf_counter()
+        timesteps = schedule.timesteps_at(epoch)
+        lr = cosine_lr(settings.train.lr, epoch, schedule.epochs)
+        set_lr(optimizer, lr)
+        row = train_epoch(model, optimizer, data, step, EpochSpec(epoch, schedule.epochs, timesteps, schedule.stream),
+                          hooks.on_batch)
+        settings.dist.sync_buffers(model)
+        state.history.append({"epoch": epoch + 1, "timesteps": timesteps, "lr": lr, **row})
+        state.epoch = epoch + 1
+        stop = settings.dist.broadcast(any([hook.after_epoch(model, state) for hook in hooks.epoch_hooks]))  # all run
+        _evaluate_if_due(model, data, settings, (stop or state.epoch == schedule.epochs, timesteps), eval_forward,
+                         state)
+        state.history[-1]["wall_seconds"] = time.perf_counter() - start
+        if hooks.on_epoch_end is not None:
+            hooks.on_epoch_end(state)
+        if stop:
+            break
+    return state
+
+
+def _stepper(model: nn.Module, data: DataSource, settings: FitSettings, schedule: Schedule, state: FitState,
+             enforcer: MaskEnforcer | None) -> tuple[Stepper, Callable]:
+    """The batch runner of this call of :func:`fit` (the speed settings applied to ``model``), and what evaluation
+    runs (the model itself under data-parallel training: no buffer broadcasts)."""
+    dist, runtime = settings.dist, settings.runtime
     if dist.active:
         try:
-            set_sync_bn(model, cfg.sync_bn)
+            set_sync_bn(model, settings.train.sync_bn)
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
 
     def work() -> float:  # what this process trains in this call, in LIF neuron-timesteps (``auto`` on CPU)
-        if end <= state.epoch:
+        if schedule.end <= state.epoch:
             return 0.0
-        neurons = lif_neurons(model, data.sample(1, cfg.seed), schedule.timesteps_at(state.epoch))
+        neurons = lif_neurons(model, data.sample(1, settings.train.seed), schedule.timesteps_at(state.epoch))
         images = data.num_train // dist.world_size  # each rank trains its shard
-        return lif_work(neurons, images, [schedule.timesteps_at(e) for e in range(state.epoch, end)])
+        return lif_work(neurons, images, [schedule.timesteps_at(e) for e in range(state.epoch, schedule.end)])
 
-    forward = prepare(model, cfg, data.device, wrap=(lambda m: dist.wrap(m, data.device)) if dist.active else None,
-                      work=work, choice=lif_choice)
-    eval_forward = model if dist.active else forward  # no buffer broadcasts in evaluation
-    graphed = (GraphedStep(model, forward, cfg.amp)
-               if cfg.cuda_graph and graph_blocker(model, data.device, dist.active) is None else None)
-    for epoch in range(state.epoch, end):
-        start = time.perf_counter()
-        timesteps = schedule.timesteps_at(epoch)
-        lr = cosine_lr(cfg.lr, epoch, schedule.epochs)
-        set_lr(optimizer, lr)
-        row = train_epoch(model, optimizer, data, cfg, EpochSpec(epoch, schedule.epochs, timesteps, schedule.stream),
-                          enforcer, on_batch, forward, dist, graphed)
-        dist.sync_buffers(model)
-        state.history.append({"epoch": epoch + 1, "timesteps": timesteps, "lr": lr, **row})
-        state.epoch = epoch + 1
-        stop = dist.broadcast(any([hook.after_epoch(model, state) for hook in hooks]))  # a list: every hook runs
-        last = stop or state.epoch == schedule.epochs
-        if last or state.epoch % schedule.eval_every == 0:
-            t0 = time.perf_counter()
-            # spikes and operations are counted on the phase's last evaluation only (the level's numbers)
-            test = evaluate(model, data, timesteps, cfg.eval_batch_size, cfg.amp, count=last, forward=eval_forward)
-            state.history[-1].update(test_loss=test["loss"], test_accuracy=test["accuracy"],
-                                     **{k: test[k] for k in ("spikes_per_image", "synops_per_image",
-                                                             "macs_per_image", "energy_uj_per_image")},
-                                     eval_seconds=time.perf_counter() - t0)
-        else:
-            state.history[-1].update(_NOT_EVALUATED)
-        state.history[-1]["wall_seconds"] = time.perf_counter() - start
-        if on_epoch_end is not None:
-            on_epoch_end(state)
-        if stop:
-            break
-    return state
+    forward = prepare(model, runtime, data.device, wrap=(lambda m: dist.wrap(m, data.device)) if dist.active else None,
+                      work=work, choice=settings.kernels)
+    graphed = (GraphedStep(model, forward, settings.train.amp)
+               if runtime.cuda_graph and graph_blocker(model, data.device, dist.active) is None else None)
+    return Stepper(settings, forward, graphed, enforcer), (model if dist.active else forward)
+
+
+def _evaluate_if_due(model: nn.Module, data: DataSource, settings: FitSettings, when: tuple[bool, int],
+                     forward: Callable, state: FitState) -> None:
+    """Evaluate on the test set after the last epoch of a phase (``when[0]``: counting spikes and operations, the
+    level's numbers) and every ``--eval-every`` epochs, at T ``when[1]``; the row gets the results or Nones."""
+    last, timesteps = when
+    runtime = settings.runtime
+    if not (last or state.epoch % runtime.eval_every == 0):
+        state.history[-1].update(_NOT_EVALUATED)
+        return
+    t0 = time.perf_counter()
+    test = evaluate(model, data, timesteps, runtime.eval_batch_size, settings.train.amp, count=last, forward=forward)
+    state.history[-1].update(test_loss=test["loss"], test_accuracy=test["accuracy"], **{k: test[k] for k in _COUNTS},
+                             eval_seconds=time.perf_counter() - t0)

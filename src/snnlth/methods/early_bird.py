@@ -10,11 +10,11 @@ from dataclasses import dataclass
 
 from snnlth import masks as M
 from snnlth.config import SearchConfig
-from snnlth.methods.base import Phase, SearchContext, Spent, ensure_finite
 from snnlth.methods.early_time import EarlyTimePlan
-from snnlth.methods.imp import RewindHook
-from snnlth.methods.levels import LevelSpec, level_entry
+from snnlth.methods.kit import MethodKit, ensure_finite
+from snnlth.methods.phases import Spent
 from snnlth.methods.registry import MethodResult, MethodSpec, register_method
+from snnlth.methods.rounds import RewindHook
 from snnlth.rng import STREAM
 from snnlth.rundir.store import RunStore
 
@@ -54,16 +54,16 @@ class EarlyBirdTracker:
     once every target is detected and the rewind epoch has been reached. Its own time is search work: each row
     gets ``eb_seconds``."""
 
-    def __init__(self, ctx: SearchContext, names: list[str], targets: list[Target], min_epochs: int = 0) -> None:
-        s = ctx.cfg.search
-        self.ctx, self.names, self.targets, self.min_epochs = ctx, names, targets, min_epochs
+    def __init__(self, kit: MethodKit, targets: list[Target], min_epochs: int = 0) -> None:
+        s = kit.cfg.search
+        self.kit, self.targets, self.min_epochs = kit, targets, min_epochs
         self.q, self.tau = s.eb_window, s.eb_threshold
         self.windows: list[list[M.Masks]] = [[] for _ in self.targets]
         self.detected: list[int | None] = [None for _ in self.targets]
 
     def after_epoch(self, model, state) -> bool:
         start = time.perf_counter()
-        weights = self.ctx.weights(model, self.names)
+        weights = self.kit.weights(model)
         ensure_finite(weights, f"Early-Bird mask at epoch {state.epoch}")
         distances = []
         for i, target in enumerate(self.targets):
@@ -77,8 +77,8 @@ class EarlyBirdTracker:
             distances.append(dist)
             if dist is not None and dist < self.tau:
                 self.detected[i] = state.epoch
-                self.ctx.save_masks(f"eb_{i}", window[-1])
-                self.ctx.event(f"Early-Bird: ticket at sparsity {target.sparsity:.2%} found at epoch {state.epoch} "
+                self.kit.store.save_masks(f"eb_{i}", window[-1])
+                self.kit.event(f"Early-Bird: ticket at sparsity {target.sparsity:.2%} found at epoch {state.epoch} "
                                f"(max mask distance {dist:.4f} < {self.tau})")
         state.history[-1].update(eb_distance=distances, eb_seconds=time.perf_counter() - start)
         return all(d is not None for d in self.detected) and state.epoch >= self.min_epochs
@@ -88,9 +88,9 @@ class EarlyBirdTracker:
         out = []
         for i, target in enumerate(self.targets):
             converged = self.detected[i] is not None
-            if not converged and self.ctx.load_masks(f"eb_{i}") is None:
-                self.ctx.save_masks(f"eb_{i}", self.windows[i][-1])
-                self.ctx.event(f"Early-Bird: no ticket at sparsity {target.sparsity:.2%} within {last_epoch} "
+            if not converged and self.kit.store.load_masks(f"eb_{i}") is None:
+                self.kit.store.save_masks(f"eb_{i}", self.windows[i][-1])
+                self.kit.event(f"Early-Bird: no ticket at sparsity {target.sparsity:.2%} within {last_epoch} "
                                f"epochs (masks never settled below {self.tau}); using the last mask")
             out.append({"target_sparsity": target.sparsity, "imp_round": target.imp_round,
                         "survivors": M.survivors_total(target.keep),
@@ -105,38 +105,32 @@ class EarlyBirdTracker:
         self.detected = list(state["detected"])
 
 
-def run_early_bird(ctx: SearchContext, source: RunStore | None = None) -> MethodResult:
-    cfg, s = ctx.cfg, ctx.cfg.search
-    epochs, rewind, full_t = cfg.train.epochs, s.rewind_epoch, cfg.model.timesteps
-    model = ctx.new_model()
-    init = ctx.save_state_once("init", model)
-    names = ctx.prunable_names(model)
-    plan = EarlyTimePlan(ctx)
-    dense = M.ones_like(ctx.weights(model, names))
-    targets = resolve_targets(s, dense)
+def run_early_bird(kit: MethodKit, source: RunStore | None = None) -> MethodResult:
+    cfg, s = kit.cfg, kit.cfg.search
     official = cfg.train.quirks == "official"  # the official code: dense run at 2x lr, tickets retrained from init
+    init = kit.init()
+    plan = EarlyTimePlan(kit)
+    targets = resolve_targets(s, kit.sizes.dense())
     # the dense run goes on to the rewind epoch and to the end of the Early-Time warm-up (a run labelled +ET has
     # always made its choice)
-    tracker = EarlyBirdTracker(ctx, names, targets, min_epochs=max(rewind, plan.warmup))
-    ctx.event(f"Early-Bird search: dense training up to {epochs} epochs, targets "
+    tracker = EarlyBirdTracker(kit, targets, min_epochs=max(s.rewind_epoch, plan.warmup))
+    kit.event(f"Early-Bird search: dense training up to {cfg.train.epochs} epochs, targets "
               f"{', '.join(f'{t.sparsity:.2%}' for t in targets)}")
-    search = ctx.run_phase(model, Phase("eb_search", init, None, plan.timesteps, epochs, stream=STREAM.round(0),
-                                        tags=ctx.level_tags(0, dense),
-                                        hooks=(RewindHook(ctx, rewind), plan, tracker),
-                                        lr_scale=2.0 if official else 1.0))
+    search = kit.train("eb_search", init, None, stream=STREAM.round(0), round=0, timesteps=plan.timesteps,
+                       hooks=(RewindHook(kit, s.rewind_epoch), plan, tracker), lr_scale=2.0 if official else 1.0)
     eb = tracker.finish(len(search.history))
-    start = init if rewind == 0 or official else ctx.load_state("rewind")
+    start = init if s.rewind_epoch == 0 or official else kit.store.load_state("rewind")
     levels = []
     for i, info in enumerate(eb):
-        masks = ctx.load_masks(f"eb_{i}")
-        ctx.event(f"retraining the Early-Bird ticket at sparsity {info['target_sparsity']:.2%} at full T={full_t}")
-        phase = ctx.run_phase(model, Phase(f"retrain_eb_{i}", start, masks, full_t, epochs if official else
-                                           epochs - rewind,
-                                           stream=STREAM.eb_retrain(i),
-                                           tags={"target": info["target_sparsity"], "retrain": True}))
-        spent = ticket_spent(search.history, info["detection_epoch"], 0 if official else rewind, plan)
-        entry = level_entry(ctx, LevelSpec(None, masks, f"eb_{i}", phase, full_t, spent, final=True))
-        levels.append({**entry, "eb_target": i, "imp_round": info["imp_round"]})
+        masks = kit.store.load_masks(f"eb_{i}")
+        kit.event(f"retraining the Early-Bird ticket at sparsity {info['target_sparsity']:.2%} at full "
+                  f"T={cfg.model.timesteps}")
+        ticket = kit.train(f"retrain_eb_{i}", start, masks, stream=STREAM.eb_retrain(i), retrain=True,
+                           epochs=cfg.train.epochs if official else cfg.train.epochs - s.rewind_epoch,
+                           tags={"target": info["target_sparsity"]})
+        spent = ticket_spent(search.history, info["detection_epoch"], 0 if official else s.rewind_epoch, plan)
+        levels.append({**ticket.level(f"eb_{i}", masks, round=None, spent=spent), "eb_target": i,
+                       "imp_round": info["imp_round"]})
     return MethodResult(levels, plan.info, eb)
 
 

@@ -10,7 +10,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from snnlth.data.source import DataSource
-from snnlth.methods.base import SearchContext, Spent
+from snnlth.methods.kit import MethodKit
+from snnlth.methods.phases import Spent
 
 
 def kl_by_timestep(logits_seq: torch.Tensor, direction: str = "paper") -> dict[int, float]:
@@ -74,10 +75,10 @@ class EarlyTimePlan:
     The choice is stored in ``early_time.json`` and reused on resume.
     """
 
-    def __init__(self, ctx: SearchContext) -> None:
-        self.ctx = ctx
-        s = ctx.cfg.search
-        self.full_t = ctx.cfg.model.timesteps
+    def __init__(self, kit: MethodKit) -> None:
+        self.kit = kit
+        s = kit.cfg.search
+        self.full_t = kit.cfg.model.timesteps
         self.mode = s.early_time_mode
         self.warmup = s.et_warmup_epochs if self.mode == "auto" else 0
         self.t_early: int | None = None
@@ -87,8 +88,8 @@ class EarlyTimePlan:
         elif isinstance(self.mode, int):
             self.t_early = self.mode
             self.info = {"mode": "forced", "t_early": self.mode, "kl": {}}
-        elif ctx.store.has_record("early_time"):
-            self._take(ctx.record("early_time", dict))
+        elif kit.store.has_record("early_time"):
+            self._take(kit.record("early_time", dict))
 
     @property
     def active(self) -> bool:
@@ -104,9 +105,9 @@ class EarlyTimePlan:
         self.info, self.t_early = info, int(info["t_early"])
 
     def _choose(self, model: nn.Module) -> dict:
-        s, start = self.ctx.cfg.search, time.perf_counter()
-        x = fixed_batch(self.ctx.data, s.et_batch, self.ctx.cfg.train.seed)
-        official = self.ctx.cfg.train.quirks == "official"
+        s, start = self.kit.cfg.search, time.perf_counter()
+        x = fixed_batch(self.kit.data, s.et_batch, self.kit.cfg.train.seed)
+        official = self.kit.cfg.train.quirks == "official"
         direction = "code" if official else s.et_kl
         kl = measure_kl(model, x, self.full_t, direction, train_mode=official)
         t_early, norm = choose_t_early(kl, s.et_threshold, by="max" if official else "t2",
@@ -119,12 +120,12 @@ class EarlyTimePlan:
     # EpochHook protocol
     def after_epoch(self, model: nn.Module, state) -> bool:
         if self.mode == "auto" and state.epoch == self.warmup and self.info is None:
-            self._take(self.ctx.record("early_time", lambda: self._choose(model)))
+            self._take(self.kit.record("early_time", lambda: self._choose(model)))
             if self.info["kl"]["2"] <= 1e-12:
-                self.ctx.event("Early-Time: the output does not change with t (KL = 0; too little training or no "
+                self.kit.event("Early-Time: the output does not change with t (KL = 0; too little training or no "
                                "spikes reach the readout?): keeping full T; try more --et-warmup-epochs")
             norm = ", ".join(f"t={t}: {v:.3f}" for t, v in self.info["kl_normalized"].items())
-            self.ctx.event(f"Early-Time: searching at T_early={self.t_early} of T={self.full_t} "
+            self.kit.event(f"Early-Time: searching at T_early={self.t_early} of T={self.full_t} "
                            f"(normalised KL {norm}; threshold {self.info['threshold']})")
         return False
 
@@ -142,3 +143,33 @@ class EarlyTimePlan:
     def spent(self) -> Spent:
         """The selection counts as search work (and wall clock), once."""
         return Spent.selection(self.selection_seconds)
+
+
+class EarlyTime:
+    """Early-Time as a modifier of round-based methods (:mod:`snnlth.methods.rounds`): round 0 at full T through the
+    warm-up, then at T_early, as every later round; the selection counts as search work once, after round 0. With
+    ``--early-time off`` it changes nothing (``early_time`` is null in the summary)."""
+
+    cuts_rounds = False
+
+    def __init__(self, kit: MethodKit) -> None:
+        self.plan = EarlyTimePlan(kit)
+
+    def timesteps(self, k: int):
+        return self.plan.timesteps if k == 0 else self.plan.t_early
+
+    def min_epochs(self, k: int) -> int:
+        return self.plan.warmup if k == 0 else 0
+
+    def hooks(self, plan) -> tuple:
+        return (self.plan,) if plan.k == 0 else ()
+
+    @property
+    def off_path(self) -> bool:
+        return self.plan.active
+
+    def spent_after(self, k: int) -> Spent:
+        return self.plan.spent if k == 0 else Spent()
+
+    def record(self, trained: dict) -> tuple[str, dict | None]:
+        return "early_time", self.plan.info

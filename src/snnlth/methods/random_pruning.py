@@ -11,17 +11,17 @@ import torch
 from snnlth import masks as M
 from snnlth.config import SearchRunConfig
 from snnlth.errors import ConfigError
-from snnlth.methods.base import SearchContext
-from snnlth.methods.imp import PruneFn, run_rounds
+from snnlth.methods.kit import MethodKit
 from snnlth.methods.registry import MethodResult, MethodSpec, register_method
+from snnlth.methods.rounds import PruneFn, run_rounds
 from snnlth.methods.source import source_masks
 from snnlth.rng import RANDOM_PRUNE_STRIDE
 from snnlth.rundir.store import RunStore
 
 
-def random_rule(ctx: SearchContext, reference: Callable[[int], M.Masks] | None = None) -> PruneFn:
+def random_rule(kit: MethodKit, reference: Callable[[int], M.Masks] | None = None) -> PruneFn:
     """Random pruning at the same per-round rate; with ``reference``, the same per-layer counts as its round-k masks."""
-    s, seed = ctx.cfg.search, ctx.cfg.train.seed
+    s, seed = kit.cfg.search, kit.cfg.train.seed
 
     def rule(k: int, _weights: M.Weights, masks: M.Masks) -> M.Masks:
         gen = torch.Generator().manual_seed(seed * RANDOM_PRUNE_STRIDE + k)
@@ -30,13 +30,11 @@ def random_rule(ctx: SearchContext, reference: Callable[[int], M.Masks] | None =
     return rule
 
 
-def run_random(ctx: SearchContext, source: RunStore | None = None) -> MethodResult:
+def run_random(kit: MethodKit, source: RunStore | None = None) -> MethodResult:
     reference = None
     if source is not None:
-        names = ctx.prunable_names(ctx.shape_model())
-        reference = lambda k: source_masks(source, f"round_{k:02d}", ctx, names)  # noqa: E731
-    levels, plan, _ = run_rounds(ctx, random_rule(ctx, reference))
-    return MethodResult(levels, plan.info)
+        reference = lambda k: source_masks(source, f"round_{k:02d}", kit.sizes)  # noqa: E731
+    return MethodResult.of_rounds(run_rounds(kit, random_rule(kit, reference)))
 
 
 def _enough_rounds(cfg: SearchRunConfig, saved: dict, where: Path) -> None:

@@ -3,9 +3,11 @@
 The runner, the CLI's ``--method`` values, the labels a report shows, the ``--from`` checks and the fields that name a
 run all come from here. Adding a method is one file (plus its tests)::
 
-    def run_toy(ctx: SearchContext, source: RunStore | None) -> MethodResult:
-        ...  # drive ctx.run_phase(...), return the levels
-    METHODS.register("toy")(MethodSpec("toy", "Toy", run_toy, "one line for `snnlth methods`", fields=("rounds",)))
+    def run_toy(kit: MethodKit, source: RunStore | None) -> MethodResult:
+        ...  # kit.train(...) its phases, return their levels
+    register_method(MethodSpec("toy", "Toy", run_toy, "one line for `snnlth methods`", fields=("rounds",)))
+
+(:class:`snnlth.methods.kit.MethodKit` is what a method works with; docs/extending.md has a whole method.)
 """
 
 from __future__ import annotations
@@ -33,13 +35,20 @@ SAME_AS_SOURCE = (("model", "timesteps"), ("train", "epochs"), ("search", "rewin
 
 @dataclass
 class MethodResult:
-    """What every method returns: its levels (entries of ``summary.json["levels"]``), plus the Early-Time choice,
-    the Early-Bird records and any other summary keys of its own (``extra``)."""
+    """What every method returns: its levels (entries of ``summary.json["levels"]``, made by ``Trained.level``),
+    plus the Early-Time choice, the Early-Bird records and any other summary keys of its own (``extra``)."""
 
     levels: list[dict]
     early_time: dict | None = None
     eb: list[dict] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def of_rounds(cls, rounds, **extra: Any) -> MethodResult:
+        """The result of a round-based method (a :class:`~snnlth.methods.rounds.RoundsResult`): its levels, and its
+        modifiers' records (``early_time``; ``round_stop`` as an extra summary key)."""
+        records = dict(rounds.records)
+        return cls(rounds.levels, records.pop("early_time", None), extra={**records, **extra})
 
 
 @dataclass(frozen=True)
@@ -49,7 +58,8 @@ class MethodSpec:
     Attributes:
         name: the ``--method`` value.
         label: how reports name it (the paper's spelling); ``+ET`` is appended for Early-Time runs.
-        run: ``run(ctx, source) -> MethodResult``; ``source`` is the ``--from`` run (a RunStore) or None.
+        run: ``run(kit, source) -> MethodResult``, ``kit`` a :class:`~snnlth.methods.kit.MethodKit`, ``source``
+            the ``--from`` run (a RunStore) or None.
         summary: one line for ``snnlth methods``.
         fields: the ``[search]`` fields it reads besides :data:`COMMON_FIELDS`. Only these (and the Early-Time
             fields when it runs with Early-Time) name a run, so a field a method ignores never splits its runs.

@@ -9,25 +9,27 @@ from __future__ import annotations
 import time
 
 from snnlth import masks as M
-from snnlth.methods.base import SearchContext, ensure_finite
+from snnlth.methods.kit import MethodKit, ensure_finite
+from snnlth.methods.phases import Spent
 
 
 class RoundStopHook:
-    """Epoch hook of one IMP round with masks ``alive``: keeps the last q next-round masks and stops the round once
-    they have settled, never before ``min_epochs`` (the rewind point, the Early-Time warm-up). Each row gets
-    ``round_stop_distance`` (None until q masks exist) and ``round_stop_seconds`` (search work, like Early-Bird's)."""
+    """Epoch hook of one IMP round with masks ``alive``: keeps the last q masks the round would hand on (``rule`` of
+    the current weights) and stops the round once they have settled, never before ``min_epochs`` (the rewind point,
+    the Early-Time warm-up). Each row gets ``round_stop_distance`` (None until q masks exist) and
+    ``round_stop_seconds`` (search work, like Early-Bird's)."""
 
-    def __init__(self, ctx: SearchContext, names: list[str], alive: M.Masks, rule, min_epochs: int = 0) -> None:
-        s = ctx.cfg.search
-        self.ctx, self.names, self.alive, self.rule, self.min_epochs = ctx, names, alive, rule, min_epochs
+    def __init__(self, kit: MethodKit, alive: M.Masks, rule, min_epochs: int = 0) -> None:
+        s = kit.cfg.search
+        self.kit, self.alive, self.rule, self.min_epochs = kit, alive, rule, min_epochs
         self.q, self.tau = s.round_stop_window, s.round_stop_threshold
         self.window: list[M.Masks] = []
 
     def after_epoch(self, model, state) -> bool:
         start = time.perf_counter()
-        weights = self.ctx.weights(model, self.names)
+        weights = self.kit.weights(model)
         ensure_finite(weights, f"round-stop mask at epoch {state.epoch}")
-        self.window.append(self.rule(weights, self.alive))
+        self.window.append(self.rule(weights))
         del self.window[: -self.q]
         dist = M.max_distance(self.window, self.alive) if len(self.window) == self.q else None
         stop = dist is not None and dist < self.tau and state.epoch >= self.min_epochs
@@ -48,3 +50,34 @@ def stop_record(round_: int, history: list[dict], epochs: int) -> dict:
     last = history[-1].get("round_stop_distance") if history else None
     return {"round": round_, "stop_epoch": ran, "epochs": epochs, "stopped_early": ran < epochs,
             "distance": last}
+
+
+class RoundStop:
+    """Round stop as a modifier of round-based methods (:mod:`snnlth.methods.rounds`): each round's hook ends it once
+    its next mask has settled, so the rounds leave the tickets' path (the ``--retrain-at`` levels are trained in full
+    at the end). Its mask-distance work is in the rows (``round_stop_seconds``), counted as search."""
+
+    cuts_rounds = True
+    off_path = True
+
+    def __init__(self, kit: MethodKit) -> None:
+        self.kit = kit
+
+    def timesteps(self, k: int) -> None:
+        return None
+
+    def min_epochs(self, k: int) -> int:
+        return 0
+
+    def hooks(self, plan) -> tuple[RoundStopHook, ...]:
+        return (RoundStopHook(self.kit, plan.alive, plan.next_masks, plan.min_epochs),)
+
+    def spent_after(self, k: int) -> Spent:
+        return Spent()
+
+    def record(self, trained: dict) -> tuple[str, list[dict]]:
+        epochs, rewind = self.kit.cfg.train.epochs, self.kit.cfg.search.rewind_epoch
+        stops = [stop_record(k, trained[k].history, epochs if k == 0 else epochs - rewind) for k in sorted(trained)]
+        self.kit.event("round stop: " + ", ".join(f"round {r['round']} at epoch {r['stop_epoch']}/{r['epochs']}"
+                                                  for r in stops))
+        return "round_stop", stops

@@ -6,22 +6,24 @@ from __future__ import annotations
 import time
 
 from snnlth.config_io import config_to_dict
-from snnlth.methods.base import SearchContext, wall_seconds
+from snnlth.methods.kit import MethodKit
+from snnlth.methods.phases import wall_seconds
 from snnlth.methods.registry import MethodResult, method_of
 from snnlth.rundir.store import RunStore
 
 
-def run_search(ctx: SearchContext, source: RunStore | None) -> dict:
-    spec = method_of(ctx.cfg)
-    return summarize(ctx, spec.run(ctx, source), spec.label_of(ctx.cfg), spec.label)
+def run_method(kit: MethodKit, source: RunStore | None) -> dict:
+    """The summary of the method of ``kit.cfg`` run with ``kit`` (``source``: its ``--from`` run, if any)."""
+    spec = method_of(kit.cfg)
+    return summarize(kit, spec.run(kit, source), spec.label_of(kit.cfg), spec.label)
 
 
-def summarize(ctx: SearchContext, result: MethodResult, label: str, base_label: str) -> dict:
-    """``search_seconds_total``: training time of the search to its sparsest ticket, as the paper counts it;
-    ``search_wall_seconds``: the wall clock of that search; ``eval_seconds``, ``train_seconds``, ``total_seconds``:
-    every evaluation, every training, and the whole run's wall clock (all phases, the Early-Time selection in them)."""
-    cfg, levels = ctx.cfg, result.levels
-    model = ctx.shape_model()
+def summarize(kit: MethodKit, result: MethodResult, label: str, base_label: str) -> dict:
+    """``search_seconds_total``: training time of the search to its sparsest ticket, as the paper counts it (None
+    when it searched nothing itself: reinit); ``search_wall_seconds``: the wall clock of that search;
+    ``eval_seconds``, ``train_seconds``, ``total_seconds``: every evaluation, every training, and the whole run's
+    wall clock (all phases, the Early-Time selection in them)."""
+    cfg, levels, rows = kit.cfg, result.levels, kit.trainer.log.rows
     return {
         "method": cfg.search.method,
         "label": label,
@@ -33,16 +35,16 @@ def summarize(ctx: SearchContext, result: MethodResult, label: str, base_label: 
         "levels": levels,
         "search_seconds_total": _latest(levels, "search_seconds"),
         "search_wall_seconds": _latest(levels, "search_wall_seconds"),
-        "retrain_seconds_total": sum(r["train_seconds"] for r in ctx.rows if r.get("retrain")),
-        "train_seconds": sum(r["train_seconds"] for r in ctx.rows),
-        "eval_seconds": sum(r["eval_seconds"] for r in ctx.rows),
-        "total_seconds": sum(wall_seconds(r) for r in ctx.rows),  # the Early-Time selection is inside a row's wall
+        "retrain_seconds_total": sum(r["train_seconds"] for r in rows if r.get("retrain")),
+        "train_seconds": sum(r["train_seconds"] for r in rows),
+        "eval_seconds": sum(r["eval_seconds"] for r in rows),
+        "total_seconds": sum(wall_seconds(r) for r in rows),  # the Early-Time selection is inside a row's wall
         "model": cfg.model.model,
         "dataset": cfg.data.dataset,
-        "device": str(ctx.device),
-        "world_size": ctx.dist.world_size,
-        "num_parameters": sum(p.numel() for p in model.parameters()),
-        "num_prunable": ctx.prunable_count(),
+        "device": str(kit.device),
+        "world_size": kit.trainer.parts.dist.world_size,
+        "num_parameters": kit.sizes.parameters,
+        "num_prunable": kit.sizes.prunable,
         "from_run": cfg.search.from_run,
         "config": config_to_dict(cfg),
         **result.extra,

@@ -10,7 +10,7 @@ from snnlth import masks as M
 from snnlth.config import SearchRunConfig, flag_name
 from snnlth.config_io import config_to_dict
 from snnlth.errors import ConfigError
-from snnlth.methods.base import SearchContext
+from snnlth.methods.kit import Sizes
 from snnlth.methods.registry import MethodSpec
 from snnlth.rundir.store import RunStore
 
@@ -61,13 +61,13 @@ def _legacy(cfg: SearchRunConfig, section: str, key: str):
     return f.metadata.get("identity_default", f.default)
 
 
-def source_masks(src: RunStore, key: str, ctx: SearchContext, names: list[str]) -> M.Masks:
-    """Masks ``key`` of the source run, checked against this model's prunable tensors."""
+def source_masks(src: RunStore, key: str, sizes: Sizes) -> M.Masks:
+    """Masks ``key`` of the source run, checked against this model's prunable tensors (``sizes``)."""
     masks = src.load_masks(key)
     if masks is None:
         raise ConfigError(f"--from {src.path} lacks masks/{key}.pt; the source run is incomplete")
-    params = dict(ctx.shape_model().named_parameters())
-    bad = [n for n in masks if n not in params or tuple(params[n].shape) != tuple(masks[n].shape)]
+    names = list(sizes.names)
+    bad = [n for n in masks if n not in sizes.shapes or tuple(sizes.shapes[n]) != tuple(masks[n].shape)]
     if bad:
         raise ConfigError(f"--from {src.path}: its masks do not fit this model ({bad[0]}); use a run of the same "
                           "architecture and input size")

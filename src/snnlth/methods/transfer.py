@@ -5,31 +5,26 @@ training before it (the SNN never searches)."""
 
 from __future__ import annotations
 
-import dataclasses
-
-from snnlth.methods.base import Phase, SearchContext, Spent
-from snnlth.methods.imp import magnitude_rule, run_rounds
-from snnlth.methods.levels import LevelSpec, level_entry
+from snnlth.methods.kit import MethodKit
+from snnlth.methods.phases import Spent
 from snnlth.methods.registry import MethodResult, MethodSpec, register_method
+from snnlth.methods.rounds import magnitude_rule, run_rounds
 from snnlth.rng import STREAM
 from snnlth.rundir.store import RunStore
 
 
-def run_transfer(ctx: SearchContext, source: RunStore | None = None) -> MethodResult:
-    assert ctx.twin is not None  # needs_twin: checked before the run directory is written
-    ann = dataclasses.replace(ctx, build=ctx.twin)  # same store, same metrics rows; the ANN's phases: round_XX
-    ann_levels, _, _ = run_rounds(ann, magnitude_rule(ann))
-    init = ctx.load_state("init")  # the ANN's init is the SNN's: the twin has the same parameters, drawn alike
-    model = ctx.new_model()
-    t, epochs = ctx.cfg.model.timesteps, ctx.cfg.train.epochs
+def run_transfer(kit: MethodKit, source: RunStore | None = None) -> MethodResult:
+    ann = kit.twin()  # same store, same metrics log; the ANN's phases: round_XX
+    ann_levels = run_rounds(ann, magnitude_rule(ann)).levels
+    init = kit.store.load_state("init")  # the ANN's init is the SNN's: the twin has the same parameters, drawn alike
+    t = kit.cfg.model.timesteps
     levels = []
     for lv in ann_levels:
-        k, masks = lv["round"], ctx.load_masks(lv["masks"])
-        ctx.event(f"training the ANN's round-{k} ticket as the SNN ({lv['sparsity_prunable']:.2%} pruned), T={t}")
-        phase = ctx.run_phase(model, Phase(f"snn_{k:02d}", init, masks, t, epochs, stream=STREAM.retrain(k),
-                                           tags={**ctx.level_tags(k, masks), "retrain": True}))
+        k, masks = lv["round"], kit.store.load_masks(lv["masks"])
+        kit.event(f"training the ANN's round-{k} ticket as the SNN ({lv['sparsity_prunable']:.2%} pruned), T={t}")
+        snn = kit.train(f"snn_{k:02d}", init, masks, stream=STREAM.retrain(k), round=k, retrain=True)
         spent = Spent(lv["search_seconds"], lv["search_eval_seconds"], lv["search_wall_seconds"])
-        levels.append(level_entry(ctx, LevelSpec(k, masks, lv["masks"], phase, t, spent, final=True)))
+        levels.append(snn.level(lv["masks"], masks, round=k, spent=spent))
     keep = ("round", "sparsity_prunable", "test_accuracy", "search_seconds")
     return MethodResult(levels, extra={"transfer": {"ann_levels": [{k: lv[k] for k in keep} for lv in ann_levels]}})
 

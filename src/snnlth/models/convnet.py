@@ -7,7 +7,7 @@ from torch import nn
 
 from snnlth.models.protocol import NormFactory, Parts, SpikingNet, paper_vgg_init
 from snnlth.snn.fused import fire
-from snnlth.snn.layers import conv_layout, conv_seq, repeat_timesteps, seq_apply
+from snnlth.snn.layers import repeat_timesteps, seq_apply
 
 
 def conv_bn(c_in: int, c_out: int, norm: NormFactory, bias: bool = False) -> nn.Sequential:
@@ -35,11 +35,11 @@ class ConvNet(SpikingNet):
         paper_vgg_init(self)
 
     def encode(self, x: torch.Tensor, timesteps: int) -> torch.Tensor:
-        return repeat_timesteps(self.blocks[0](conv_layout(x)), timesteps)  # [T, B, C, H, W]
+        return repeat_timesteps(self.blocks[0](self.conv_layout.image(x)), timesteps)  # [T, B, C, H, W]
 
     def body(self, x_seq: torch.Tensor) -> torch.Tensor:
         for i, (block, neuron) in enumerate(zip(self.blocks, self.neurons)):
-            x_seq = fire(neuron, conv_seq(block[0], x_seq), norm=block[1]) if i > 0 else neuron(x_seq)
+            x_seq = fire(neuron, self.conv_layout.seq(block[0], x_seq), norm=block[1]) if i > 0 else neuron(x_seq)
             x_seq = seq_apply(self.pool, x_seq)
         return seq_apply(self.classifier, x_seq.flatten(2))  # [T, B, classes]
 

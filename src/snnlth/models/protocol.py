@@ -28,11 +28,34 @@ import torch
 from torch import nn
 
 from snnlth.config import ModelConfig
-from snnlth.snn.layers import SeqBatchNorm2d
+from snnlth.snn.layers import SeqBatchNorm2d, seq_apply
 from snnlth.snn.neuron import LIF, SeqReLU
 
 NeuronFactory = Callable[[], nn.Module]
 NormFactory = Callable[[int], nn.Module]
+
+
+class ConvLayout(Protocol):
+    """How a model runs its convolutions: ``image(x)`` is the image batch ``[B, C, H, W]`` before the first one,
+    ``seq(conv, x_seq)`` a convolution over ``[T, B, C, H, W]``. Any layout computes the same numbers; the engine
+    gives a faster one where it has one (:mod:`snnlth.engine.layouts` on CPU)."""
+
+    def image(self, x: torch.Tensor) -> torch.Tensor: ...
+
+    def seq(self, conv: nn.Conv2d, x_seq: torch.Tensor) -> torch.Tensor: ...
+
+
+class PlainLayout:
+    """Convolutions as they are: ``seq_apply`` over the sequence."""
+
+    def image(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+    def seq(self, conv: nn.Conv2d, x_seq: torch.Tensor) -> torch.Tensor:
+        return seq_apply(conv, x_seq)
+
+
+PLAIN_LAYOUT = PlainLayout()
 
 
 @runtime_checkable
@@ -81,7 +104,8 @@ class SpikingNet(nn.Module, metaclass=abc.ABCMeta):
         self.timesteps = timesteps
         self.is_ann = parts.is_ann
         self.input_transform: nn.Module = nn.Identity()  # e.g. input normalisation inside an exported ticket
-        self.memory_format = torch.contiguous_format  # of the input images (TrainConfig.channels_last)
+        self.memory_format = torch.contiguous_format  # of the input images (--channels-last)
+        self.conv_layout: ConvLayout = PLAIN_LAYOUT  # set by the engine for the device it trains on
 
     def forward(self, x: torch.Tensor, timesteps: int | None = None) -> torch.Tensor:
         """Per-step logits ``[T, B, classes]`` for images ``x: [B, C, H, W]``.

@@ -6,9 +6,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from snnlth.models.protocol import Parts, SpikingNet
+from snnlth.models.protocol import PLAIN_LAYOUT, ConvLayout, Parts, SpikingNet
 from snnlth.snn.fused import fire
-from snnlth.snn.layers import conv_layout, conv_seq, repeat_timesteps, seq_apply
+from snnlth.snn.layers import repeat_timesteps, seq_apply
 
 
 class BasicBlock(nn.Module):
@@ -23,14 +23,16 @@ class BasicBlock(nn.Module):
         self.bn2 = parts.norm(c_out)
         self.lif2 = parts.neuron()
         self.shortcut = nn.Sequential()
+        self.conv_layout: ConvLayout = PLAIN_LAYOUT  # set by the engine, as the model's
         if stride != 1 or c_in != c_out:
             self.shortcut = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), parts.norm(c_out))
 
     def forward(self, x_seq: torch.Tensor) -> torch.Tensor:
         # BN, the residual add and LIF as one operation where they can be fused (snnlth.snn.fused)
-        out = fire(self.lif1, conv_seq(self.conv1, x_seq), norm=self.bn1)
-        shortcut = x_seq if len(self.shortcut) == 0 else seq_apply(self.shortcut[1], conv_seq(self.shortcut[0], x_seq))
-        return fire(self.lif2, conv_seq(self.conv2, out), norm=self.bn2, residual=shortcut)
+        conv = self.conv_layout.seq
+        out = fire(self.lif1, conv(self.conv1, x_seq), norm=self.bn1)
+        shortcut = x_seq if len(self.shortcut) == 0 else seq_apply(self.shortcut[1], conv(self.shortcut[0], x_seq))
+        return fire(self.lif2, conv(self.conv2, out), norm=self.bn2, residual=shortcut)
 
 
 class ResNet19(SpikingNet):
@@ -53,7 +55,7 @@ class ResNet19(SpikingNet):
         self.fc2 = nn.Linear(256, num_classes)
 
     def encode(self, x: torch.Tensor, timesteps: int) -> torch.Tensor:
-        return repeat_timesteps(self.bn1(self.conv1(conv_layout(x))), timesteps)  # [T, B, 64, H, W]
+        return repeat_timesteps(self.bn1(self.conv1(self.conv_layout.image(x))), timesteps)  # [T, B, 64, H, W]
 
     def body(self, x_seq: torch.Tensor) -> torch.Tensor:
         x_seq = self.lif_input(x_seq)

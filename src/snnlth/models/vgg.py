@@ -8,7 +8,7 @@ from torch import nn
 from snnlth.models.convnet import conv_bn
 from snnlth.models.protocol import Parts, SpikingNet, paper_vgg_init
 from snnlth.snn.fused import fire
-from snnlth.snn.layers import conv_layout, conv_seq, repeat_timesteps, seq_apply
+from snnlth.snn.layers import repeat_timesteps, seq_apply
 
 VGG16_CFG = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
 
@@ -43,12 +43,12 @@ class VGG(SpikingNet):
         paper_vgg_init(self)
 
     def encode(self, x: torch.Tensor, timesteps: int) -> torch.Tensor:
-        return repeat_timesteps(self.features[0](conv_layout(x)), timesteps)  # [T, B, 64, H, W]
+        return repeat_timesteps(self.features[0](self.conv_layout.image(x)), timesteps)  # [T, B, 64, H, W]
 
     def body(self, x_seq: torch.Tensor) -> torch.Tensor:
         for i, (conv, neuron) in enumerate(zip(self.features, self.neurons)):
             # conv, then BN and LIF as one operation where they can be fused (snnlth.snn.fused)
-            x_seq = fire(neuron, conv_seq(conv[0], x_seq), norm=conv[1]) if i > 0 else neuron(x_seq)
+            x_seq = fire(neuron, self.conv_layout.seq(conv[0], x_seq), norm=conv[1]) if i > 0 else neuron(x_seq)
             if self.pool_after[i]:
                 x_seq = seq_apply(self.pool, x_seq)
         return seq_apply(self.classifier, x_seq.flatten(2))

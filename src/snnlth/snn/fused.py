@@ -10,16 +10,26 @@ fp32 charges, as the unfused layers save.
 The running statistics are updated as T calls of ``nn.BatchNorm2d`` would (momentum m, unbiased variance):
 ``r <- (1-m)^T r + sum_t m (1-m)^(T-1-t) stat_t``. A test checks outputs, gradients and running statistics against
 the unfused layers.
+
+The functions are plain PyTorch; :data:`PURE` runs them as they are (tests, reference) and the engine compiles them
+(its compiled kernel, which also runs the LIF's own loops). :func:`fire` is the one way a model applies a neuron
+after BatchNorm (and a residual): fused where :func:`fused_ok`, layer by layer otherwise.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
+from torch import nn
 
-from snnlth.snn.neuron import _charges_pure, _input_grads_pure, allow_variants
-from snnlth.snn.surrogate import SURROGATES
+from snnlth.snn.layers import SeqBatchNorm2d, seq_apply
+from snnlth.snn.neuron import LIF, LIFKernel, LIFParams, _charges_pure, _input_grads_pure
+
+BNConstants = tuple[float, float]  # (eps, momentum)
+Charge = tuple[float, float, float]  # the LIF's (decay, gain, v_threshold)
+Surrogate = tuple[Callable, float, bool]  # (grad_fn, alpha, detach_reset)
 
 
 def _layout(x: torch.Tensor) -> tuple[torch.Tensor, int]:
@@ -30,10 +40,11 @@ def _layout(x: torch.Tensor) -> tuple[torch.Tensor, int]:
 
 
 def _bn_charges_pure(x4: torch.Tensor, residual: torch.Tensor | None, weight: torch.Tensor, bias: torch.Tensor,
-                     eps: float, momentum: float, channel_dim: int, decay: float, gain: float, v_threshold: float):
+                     bn: BNConstants, channel_dim: int, charge: Charge):
     """Forward: per-step statistics, normalise (+ residual), LIF charges and spikes over ``x4`` (see
     :func:`_layout`). Returns ``(h, spikes, mean [T, C], invstd [T, C], mean_update [C], var_update [C])``, the
     updates being ``sum_t m (1-m)^(T-1-t) stat_t`` (the biased variance: shapes stay symbolic for the compiler)."""
+    (eps, momentum), (decay, gain, v_threshold) = bn, charge
     xf = x4.float()
     dims = (1, 2) if channel_dim == 3 else (1, 3)
     var, mean = torch.var_mean(xf, dim=dims, correction=0, keepdim=True)
@@ -52,12 +63,12 @@ def _bn_charges_pure(x4: torch.Tensor, residual: torch.Tensor | None, weight: to
     return h, spikes.to(x4.dtype), mean_tc, invstd.flatten(1), mean_up, var_up
 
 
-def _bn_input_grads_pure(x4: torch.Tensor, h: torch.Tensor, grad_s: torch.Tensor, mean: torch.Tensor,
-                         invstd: torch.Tensor, weight: torch.Tensor, channel_dim: int, decay: float, gain: float,
-                         v_threshold: float, grad_fn: Callable, alpha: float, detach_reset: bool):
+def _bn_input_grads_pure(x4: torch.Tensor, h: torch.Tensor, grad_s: torch.Tensor, stats: tuple[torch.Tensor, ...],
+                         channel_dim: int, charge: Charge, surrogate: Surrogate):
     """Backward: ``(grad_x, grad_y, grad_weight, grad_bias)``, ``grad_y`` being the gradient at the LIF's input
-    (the residual's gradient)."""
-    gy = _input_grads_pure(h, grad_s, decay, gain, v_threshold, grad_fn, alpha, detach_reset)
+    (the residual's gradient); ``stats``: the forward's ``(mean, invstd)`` and the BN weight."""
+    mean, invstd, weight = stats
+    gy = _input_grads_pure(h, grad_s, *charge, *surrogate)
     dims = (1, 2) if channel_dim == 3 else (1, 3)
     shape = (x4.shape[0], 1, 1, -1) if channel_dim == 3 else (x4.shape[0], 1, -1, 1)
     xhat = (x4.float() - mean.view(shape)) * invstd.view(shape)
@@ -69,70 +80,61 @@ def _bn_input_grads_pure(x4: torch.Tensor, h: torch.Tensor, grad_s: torch.Tensor
     return grad_x.to(x4.dtype), gy, sum_gy_xhat.flatten(1).sum(0), sum_gy.flatten(1).sum(0)
 
 
-class _FusedKernels:
-    """The two functions, plain (``eager``: tests, CPU) or ``torch.compile``d on first use (``compiled``)."""
+@dataclass(frozen=True)
+class PureKernel:
+    """The compiler-friendly loops of :mod:`snnlth.snn.neuron` and the fused BatchNorm + LIF functions, run as they
+    are (no compile): the reference the engine's compiled kernel is checked against."""
 
-    def __init__(self) -> None:
-        self.compiled: tuple[Callable, Callable] | None = None
-
-    def get(self, kernel: str) -> tuple[Callable, Callable]:
-        if kernel != "compiled":
-            return _bn_charges_pure, _bn_input_grads_pure
-        if self.compiled is None:
-            allow_variants()
-            self.compiled = (torch.compile(_bn_charges_pure, dynamic=True),
-                             torch.compile(_bn_input_grads_pure, dynamic=True))
-        return self.compiled
-
-    def run(self, kernel: str, which: int, *args):
-        """The kernel's function ``which`` (0 forward, 1 backward); should compiling fail, the compiled kernels are
-        given up for the process with one warning (:meth:`snnlth.snn.neuron._Kernels.fail`: from the next layer on
-        BatchNorm and LIF run layer by layer) and this call runs the same function uncompiled."""
-        from snnlth.snn import neuron
-
-        try:
-            return self.get(kernel)[which](*args)
-        except Exception as exc:  # noqa: BLE001 - any compile failure falls back to the same maths
-            if kernel != "compiled" or isinstance(exc, torch.cuda.OutOfMemoryError):
-                raise
-            if not neuron._KERNELS.failed:
-                neuron._KERNELS.fail(exc)
-            return (_bn_charges_pure, _bn_input_grads_pure)[which](*args)
+    name: str = "pure"
+    flat: bool = True
+    fuses: bool = True
+    charges = staticmethod(_charges_pure)
+    input_grads = staticmethod(_input_grads_pure)
+    bn_charges = staticmethod(_bn_charges_pure)
+    bn_input_grads = staticmethod(_bn_input_grads_pure)
 
 
-_FUSED = _FusedKernels()
+PURE = PureKernel()
+
+
+@dataclass(frozen=True)
+class _Norm:
+    """What the fused function needs of a BatchNorm besides its parameters: running statistics and constants."""
+
+    running_mean: torch.Tensor
+    running_var: torch.Tensor
+    momentum: float
+    eps: float
 
 
 class _BNLIFFunction(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, residual, weight, bias, running_mean, running_var, momentum: float, eps: float, tau: float,
-                v_threshold: float, grad_fn: Callable, alpha: float, detach_reset: bool,
-                kernel: str):  # type: ignore[override]
+    def forward(ctx, x, residual, weight, bias, norm: _Norm, params: LIFParams, kernel):  # type: ignore[override]
         x4, channel_dim = _layout(x)
         r4 = _as_layout(residual, channel_dim) if residual is not None else None
-        decay, gain = 1.0 - 1.0 / tau, 1.0 / tau
-        h, spikes, mean, invstd, mean_up, var_up = _FUSED.run(kernel, 0,  # detached: one compile, not two
-            x4.detach(), r4.detach() if r4 is not None else None, weight.detach(), bias.detach(), eps, momentum,
-            channel_dim, decay, gain, v_threshold)
-        keep = (1.0 - momentum) ** x.shape[0]
-        running_mean.mul_(keep).add_(mean_up.to(running_mean.dtype))
+        charge = (params.decay, params.gain, params.v_threshold)
+        h, spikes, mean, invstd, mean_up, var_up = kernel.bn_charges(  # detached: one compile, not two
+            x4.detach(), r4.detach() if r4 is not None else None, weight.detach(), bias.detach(),
+            (norm.eps, norm.momentum), channel_dim, charge)
+        keep = (1.0 - norm.momentum) ** x.shape[0]
+        norm.running_mean.mul_(keep).add_(mean_up.to(norm.running_mean.dtype))
         n = x4.numel() // (x4.shape[0] * mean.shape[1])  # values per channel and step
-        running_var.mul_(keep).add_(var_up.to(running_var.dtype), alpha=n / max(n - 1, 1))
+        norm.running_var.mul_(keep).add_(var_up.to(norm.running_var.dtype), alpha=n / max(n - 1, 1))
         ctx.save_for_backward(x4, h, mean, invstd, weight)
-        ctx.cfg = (channel_dim, decay, gain, v_threshold, grad_fn, alpha, detach_reset, kernel, x.shape,
+        ctx.cfg = (channel_dim, charge, (params.grad_fn, params.alpha, params.detach_reset), kernel, x.shape,
                    residual is not None)
         return _restore(spikes, x.shape, channel_dim)
 
     @staticmethod
     def backward(ctx, grad_s):  # type: ignore[override]
         x4, h, mean, invstd, weight = ctx.saved_tensors
-        channel_dim, decay, gain, v_threshold, grad_fn, alpha, detach_reset, kernel, shape, has_res = ctx.cfg
+        channel_dim, charge, surrogate, kernel, shape, has_res = ctx.cfg
         g4 = _as_layout(grad_s, channel_dim)
-        grad_x, gy, grad_w, grad_b = _FUSED.run(kernel, 1, x4.detach(), h, g4, mean, invstd, weight.detach(),
-                                                channel_dim, decay, gain, v_threshold, grad_fn, alpha, detach_reset)
+        grad_x, gy, grad_w, grad_b = kernel.bn_input_grads(x4.detach(), h, g4, (mean, invstd, weight.detach()),
+                                                           channel_dim, charge, surrogate)
         grad_r = _restore(gy, shape, channel_dim) if has_res else None
         return (_restore(grad_x, shape, channel_dim), grad_r, grad_w.to(weight.dtype), grad_b.to(weight.dtype),
-                None, None, None, None, None, None, None, None, None, None)
+                None, None, None)
 
 
 def _as_layout(x: torch.Tensor, channel_dim: int) -> torch.Tensor:
@@ -152,15 +154,13 @@ def _restore(y4: torch.Tensor, shape: torch.Size, channel_dim: int) -> torch.Ten
     return y4.view(shape)
 
 
-def fused_ok(norm, lif, x_seq: torch.Tensor, residual: torch.Tensor | None) -> bool:
-    """Whether :func:`bn_lif` computes what ``lif(norm(x_seq) + residual)`` would: training, the compiled LIF kernel,
-    ``norm`` a per-step :class:`~snnlth.snn.layers.SeqBatchNorm2d` with affine parameters and running statistics at
-    a fixed momentum (no global-batch statistics), a 5-D sequence with more than one value per channel."""
-    from snnlth.snn import neuron
-    from snnlth.snn.layers import SeqBatchNorm2d
-
-    return (lif.kernel == "compiled" and not neuron._KERNELS.failed and norm.training
-            and type(norm) is SeqBatchNorm2d and norm.per_step and not norm.sync and norm.affine
+def fused_ok(norm: nn.Module, lif: LIF, x_seq: torch.Tensor, residual: torch.Tensor | None) -> bool:
+    """Whether :func:`bn_lif` computes what ``lif(norm(x_seq) + residual)`` would: training, a LIF kernel that fuses
+    (the engine's compiled one), ``norm`` a per-step :class:`~snnlth.snn.layers.SeqBatchNorm2d` with affine
+    parameters and running statistics at a fixed momentum (no global-batch statistics), a 5-D sequence with more
+    than one value per channel."""
+    return (getattr(lif.kernel, "fuses", False) and norm.training
+            and type(norm) is SeqBatchNorm2d and norm.per_step and norm.batch_stats is None and norm.affine
             and norm.track_running_stats and norm.momentum is not None
             and norm.running_mean is not None and norm.num_batches_tracked is not None and x_seq.dim() == 5
             and x_seq[0].numel() > x_seq.shape[2]
@@ -168,27 +168,24 @@ def fused_ok(norm, lif, x_seq: torch.Tensor, residual: torch.Tensor | None) -> b
             and not norm._forward_hooks and not norm._forward_pre_hooks)  # hooks on the BN would not run
 
 
-def bn_lif(norm, lif, x_seq: torch.Tensor, residual: torch.Tensor | None = None, kernel: str | None = None
-           ) -> torch.Tensor:
+def bn_lif(norm: SeqBatchNorm2d, lif: LIF, x_seq: torch.Tensor, residual: torch.Tensor | None = None,
+           kernel: LIFKernel | None = None) -> torch.Tensor:
     """``lif(norm(x_seq) + residual)`` fused (see the module's docstring; :func:`fused_ok` says when it applies).
-    ``kernel``: ``compiled`` (default: the LIF's) or ``eager`` (the same functions uncompiled)."""
+    ``kernel``: a kernel that fuses (default: the LIF's; :data:`PURE` runs the functions uncompiled)."""
     with torch.autocast(x_seq.device.type, enabled=False):  # fp32 statistics and membrane, input dtype out
-        out = _BNLIFFunction.apply(x_seq, residual, norm.weight, norm.bias, norm.running_mean, norm.running_var,
-                                   norm.momentum, norm.eps, lif.tau, lif.v_threshold, SURROGATES.get(lif.surrogate),
-                                   lif.alpha, lif.detach_reset, kernel or lif.kernel)
+        stats = _Norm(norm.running_mean, norm.running_var, norm.momentum, norm.eps)
+        out = _BNLIFFunction.apply(x_seq, residual, norm.weight, norm.bias, stats, lif.params, kernel or lif.kernel)
     norm.num_batches_tracked.add_(x_seq.shape[0])  # as T calls of nn.BatchNorm2d would
     return out
 
 
-def fire(neuron, x_seq: torch.Tensor, norm=None, residual: torch.Tensor | None = None) -> torch.Tensor:
-    """``neuron(norm(x_seq) + residual)`` as a model writes it: snnlth's :class:`~snnlth.snn.neuron.LIF` takes
-    ``norm`` and ``residual`` itself (fused where :func:`fused_ok`), any other neuron (the ANN twin's ReLU) gets
-    the layers applied first."""
-    from snnlth.snn.layers import seq_apply
-    from snnlth.snn.neuron import LIF
-
-    if isinstance(neuron, LIF):
-        return neuron(x_seq, norm=norm, residual=residual)
+def fire(neuron: nn.Module, x_seq: torch.Tensor, norm: nn.Module | None = None,
+         residual: torch.Tensor | None = None) -> torch.Tensor:
+    """``neuron(norm(x_seq) + residual)`` as a model writes it: one fused operation where :func:`fused_ok` (snnlth's
+    :class:`~snnlth.snn.neuron.LIF` with a kernel that fuses), else layer by layer (any other neuron, the ANN twin's
+    ReLU included)."""
+    if norm is not None and isinstance(neuron, LIF) and fused_ok(norm, neuron, x_seq, residual):
+        return bn_lif(norm, neuron, x_seq, residual)
     if norm is not None:
         x_seq = seq_apply(norm, x_seq)
     return neuron(x_seq if residual is None else x_seq + residual)

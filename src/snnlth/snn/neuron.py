@@ -5,17 +5,45 @@ state can leak from one batch into the next and no reset call can be forgotten.
 
 Two implementations of the same equations: :func:`lif_reference` (plain autograd, easy to read) and the default
 fused :class:`_LIFFunction`, whose forward builds no graph and whose backward is written by hand (about 3× faster
-on CPU; a test checks both agree to float precision).
+on CPU; a test checks both agree to float precision). The loops over T that :class:`_LIFFunction` runs come from a
+*kernel* the caller passes in (:class:`LIFKernel`): :data:`EAGER` here; the engine passes compiled ones. Nothing in
+this module keeps state between calls.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 from torch import nn
 
 from snnlth.snn.surrogate import SURROGATES, spike
+
+
+@dataclass(frozen=True)
+class LIFParams:
+    """The constants of a LIF neuron: membrane time constant, threshold, surrogate gradient (name, sharpness) and
+    whether the reset is detached from the graph (paper §3)."""
+
+    tau: float = 4.0 / 3.0
+    v_threshold: float = 1.0
+    surrogate: str = "atan"
+    alpha: float = 2.0
+    detach_reset: bool = True
+
+    @property
+    def decay(self) -> float:
+        return 1.0 - 1.0 / self.tau
+
+    @property
+    def gain(self) -> float:
+        return 1.0 / self.tau
+
+    @property
+    def grad_fn(self) -> Callable:
+        return SURROGATES.get(self.surrogate)
 
 
 def lif_reference(x_seq: torch.Tensor, tau: float = 4.0 / 3.0, v_threshold: float = 1.0, surrogate: str = "atan",
@@ -107,80 +135,61 @@ def _input_grads_pure(h_seq: torch.Tensor, grad_s: torch.Tensor, decay: float, g
     return torch.stack(out[::-1])
 
 
-def allow_variants(limit: int = 64) -> None:
-    """Let a compiled kernel keep more variants than torch's default of 8 (each T, layout and residual or not is
-    one; Early-Time runs two Ts): past the limit torch would run the uncompiled loops, several times slower."""
-    import torch._dynamo
+class LIFKernel(Protocol):
+    """The loops over T of a LIF layer: ``charges(x_seq, decay, gain, v_threshold) -> (h_seq, spikes)`` forward and
+    ``input_grads(h_seq, grad_s, decay, gain, v_threshold, grad_fn, alpha, detach_reset) -> grad_x`` backward, with
+    the equations of :func:`_charges_eager` and :func:`_input_grads_eager`. ``flat``: the kernel wants every step as
+    one flat run of memory (``[T, N]``, one compiled variant for all layers); ``fuses``: it also has the fused
+    BatchNorm + LIF functions of :mod:`snnlth.snn.fused` (``bn_charges``, ``bn_input_grads``)."""
 
-    config = torch._dynamo.config
-    name = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"  # torch < 2.7
-    setattr(config, name, max(getattr(config, name), limit))
+    name: str
+    flat: bool
+    fuses: bool
 
+    def charges(self, x_seq: torch.Tensor, decay: float, gain: float, v_threshold: float
+                ) -> tuple[torch.Tensor, torch.Tensor]: ...
 
-class _Kernels:
-    """The LIF loops by kernel name: ``eager`` (hand-written, no start-up cost) or ``compiled`` (``torch.compile``
-    of the pure loops, built on first use: Triton on CUDA, C++ on CPU). Should compiling fail (no compiler, an
-    unsupported device), the compiled kernel warns once and runs the eager loops from then on."""
-
-    def __init__(self) -> None:
-        self.compiled: tuple[Callable, Callable] | None = None
-        self.failed: str | None = None
-
-    def get(self, kernel: str) -> tuple[Callable, Callable]:
-        if kernel == "eager" or self.failed:
-            return _charges_eager, _input_grads_eager
-        if self.compiled is None:
-            allow_variants()
-            self.compiled = (torch.compile(_charges_pure, dynamic=True), torch.compile(_input_grads_pure, dynamic=True))
-        return self.compiled
-
-    def run(self, kernel: str, which: int, *args):
-        try:
-            return self.get(kernel)[which](*args)
-        except Exception as exc:  # noqa: BLE001 - any compile failure falls back to the same maths, eagerly
-            if kernel == "eager" or self.failed or isinstance(exc, torch.cuda.OutOfMemoryError):
-                raise  # out of memory is not the kernel's fault: the eager loops would need more
-            self.fail(exc)
-            return self.get("eager")[which](*args)
-
-    def fail(self, exc: Exception) -> None:
-        """Give up the compiled kernels (the LIF's and the fused BN+LIF) for this process, with one warning."""
-        import warnings
-
-        self.failed = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-        warnings.warn(f"the compiled LIF kernel failed ({self.failed}); using the eager one (--lif-kernel eager "
-                      "silences this)", RuntimeWarning, stacklevel=3)
+    def input_grads(self, h_seq: torch.Tensor, grad_s: torch.Tensor, decay: float, gain: float, v_threshold: float,
+                    grad_fn: Callable, alpha: float, detach_reset: bool) -> torch.Tensor: ...
 
 
-_KERNELS = _Kernels()  # per process: compiled functions are cached by torch anyway
-LIF_KERNELS = ("eager", "compiled")
+@dataclass(frozen=True)
+class EagerKernel:
+    """The hand-written loops: no start-up cost, no fusion."""
+
+    name: str = "eager"
+    flat: bool = False
+    fuses: bool = False
+    charges = staticmethod(_charges_eager)
+    input_grads = staticmethod(_input_grads_eager)
+
+
+EAGER = EagerKernel()
 
 
 class _LIFFunction(torch.autograd.Function):
     """Fused multi-step LIF: no autograd graph inside; saves only the charges ``h_seq`` (fp32), from which the
     backward recomputes spikes and surrogate gradients (equations in :func:`_charges_eager` and
-    :func:`_input_grads_eager`)."""
+    :func:`_input_grads_eager`), with the loops of ``kernel``."""
 
     @staticmethod
-    def forward(ctx, x_seq: torch.Tensor, tau: float, v_threshold: float, grad_fn: Callable, alpha: float,
-                detach_reset: bool, kernel: str) -> torch.Tensor:  # type: ignore[override]
-        order = _time_major_order(x_seq) if kernel == "compiled" else None
+    def forward(ctx, x_seq: torch.Tensor, params: LIFParams, kernel: LIFKernel) -> torch.Tensor:  # type: ignore[override]
+        order = _time_major_order(x_seq) if kernel.flat else None
         x_in = _flat(x_seq, order).detach() if order is not None else x_seq  # detached: one compile, not two
-        h_seq, spikes = _KERNELS.run(kernel, 0, x_in, 1.0 - 1.0 / tau, 1.0 / tau, v_threshold)
+        h_seq, spikes = kernel.charges(x_in, params.decay, params.gain, params.v_threshold)
         ctx.save_for_backward(h_seq)
-        ctx.cfg = (tau, v_threshold, grad_fn, alpha, detach_reset, x_seq.dtype, kernel, order, x_seq.shape)
+        ctx.cfg = (params, kernel, x_seq.dtype, order, x_seq.shape)
         return _unflat(spikes, x_seq.shape, order) if order is not None else spikes
 
     @staticmethod
     def backward(ctx, grad_s: torch.Tensor):  # type: ignore[override]
         (h_seq,) = ctx.saved_tensors
-        tau, v_threshold, grad_fn, alpha, detach_reset, dtype, kernel, order, shape = ctx.cfg
+        p, kernel, dtype, order, shape = ctx.cfg
         if order is not None:
             grad_s = _flat(grad_s, order)
-        grad_x = _KERNELS.run(kernel, 1, h_seq, grad_s, 1.0 - 1.0 / tau, 1.0 / tau, v_threshold, grad_fn, alpha,
-                              detach_reset)
-        grad_x = grad_x.to(dtype)
-        return (_unflat(grad_x, shape, order) if order is not None else grad_x), None, None, None, None, None, None
+        grad_x = kernel.input_grads(h_seq, grad_s, p.decay, p.gain, p.v_threshold, p.grad_fn, p.alpha,
+                                    p.detach_reset).to(dtype)
+        return (_unflat(grad_x, shape, order) if order is not None else grad_x), None, None
 
 
 def _time_major_order(x_seq: torch.Tensor) -> tuple[int, ...] | None:
@@ -209,14 +218,12 @@ def _unflat(y: torch.Tensor, shape: torch.Size, order: tuple[int, ...]) -> torch
     return permuted.permute(0, *inverse)
 
 
-def lif_multistep(x_seq: torch.Tensor, tau: float = 4.0 / 3.0, v_threshold: float = 1.0, surrogate: str = "atan",
-                  alpha: float = 2.0, detach_reset: bool = True, kernel: str = "eager") -> torch.Tensor:
-    """Spikes ``[T, B, ...]`` of a LIF neuron driven by ``x_seq: [T, B, ...]`` (equations in :func:`lif_reference`).
-    The membrane is fp32 even under autocast; spikes come back in the input's dtype. ``kernel``: ``eager``
-    (hand-written loops, no start-up cost) or ``compiled`` (``torch.compile``d loops: fused, a one-off compile)."""
-    if kernel not in LIF_KERNELS:
-        raise ValueError(f"unknown LIF kernel {kernel!r}; use one of {LIF_KERNELS}")
-    return _LIFFunction.apply(x_seq, tau, v_threshold, SURROGATES.get(surrogate), alpha, detach_reset, kernel)
+def lif_multistep(x_seq: torch.Tensor, params: LIFParams = LIFParams(), kernel: LIFKernel = EAGER) -> torch.Tensor:
+    """Spikes ``[T, B, ...]`` of a LIF neuron with ``params`` driven by ``x_seq: [T, B, ...]`` (equations in
+    :func:`lif_reference`). The membrane is fp32 even under autocast; spikes come back in the input's dtype.
+    ``kernel``: the loops over T (:data:`EAGER`: hand-written, no start-up cost; the engine's compiled kernels fuse
+    them, after a one-off compile)."""
+    return _LIFFunction.apply(x_seq, params, kernel)
 
 
 class LIF(nn.Module):
@@ -237,29 +244,18 @@ class LIF(nn.Module):
         SURROGATES.get(surrogate)  # fail at build time on an unknown name
         if not alpha > 0:
             raise ValueError(f"surrogate sharpness alpha must be > 0, got {alpha}")
-        self.tau, self.v_threshold, self.surrogate = tau, v_threshold, surrogate
-        self.alpha, self.detach_reset = alpha, detach_reset
-        self.kernel = "eager"  # see lif_multistep; the engine sets it per run (TrainConfig.lif_kernel)
+        self.params = LIFParams(tau, v_threshold, surrogate, alpha, detach_reset)
+        self.kernel: LIFKernel = EAGER  # the loops over T; the engine passes its own per run (--lif-kernel)
 
-    def forward(self, x_seq: torch.Tensor, norm: nn.Module | None = None,
-                residual: torch.Tensor | None = None) -> torch.Tensor:
-        """Spikes of ``x_seq``; with ``norm`` (and ``residual``), spikes of ``norm(x_seq) + residual``: in one fused
-        operation when training with the compiled kernel and ``norm`` is a per-step
-        :class:`~snnlth.snn.layers.SeqBatchNorm2d` (:mod:`snnlth.snn.fused`), else layer by layer."""
-        if norm is not None:
-            from snnlth.snn.fused import fused_ok
+    tau = property(lambda self: self.params.tau)
+    v_threshold = property(lambda self: self.params.v_threshold)
+    surrogate = property(lambda self: self.params.surrogate)
+    alpha = property(lambda self: self.params.alpha)
+    detach_reset = property(lambda self: self.params.detach_reset)
 
-            if fused_ok(norm, self, x_seq, residual):
-                from snnlth.snn.fused import bn_lif
-
-                return bn_lif(norm, self, x_seq, residual)
-            from snnlth.snn.layers import seq_apply
-
-            x_seq = seq_apply(norm, x_seq)
-            if residual is not None:
-                x_seq = x_seq + residual
-        return lif_multistep(x_seq, self.tau, self.v_threshold, self.surrogate, self.alpha, self.detach_reset,
-                             self.kernel)
+    def forward(self, x_seq: torch.Tensor) -> torch.Tensor:
+        """Spikes of ``x_seq: [T, B, ...]``."""
+        return lif_multistep(x_seq, self.params, self.kernel)
 
     def extra_repr(self) -> str:
         return f"tau={self.tau:.4g}, v_threshold={self.v_threshold}, surrogate={self.surrogate}, alpha={self.alpha}"
