@@ -61,3 +61,70 @@ def test_runs_written_before_0_2_are_flagged():
     old = _run("imp", "off", [(0.0, 80.0, 0.0, True)], seed=1)
     _, rows = run_table([new, old])
     assert rows[0][-1] == "finished" and "search time counts evaluation" in rows[1][-1]
+
+
+def test_delta_only_between_tickets_of_equal_timesteps():
+    imp = _run("imp", "off", [(0.2, 79.0, 100.0, True)])
+    other = _run("imp", "auto", [(0.2, 77.0, 40.0, True)])
+    other.summary["levels"][0]["timesteps"] = 3  # a final ticket retrained at --t-post 3, next to a T = 5 one
+    _, rows = table1([imp, other])
+    assert _row(rows, "IMP+ET vs IMP", "Δ accuracy") == ["–"]
+    assert _row(rows, "IMP+ET vs IMP", "speed-up") == ["2.50×"]  # search time compares at any T
+
+
+def test_point_timesteps_are_those_of_its_levels_or_none():
+    from snnlth.report.aggregate import curves
+
+    runs = [_run("imp", "off", [(0.2, 79.0 + s, 10.0, True)], seed=s) for s in range(2)]
+    assert [p.timesteps for p in curves(runs)["IMP"]] == [5]
+    runs[1].summary["levels"][0]["timesteps"] = 3
+    assert [p.timesteps for p in curves(runs)["IMP"]] == [None]
+    other = _run("imp", "auto", [(0.2, 70.0, 5.0, True)])
+    _, rows = table1([*runs, other])
+    assert _row(rows, "IMP+ET vs IMP", "Δ accuracy") == ["–"]  # the IMP point mixes T = 5 and T = 3
+
+
+def test_dense_accuracy_counts_only_dense_tickets_at_the_runs_full_t():
+    from snnlth.report.aggregate import dense_accuracy
+
+    full = _run("imp", "off", [(0.0, 80.0, 0.0, True), (0.2, 79.0, 10.0, True)])
+    short = _run("oneshot", "off", [(0.0, 60.0, 0.0, True)])
+    short.summary["levels"][0]["timesteps"] = 3  # dense, final, but retrained at T = 3 of the run's 5
+    assert dense_accuracy([full, short]) == 80.0
+
+
+def test_reinit_levels_have_no_search_time():
+    from snnlth.report.plots import search_time
+    from snnlth.report.tables import run_table
+
+    imp = _run("imp", "off", [(0.0, 80.0, 0.0, True), (0.2, 79.0, 100.0, True)])
+    older = _run("reinit", "off", [(0.2, 70.0, 0.0, True)])  # written before reinit recorded None: 0.0
+    newer = _run("reinit", "off", [(0.2, 71.0, None, True)], seed=1)
+    newer.summary["method"] = "reinit"
+    runs = [imp, older, newer]
+    header, rows = table1(runs)
+    assert _row(rows, "reinit", "search time") == ["–", "–"]
+    assert _row(rows, "reinit", "accuracy %") == ["–", "70.50 ± 0.71"]
+    ax = search_time(runs).axes[0]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["IMP"]  # reinit has no bar
+    assert [round(p.get_height(), 6) for p in ax.patches] == [100.0]
+    older.summary["search_seconds_total"] = 0.0
+    header, rows = run_table(runs)
+    search = header.index("search")
+    assert [row[search] for row in rows] == ["–", "–", "–"]  # IMP's summary here has no total either
+    imp.summary["search_seconds_total"] = 100.0
+    assert [row[search] for row in run_table(runs)[1]] == ["100.0 s", "–", "–"]
+
+
+def test_spikes_figure_shows_only_tickets_at_the_runs_full_t():
+    from snnlth.report.plots import spikes_vs_sparsity
+
+    imp = _run("imp", "off", [(0.0, 80.0, 0.0, True), (0.2, 79.0, 10.0, True)])
+    one_shot = _run("oneshot", "off", [(0.2, 75.0, 5.0, True), (0.4, 74.0, 5.0, True)])
+    one_shot.summary["levels"][1]["timesteps"] = 3  # retrained at --t-post 3 of the run's T = 5
+    for run in (imp, one_shot):
+        for lv in run.summary["levels"]:
+            lv["spikes_per_image"] = 1000.0 * lv["timesteps"]
+    lines = spikes_vs_sparsity([imp, one_shot]).axes[0].get_lines()
+    assert [(line.get_label(), list(line.get_xdata())) for line in lines] == [("IMP", [0.0, 20.0]),
+                                                                             ("oneshot", [20.0])]

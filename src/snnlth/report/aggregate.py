@@ -1,5 +1,5 @@
-"""Mean ± std over seeds per method and sparsity level: the one place where numbers are combined. Tables and plots
-both read these points, so they can never disagree."""
+"""Mean ± std over seeds per series (:mod:`snnlth.report.series`) and sparsity level: the one place where numbers
+are combined. Tables and plots both read these points, so they can never disagree."""
 
 from __future__ import annotations
 
@@ -7,8 +7,10 @@ import math
 from dataclasses import dataclass
 
 from snnlth.report.collect import RunRecord
+from snnlth.report.series import ORDER, Series, comparisons, series
 
-ORDER = ["IMP", "IMP+ET", "IMP+ES", "IMP+ET+ES", "EB", "EB+ET", "random", "reinit"]
+__all__ = ["ORDER", "Point", "columns", "comparisons", "curves", "dense_accuracy", "level_key", "mean_std",
+           "series_points"]
 
 
 @dataclass
@@ -27,9 +29,11 @@ class Point:
     ticket_bytes: float | None = None
     dense_bytes: float | None = None
     key: int | float = 0  # the column: see level_key
+    timesteps: int | None = None  # of all its levels; None when they differ
 
 
-def mean_std(values: list[float]) -> tuple[float | None, float]:
+def mean_std(values: list[float | None]) -> tuple[float | None, float]:
+    """Mean and sample std of the values that are not None; ``(None, 0.0)`` when none is."""
     vals = [v for v in values if v is not None]
     if not vals:
         return None, 0.0
@@ -45,31 +49,32 @@ def level_key(level: dict) -> int | float:
     return pruned if pruned is not None else level["sparsity_all"]
 
 
-def labels(runs: list[RunRecord]) -> list[str]:
-    found = {r.label for r in runs}
-    return [x for x in ORDER if x in found] + sorted(found - set(ORDER))
+def _point(key: int | float, lvs: list[dict]) -> Point:
+    """One column of a series: its levels (one per seed) averaged."""
+    acc, acc_std = mean_std([lv["test_accuracy"] for lv in lvs])
+    sec, sec_std = mean_std([lv.get("search_seconds") for lv in lvs])
+    spikes, _ = mean_std([lv.get("spikes_per_image") for lv in lvs])
+    extra = [mean_std([lv.get(k) for lv in lvs])[0]
+             for k in ("synops_per_image", "energy_uj_per_image", "ticket_bytes", "dense_bytes")]
+    ts = {lv.get("timesteps") for lv in lvs}
+    return Point(lvs[0]["sparsity_all"], lvs[0]["sparsity_prunable"], acc, acc_std, sec, sec_std, spikes,
+                 all(lv["final"] for lv in lvs), len(lvs), *extra, key=key,
+                 timesteps=ts.pop() if len(ts) == 1 else None)
+
+
+def series_points(s: Series) -> list[Point]:
+    """Points of one series sorted by sparsity, each averaged over the series' runs (seeds)."""
+    groups: dict[int | float, list[dict]] = {}
+    for run in s.runs:
+        for lv in run.levels:
+            groups.setdefault(level_key(lv), []).append(lv)
+    return [_point(key, groups[key]) for key in sorted(groups, key=lambda k: groups[k][0]["sparsity_all"])]
 
 
 def curves(runs: list[RunRecord]) -> dict[str, list[Point]]:
-    """label -> points sorted by sparsity, each averaged over the runs (seeds) of that label."""
-    out = {}
-    for label in labels(runs):
-        groups: dict[float, list[dict]] = {}
-        for run in (r for r in runs if r.label == label):
-            for lv in run.levels:
-                groups.setdefault(level_key(lv), []).append(lv)
-        points = []
-        for key in sorted(groups, key=lambda k: groups[k][0]["sparsity_all"]):
-            lvs = groups[key]
-            acc, acc_std = mean_std([lv["test_accuracy"] for lv in lvs])
-            sec, sec_std = mean_std([lv.get("search_seconds") for lv in lvs])
-            spikes, _ = mean_std([lv.get("spikes_per_image") for lv in lvs])
-            extra = [mean_std([lv.get(k) for lv in lvs])[0]
-                     for k in ("synops_per_image", "energy_uj_per_image", "ticket_bytes", "dense_bytes")]
-            points.append(Point(lvs[0]["sparsity_all"], lvs[0]["sparsity_prunable"], acc, acc_std, sec, sec_std,
-                                spikes, all(lv["final"] for lv in lvs), len(lvs), *extra, key=key))
-        out[label] = points
-    return out
+    """Series label -> points sorted by sparsity, each averaged over the runs (seeds) of that series only: runs that
+    differ in anything but their seed (``--rewind-epoch``, ``--lr``, ...) are never averaged together."""
+    return {s.label: series_points(s) for s in series(runs)}
 
 
 def columns(cs: dict[str, list[Point]]) -> list[Point]:
@@ -82,11 +87,7 @@ def columns(cs: dict[str, list[Point]]) -> list[Point]:
 
 
 def dense_accuracy(runs: list[RunRecord]) -> float | None:
-    """Mean accuracy of the dense (sparsity 0) networks trained at full T, if any run has one."""
+    """Mean accuracy of the dense (sparsity 0) final networks trained at the run's full T, if any run has one."""
     return mean_std([lv["test_accuracy"] for r in runs for lv in r.levels
-                     if lv["sparsity_all"] == 0 and lv["final"]])[0]
-
-
-def comparisons(runs: list[RunRecord]) -> dict[str, str]:
-    """label -> the label it is compared with (``IMP+ET`` -> ``IMP``), from the labels the runs recorded."""
-    return {r.label: r.base_label for r in runs if r.base_label != r.label}
+                     if lv["sparsity_all"] == 0 and lv["final"]
+                     and lv.get("timesteps", r.config["model"]["timesteps"]) == r.config["model"]["timesteps"]])[0]

@@ -9,9 +9,14 @@ from pathlib import Path
 from snnlth.errors import SnnlthError
 from snnlth.rundir.layout import CONFIG, RunLayout
 
+NO_SEARCH_METHODS = ("reinit",)  # train the masks of another run: no search time of their own
+ROUND_TICKET_METHODS = ("imp", "random")  # their rounds, at full T, are the tickets themselves
+TWIN_ROUND_METHODS = ("transfer",)  # their round_<k> phases train the ANN twin; the tickets are retrainings
+
 
 class ReportError(SnnlthError):
-    """Runs that cannot be reported together (other model or dataset) or paths that hold no run."""
+    """Runs that cannot be reported together (other model or dataset, one seed twice in a series) or paths that hold
+    no run."""
 
 
 @dataclass
@@ -24,7 +29,8 @@ class RunRecord:
 
     @property
     def method(self) -> str:
-        return self.config.get("search", {}).get("method", self.config.get("kind", "?"))
+        recorded = (self.summary or {}).get("method")
+        return recorded or self.config.get("search", {}).get("method", self.config.get("kind", "?"))
 
     @property
     def uses_early_time(self) -> bool:
@@ -41,7 +47,8 @@ class RunRecord:
 
     @property
     def base_label(self) -> str:
-        """The label of the same method without Early-Time (what a +ET run is compared with)."""
+        """The label of the same method without its modifiers (Early-Time, round stop): the label of the series a
+        ``+ET`` or ``+ES`` run is compared with."""
         recorded = (self.summary or {}).get("base_label") or self.config.get("base_label")
         return recorded or self.label.removesuffix("+ET")
 
@@ -63,7 +70,13 @@ class RunRecord:
 
     @property
     def levels(self) -> list[dict]:
-        return self.summary["levels"] if self.summary else provisional_levels(self)
+        """The summary's levels (while there is none, those of its finished phases: :func:`provisional_levels`).
+        A reinit level has no search of its own, so its ``search_seconds`` is None whatever an older run wrote
+        (0.0)."""
+        levels = self.summary["levels"] if self.summary else provisional_levels(self)
+        if self.method in NO_SEARCH_METHODS:
+            return [{**lv, "search_seconds": None} for lv in levels]
+        return levels
 
 
 def _read_json(path: Path, missing: list[str]) -> dict | None:
@@ -131,26 +144,60 @@ def load_runs(paths: list[str | Path]) -> list[RunRecord]:
     return runs
 
 
+def _round_of(phase: str) -> int:
+    return int(phase.split("_")[1])
+
+
+def finished_phases(run: RunRecord, by_phase: dict[str, list[dict]]) -> list[str]:
+    """The phases in ``metrics.jsonl`` that finished: those whose phase file exists (a round that ``--round-stop``
+    cut short has fewer rows than epochs, and is finished all the same). Runs written without phase files: the
+    rounds that a later round followed, or whose rows reach the epochs."""
+    layout = RunLayout(run.path)
+    if layout.phase_file("_").parent.is_dir():  # the run's phases folder: the run writes phase files
+        return [p for p in by_phase if layout.phase_file(p).exists()]
+    epochs, rewind = run.config.get("train", {}).get("epochs", 0), run.config.get("search", {}).get("rewind_epoch", 0)
+    rounds = sorted((p for p in by_phase if p.startswith("round_")), key=_round_of)
+    return [p for i, p in enumerate(rounds) if i < len(rounds) - 1
+            or len(by_phase[p]) >= (epochs if _round_of(p) == 0 else epochs - rewind)]
+
+
+def _off_path(config: dict) -> bool:
+    """Whether Early-Time or round stop takes the rounds off the tickets' path (their accuracies are the search's)."""
+    s = config.get("search", {})
+    return s.get("early_time", "off") != "off" or s.get("round_stop", "off") != "off"
+
+
+def _provisional(phase: str, rows: list[dict], k: int | None, final: bool, rate: float) -> dict:
+    """Round ``k``'s level from the rows of one finished phase, at the exact sparsity its rows carry (nominal
+    ``1 - (1 - p)^k`` only for runs written before rows carried it)."""
+    last, nominal = rows[-1], 1 - (1 - rate) ** (k or 0)
+    accs = [r["test_accuracy"] for r in rows if r.get("test_accuracy") is not None]
+    return {"round": k, "sparsity_prunable": last.get("sparsity_prunable", nominal),
+            "sparsity_all": last.get("sparsity_all", nominal), "pruned_weights": last.get("pruned_weights"),
+            "timesteps": last["timesteps"], "test_accuracy": last["test_accuracy"],
+            "best_test_accuracy": max(accs) if accs else None, "final": final, "search_seconds": None,
+            "spikes_per_image": last.get("spikes_per_image"), "layer_sparsity": {}, "provisional": True,
+            "phase": phase}
+
+
 def provisional_levels(run: RunRecord) -> list[dict]:
-    """Levels of a run that has no summary yet: its finished rounds in ``metrics.jsonl``, with the exact sparsity
-    every row of a round carries (nominal ``1 - (1 - p)^k`` only for runs written before rows carried it)."""
-    s, epochs = run.config.get("search", {}), run.config.get("train", {}).get("epochs", 0)
-    rate, rewind = s.get("prune_rate", 0.25), s.get("rewind_epoch", 0)
+    """Levels of a run that has no summary yet, from its finished phases in ``metrics.jsonl``: each round (a ticket
+    when IMP's rounds run at full T, else the search path's accuracy, not final), replaced by its full-T retraining
+    once that finished, and each other finished retraining (Early-Bird, reinit and transfer tickets)."""
+    rate = run.config.get("search", {}).get("prune_rate", 0.25)
     by_phase: dict[str, list[dict]] = {}
     for row in run.metrics:
         by_phase.setdefault(row.get("phase", ""), []).append(row)
-    levels = []
-    for phase, rows in sorted(by_phase.items()):
-        if not phase.startswith("round_"):
-            continue
-        k = int(phase.split("_")[1])
-        if len(rows) < (epochs if k == 0 else epochs - rewind):
-            continue  # round still running
-        last, nominal = rows[-1], 1 - (1 - rate) ** k
-        accs = [r["test_accuracy"] for r in rows if r.get("test_accuracy") is not None]
-        levels.append({"round": k, "sparsity_prunable": last.get("sparsity_prunable", nominal),
-                       "sparsity_all": last.get("sparsity_all", nominal), "pruned_weights": last.get("pruned_weights"),
-                       "timesteps": last["timesteps"], "test_accuracy": last["test_accuracy"],
-                       "best_test_accuracy": max(accs) if accs else None, "final": False, "search_seconds": None,
-                       "spikes_per_image": last.get("spikes_per_image"), "layer_sparsity": {}, "provisional": True})
-    return levels
+    done = finished_phases(run, by_phase)
+    tickets = run.method in ROUND_TICKET_METHODS and not _off_path(run.config)
+    levels: dict[tuple, dict] = {}
+    if run.method not in TWIN_ROUND_METHODS:  # their rounds train the ANN twin, not the run's SNN
+        for phase in sorted((p for p in done if p.startswith("round_")), key=_round_of):
+            k = _round_of(phase)
+            levels[("round", k)] = _provisional(phase, by_phase[phase], k, tickets, rate)
+    for phase in (p for p in done if by_phase[p][-1].get("retrain")):
+        k = by_phase[phase][-1].get("round")
+        on_path = levels.get(("round", k), {})
+        levels[("round", k) if k is not None else ("phase", phase)] = {
+            **_provisional(phase, by_phase[phase], k, True, rate), "search_test_accuracy": on_path.get("test_accuracy")}
+    return sorted(levels.values(), key=lambda lv: lv["sparsity_all"])

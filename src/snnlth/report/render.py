@@ -9,34 +9,43 @@ from pathlib import Path
 
 from snnlth.report.aggregate import dense_accuracy
 from snnlth.report.collect import RunRecord
-from snnlth.report.plots import FIGURES
+from snnlth.report.plots import FIGURES, SEARCH_TIME
+from snnlth.report.series import series
 from snnlth.report.tables import Table, run_table, table1, ticket_table, to_markdown
 
 CAPTIONS = {
-    "accuracy_vs_sparsity.png": "Test accuracy vs remaining weights, mean ± std over seeds; dashed: dense network.",
-    "search_time.png": "Search time per method and sparsity level, with the speed-up of each +ET or +ES variant.",
-    "layer_sparsity.png": "Per-layer sparsity of the sparsest ticket of each method.",
+    "accuracy_vs_sparsity.png": "Test accuracy vs remaining weights, mean ± std over seeds; dashed: dense network at "
+                                "full T.",
+    "search_time.png": f"Search time of each ticket, per series and sparsity level: {SEARCH_TIME}. Labels: the "
+                       "speed-up of each +ET or +ES variant over its plain method with the same settings.",
+    "layer_sparsity.png": "Per-layer sparsity of the sparsest ticket of each series.",
     "early_time_kl.png": "Early-Time: normalised KL divergence vs timesteps, threshold and chosen T_early.",
     "early_bird_distance.png": "Early-Bird: mask distance vs epoch, threshold τ and detection epochs.",
     "spikes_vs_sparsity.png": "Spikes per test image (all LIF layers, all timesteps) vs sparsity, full-T tickets.",
     "t_early_vs_lambda.png": "Early-Time ablation: T_early each run's KL curve gives for every threshold λ.",
-    "accuracy_vs_rewind.png": "Rewinding ablation: final-ticket accuracy vs --rewind-epoch, per round.",
-    "global_vs_local.png": "Scope ablation: accuracy vs sparsity with global and per-layer magnitude pruning.",
+    "accuracy_vs_rewind.png": "Rewinding ablation: final-ticket accuracy vs --rewind-epoch, per round, of series "
+                              "differing in --rewind-epoch alone.",
+    "global_vs_local.png": "Scope ablation: accuracy vs sparsity with global and per-layer magnitude pruning, of "
+                             "series differing in --scope alone.",
 }
+
+SEARCH_TIME_NOTE = (
+    "Columns: sparsity as % of all parameters. † marks accuracy on the search path (at T_early, or of a round cut "
+    f"short by round stop), not a ticket trained to the end at full T. Search time: {SEARCH_TIME}; – where a level "
+    "has none (reinit trains the masks of another run and searches nothing). Δ accuracy compares final tickets of "
+    "equal T only. ± is the std over seeds; runs that differ in more than the seed are separate rows, never averaged.")
 
 
 def build_blocks(runs: list[RunRecord], images: dict[str, bytes]) -> list[tuple]:
     first = runs[0]
     blocks: list[tuple] = [("h1", f"snnlth report: {first.model} on {first.dataset}")]
     dense = dense_accuracy(runs)
-    blocks.append(("p", f"{len(runs)} run(s); methods: {', '.join(sorted({r.label for r in runs}))}; "
+    blocks.append(("p", f"{len(runs)} run(s); methods: {', '.join(s.label for s in series(runs))}; "
                         f"final model T = {first.config['model']['timesteps']}"
                         + (f"; dense accuracy {dense:.2f} %." if dense is not None else ".")))
     blocks.append(("h2", "Accuracy and search time (layout of the paper's Table 1)"))
     blocks.append(("table", table1(runs)))
-    blocks.append(("p", "Columns: sparsity as % of all parameters. † marks accuracy on the search path at T_early "
-                        "(not a ticket retrained at full T). Search time of a level = wall time of all training and "
-                        "selection before that ticket's final training. ± is the std over seeds."))
+    blocks.append(("p", SEARCH_TIME_NOTE))
     tickets = ticket_table(runs)
     if tickets[1]:
         blocks.append(("h2", "Tickets: storage and energy"))
@@ -50,8 +59,9 @@ def build_blocks(runs: list[RunRecord], images: dict[str, bytes]) -> list[tuple]
     notes = [f"{r.path}: missing {', '.join(r.missing)}" for r in runs if r.missing]
     if notes:
         blocks.append(("h2", "Incomplete runs"))
-        blocks.append(("p", "Reported from what is there (levels of unfinished runs come from finished rounds in "
-                            "metrics.jsonl, with nominal sparsity). " + "; ".join(notes)))
+        blocks.append(("p", "Reported from what is there (levels of unfinished runs are their finished phases in "
+                            "metrics.jsonl: rounds, including those round stop cut short, and full-T retrainings, at "
+                            "the exact sparsity their rows record, without search time). " + "; ".join(notes)))
     blocks.append(("h2", "Figures"))
     for name, caption in CAPTIONS.items():
         if name in images:

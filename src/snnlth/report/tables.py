@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from snnlth.report.aggregate import Point, columns, comparisons, curves
-from snnlth.report.collect import RunRecord
+from snnlth.report.collect import NO_SEARCH_METHODS, RunRecord
+from snnlth.report.series import run_labels
 
 Table = tuple[list[str], list[list[str]]]
 
@@ -22,9 +23,11 @@ def fmt_acc(p: Point | None) -> str:
 
 
 def fmt_delta(base: Point | None, other: Point | None) -> str:
-    """Accuracy difference, only between two tickets trained at full T (a search-path accuracy at T_early is not a
-    ticket's accuracy, so it is never compared)."""
+    """Accuracy difference, only between two final tickets trained at the same T (a search-path accuracy at T_early
+    is not a ticket's accuracy, and a ticket retrained at ``--t-post 3`` is not comparable with one at T = 5)."""
     if base is None or other is None or not (base.final and other.final):
+        return "–"
+    if base.timesteps is None or base.timesteps != other.timesteps:
         return "–"
     if base.accuracy is None or other.accuracy is None:
         return "–"
@@ -38,10 +41,10 @@ def fmt_speedup(base: Point | None, other: Point | None) -> str:
 
 
 def table1(runs: list[RunRecord]) -> Table:
-    """Rows per method: accuracy and search time at each sparsity level (columns: % of all parameters pruned),
-    then for each +ET or +ES variant the accuracy difference (tickets at full T only) and the search speed-up against
-    its plain method."""
-    cs = curves(runs)
+    """Rows per series: accuracy and search time at each sparsity level (columns: % of all parameters pruned), then for
+    each +ET or +ES variant the accuracy difference (final tickets of equal T only) and the search speed-up against
+    the series of its plain method with the same settings."""
+    cs, compared = curves(runs), comparisons(runs)
     cols = columns(cs)
     keys = [c.key for c in cols]
     header = ["method", "metric"] + [f"{100 * c.sparsity_all:.2f} %" for c in cols]
@@ -52,7 +55,7 @@ def table1(runs: list[RunRecord]) -> Table:
         rows.append([label, "search time"] + [fmt_seconds(at[label][k].search_seconds) if k in at[label] else "–"
                                               for k in keys])
     for label in cs:
-        plain = comparisons(runs).get(label)
+        plain = compared.get(label)
         if plain not in at:
             continue
         delta = [fmt_delta(at[plain].get(k), at[label].get(k)) for k in keys]
@@ -81,7 +84,7 @@ def ticket_table(runs: list[RunRecord]) -> Table:
 def run_table(runs: list[RunRecord]) -> Table:
     header = ["run", "method", "seed", "T", "T_early", "EB epochs", "sparsest final ticket", "search", "total",
               "status"]
-    rows = []
+    rows, labels = [], run_labels(runs)
     for r in runs:
         s = r.summary or {}
         et = s.get("early_time") or {}
@@ -94,9 +97,10 @@ def run_table(runs: list[RunRecord]) -> Table:
             status += "; written before 0.2: its search time counts evaluation too"
         if r.missing:
             status += f"; missing {', '.join(r.missing)}"
-        rows.append([r.path.as_posix(), r.label, str(r.seed), str(r.config["model"]["timesteps"]),
+        rows.append([r.path.as_posix(), labels[r.path], str(r.seed), str(r.config["model"]["timesteps"]),
                      str(et.get("t_early", "–")), ", ".join(str(e["detection_epoch"]) for e in eb) or "–", ticket,
-                     fmt_seconds(s.get("search_seconds_total")), fmt_seconds(s.get("total_seconds")), status])
+                     "–" if r.method in NO_SEARCH_METHODS else fmt_seconds(s.get("search_seconds_total")),
+                     fmt_seconds(s.get("total_seconds")), status])
     return header, rows
 
 
