@@ -3,15 +3,22 @@ re-init on Fashion-MNIST (convnet, T=5), 3 seeds each on the same test images, m
 
     .venv/bin/python bench/claims.py [--quick] [--out FILE.json] [--runs DIR] [--report DIR] [--seeds N]
 
-Prints the Table-1 layout (accuracy ± std and search time per sparsity level), then each claim with its numbers and
-whether it holds; writes the `snnlth report` of all runs and, with ``--out``, the JSON below. Runs are ordinary
-resumable searches: rerunning the same command skips what is finished. The methods of one seed run one after the
-other, seed after seed, so a drift of the machine's speed touches every method alike.
+Prints the Table-1 layout (accuracy ± std and search time per sparsity level), the time ratios of each compared
+pair at every level, then each claim with its numbers and whether it holds; writes the `snnlth report` of all runs
+and, with ``--out``, the JSON below (``bench/results_md.py`` renders it into docs/results.md). Runs are ordinary
+resumable searches: rerunning the same command skips what is finished. Seed after seed, the methods run one
+after the other, their order rotated from seed to seed: the six searches (IMP, IMP+ET, IMP+ES, IMP+ET+ES, EB, EB+ET)
+in a ring, seed s starting at the (s mod 6)-th, random pruning and reinit right after IMP (they take that seed's IMP
+run as their --from). So no method is always the first (cold machine) or the last (warm, or drifted) of a seed.
 
 JSON keys: ``methods`` (label -> levels, each with ``accuracy_mean``/``accuracy_std`` and ``search_seconds_mean``/
 ``search_seconds_std`` over seeds, ``sparsity_prunable``, ``final``), ``dense_mean``, ``winning_ticket_gap``,
 ``et_time_ratio_imp``, ``et_time_ratio_eb``, ``es_time_ratio_imp`` (IMP+ET+ES over IMP at the sparsest level),
-``round_stop`` (per label and seed, the epoch each round stopped at), ``claims``, ``preset``, ``machine``.
+``round_stop`` (per label and seed, the epoch each round stopped at), ``claims``, ``preset``, ``machine``;
+``time_ratios`` (``"IMP+ET vs IMP"`` -> prunable sparsity ``"50.00"`` -> ``search``: search seconds over the base's,
+``with_final_training``: search + the training seconds of that level's final ticket over the same for the base, None
+where either level holds no final ticket), ``run_order`` (seed -> labels in running order), and ``table_text``,
+``time_ratio_text``, ``claims_text``: the Table-1, time-ratio and claims text exactly as printed.
 """
 
 from __future__ import annotations
@@ -27,17 +34,25 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "bench"))  # results_md: the claims' printed form is the page's
 
 import torch  # noqa: E402
+from results_md import claims_text  # noqa: E402
 
 from snnlth.api import search  # noqa: E402
-from snnlth.config import DataConfig, ModelConfig, SearchConfig, SearchRunConfig, TrainConfig  # noqa: E402
-from snnlth.report.aggregate import Point, curves  # noqa: E402
-from snnlth.report.collect import load_runs  # noqa: E402
+from snnlth.config import DataConfig, ModelConfig, RuntimeConfig, SearchConfig, SearchRunConfig, TrainConfig  # noqa: E402
+from snnlth.report.aggregate import Point, curves, level_key, mean_std  # noqa: E402
+from snnlth.report.collect import RunRecord, load_runs  # noqa: E402
 from snnlth.report.render import write_report  # noqa: E402
+from snnlth.report.series import series  # noqa: E402
 from snnlth.report.tables import table1, to_text  # noqa: E402
 
 WINNING_SPARSITY = 0.89  # "IMP at >= 89 % prunable sparsity within 1.0 point of the dense mean"
+PAIRS = (("IMP+ET", "IMP"), ("IMP+ES", "IMP"), ("IMP+ET+ES", "IMP"), ("EB", "IMP"), ("EB+ET", "EB"))
+RATIO_TITLE = ("time ratios, method over base, per level (columns: % of the prunable weights); \"+ final training\": "
+               "search + the\ntraining of that level's final ticket over the same for the base; – where a level holds "
+               "no final ticket (search-path\naccuracy at T_early or of a round cut short: the ticket's training is "
+               "not known):")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,8 +81,8 @@ FROM_IMP = "<this seed's IMP run>"
 
 
 def methods(rounds: int, es: dict) -> list[tuple[str, dict]]:
-    """(label, [search] fields) in running order; the baselines take this seed's IMP run as their --from; ``es``:
-    round-stop settings besides ``round_stop="mask"`` (default: none, the package's defaults)."""
+    """(label, [search] fields): the six searches, then the baselines, which take this seed's IMP run as their
+    --from; ``es``: round-stop settings besides ``round_stop="mask"`` (default: none, the package's defaults)."""
     last_two = (str(rounds - 1), str(rounds))
     return [
         ("IMP", {"method": "imp"}),
@@ -77,34 +92,43 @@ def methods(rounds: int, es: dict) -> list[tuple[str, dict]]:
         ("EB", {"method": "eb"}),
         ("EB+ET", {"method": "eb", "early_time": "auto"}),
         ("random", {"method": "random", "from_run": FROM_IMP}),
-        ("reinit", {"method": "reinit", "from_run": FROM_IMP, "retrain_at": last_two}),
+        ("reinit", {"method": "reinit", "from_run": FROM_IMP, "reinit_levels": last_two}),
     ]
+
+
+def seed_order(rounds: int, es: dict, seed: int) -> list[tuple[str, dict]]:
+    """:func:`methods` in seed ``seed``'s running order: the n searches as a ring started at the (seed mod n)-th,
+    the baselines right after IMP (they need this seed's IMP run), so no method is first or last at every seed."""
+    ms = methods(rounds, es)
+    searches = [m for m in ms if m[1].get("from_run") != FROM_IMP]
+    baselines = [m for m in ms if m[1].get("from_run") == FROM_IMP]
+    k = seed % len(searches)
+    return [m for s in searches[k:] + searches[:k] for m in ([s, *baselines] if s[0] == "IMP" else [s])]
 
 
 def config(preset: Preset, seed: int, fields: dict, data_dir: str | None) -> SearchRunConfig:
     return SearchRunConfig(
-        data=DataConfig(dataset="fmnist", data_dir=data_dir, train_subset=preset.train_subset,
-                        test_subset=preset.test_subset),
+        data=DataConfig(dataset="fmnist", train_subset=preset.train_subset, test_subset=preset.test_subset),
         model=ModelConfig(model="convnet", timesteps=preset.timesteps),
-        train=TrainConfig(epochs=preset.epochs, batch_size=preset.batch_size, lr=preset.lr, seed=seed,
-                          device="cpu", eval_every=preset.epochs),
-        search=SearchConfig(rounds=preset.rounds, prune_rate=preset.prune_rate, **fields))
+        train=TrainConfig(epochs=preset.epochs, batch_size=preset.batch_size, lr=preset.lr, seed=seed),
+        search=SearchConfig(rounds=preset.rounds, prune_rate=preset.prune_rate, **fields),
+        runtime=RuntimeConfig(data_dir=data_dir, device="cpu", eval_every=preset.epochs))
 
 
 def run_all(preset: Preset, seeds: list[int], root: Path, data_dir: str | None, es: dict) -> list[Path]:
     dirs = []
     for seed in seeds:
         imp_dir = None
-        for label, fields in methods(preset.rounds, es):
+        for label, fields in seed_order(preset.rounds, es, seed):
             if fields.get("from_run") == FROM_IMP:
                 fields = {**fields, "from_run": str(imp_dir)}
             start = time.perf_counter()
             res = search(config(preset, seed, fields, data_dir), runs_root=root)
             s = res.summary
             imp_dir = res.run_dir if label == "IMP" else imp_dir
-            last = s["levels"][-1]
+            last, spent = s["levels"][-1], s["search_seconds_total"]  # None: reinit searches nothing itself
             print(f"seed {seed} {label:<10} sparsest {100 * last['sparsity_prunable']:.2f} %: "
-                  f"{last['test_accuracy']:.2f} %, search {s['search_seconds_total']:.0f} s "
+                  f"{last['test_accuracy']:.2f} %, search {'–' if spent is None else f'{spent:.0f} s'} "
                   f"(this call {time.perf_counter() - start:.0f} s)  {res.run_dir}", flush=True)
             dirs.append(res.run_dir)
     return dirs
@@ -122,6 +146,53 @@ def ratio(a: float | None, b: float | None) -> float | None:
 
 def sparsest(points: list[Point]) -> Point:
     return max(points, key=lambda p: p.sparsity_all)
+
+
+def final_train_seconds(runs: list[RunRecord]) -> dict[str, dict[int | float, float | None]]:
+    """Series label (as :func:`curves` names it) -> level column -> mean over seeds of the training seconds of that
+    level's final ticket; None where the level of some seed is not a final ticket (its ticket's training is not
+    known) or did not record them."""
+    out: dict[str, dict[int | float, float | None]] = {}
+    for s in series(runs):
+        groups: dict[int | float, list[dict]] = {}
+        for r in s.runs:
+            for lv in r.levels:
+                groups.setdefault(level_key(lv), []).append(lv)
+        out[s.label] = {key: (mean_std([lv["train_seconds"] for lv in lvs])[0]
+                              if all(lv["final"] and lv.get("train_seconds") is not None for lv in lvs) else None)
+                        for key, lvs in groups.items()}
+    return out
+
+
+def time_ratios(cs: dict[str, list[Point]], train: dict[str, dict]) -> dict[str, dict[str, dict]]:
+    """``"IMP+ET vs IMP"`` -> prunable sparsity (``"50.00"``) -> ``search`` and ``with_final_training`` ratios, at
+    every level both series have."""
+    out = {}
+    for label, base in PAIRS:
+        if label not in cs or base not in cs:
+            continue
+        at_base, levels = {p.key: p for p in cs[base]}, {}
+        for p in cs[label]:
+            b = at_base.get(p.key)
+            if b is None:
+                continue
+            ta, tb = train.get(label, {}).get(p.key), train.get(base, {}).get(p.key)
+            known = None not in (ta, tb, p.search_seconds, b.search_seconds)
+            levels[f"{100 * p.sparsity_prunable:.2f}"] = {
+                "search": ratio(p.search_seconds, b.search_seconds),
+                "with_final_training": ratio(p.search_seconds + ta, b.search_seconds + tb) if known else None}
+        out[f"{label} vs {base}"] = levels
+    return out
+
+
+def time_ratio_text(ratios: dict[str, dict[str, dict]]) -> str:
+    """The time ratios as printed: a title, then one row per pair and kind of ratio, one column per level."""
+    cols = sorted({s for levels in ratios.values() for s in levels}, key=float)
+    fmt = lambda r: "–" if r is None else f"{r:.2f}×"  # noqa: E731
+    rows = [[pair, name] + [fmt(levels.get(s, {}).get(key)) for s in cols]
+            for pair, levels in ratios.items()
+            for key, name in (("search", "search"), ("with_final_training", "+ final training"))]
+    return RATIO_TITLE + "\n" + to_text((["pair", "time ratio"] + [f"{s} %" for s in cols], rows))
 
 
 def evaluate_claims(cs: dict[str, list[Point]]) -> dict:
@@ -209,6 +280,28 @@ def machine() -> dict:
             "torch": torch.__version__, "python": platform.python_version()}
 
 
+def printed_results(runs: list[RunRecord], dirs: list[Path]) -> dict:
+    """Print the Table-1 layout, the time ratios, the round stops and the claims; return them for the JSON, the
+    printed text included (``table_text``, ``time_ratio_text``, ``claims_text``)."""
+    cs = curves(runs)
+    table_text = to_text(table1(runs))
+    print("\n" + table_text)
+    ratios = time_ratios(cs, final_train_seconds(runs))
+    ratio_text = time_ratio_text(ratios)
+    print("\n" + ratio_text)
+    result = evaluate_claims(cs)
+    stops = round_stops(dirs)
+    print("\nround stop (epoch each round ended at / epochs it had):")
+    for label, per_seed in stops.items():
+        for seed, epochs in per_seed.items():
+            print(f"  {label:<10} seed {seed}: {', '.join(epochs)}")
+    claims = claims_text(result["claims"])
+    print("\n" + claims)
+    return {"methods": {label: {"levels": level_rows(pts)} for label, pts in cs.items()}, "round_stop": stops,
+            **result, "time_ratios": ratios, "table_text": table_text, "time_ratio_text": ratio_text,
+            "claims_text": claims}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="the small preset (minutes; same code path)")
@@ -231,24 +324,14 @@ def main() -> None:
     runs = load_runs(dirs)
     report_dir = Path(args.report or root / "report")
     write_report(runs, report_dir)
-    cs = curves(runs)
-    print("\n" + to_text(table1(runs)))
-    result = evaluate_claims(cs)
-    stops = round_stops(dirs)
-    print("\nround stop (epoch each round ended at / epochs it had):")
-    for label, per_seed in stops.items():
-        for seed, epochs in per_seed.items():
-            print(f"  {label:<10} seed {seed}: {', '.join(epochs)}")
-    print("\nclaims:")
-    for c in result["claims"]:
-        print(f"  [{'holds' if c['holds'] else 'FAILS'}] {c['claim']}\n          {c['detail']}")
+    result = printed_results(runs, dirs)
     elapsed = time.perf_counter() - start
     print(f"\nreport: {report_dir / 'report.html'}; this call took {elapsed / 60:.1f} min")
     if args.out:
+        order = {str(s): [label for label, _ in seed_order(preset.rounds, es, s)] for s in seeds}
         payload = {"preset": {"name": name, **dataclasses.asdict(preset)}, "seeds": seeds, "machine": machine(),
-                   "round_stop_settings": es or "defaults",
-                   "methods": {label: {"levels": level_rows(pts)} for label, pts in cs.items()},
-                   "round_stop": stops, **result, "runs": [str(d) for d in dirs], "elapsed_seconds": elapsed}
+                   "round_stop_settings": es or "defaults", "run_order": order, **result,
+                   "runs": [str(d) for d in dirs], "elapsed_seconds": elapsed}
         Path(args.out).write_text(json.dumps(payload, indent=1) + "\n")
         print(f"results: {args.out}")
 
