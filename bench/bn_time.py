@@ -22,7 +22,7 @@ from torch import nn
 from snnlth.config import DataConfig, ModelConfig, TrainConfig
 from snnlth.data import eval_batches, load_data
 from snnlth.engine.evaluate import evaluate
-from snnlth.engine.loop import Schedule, fit
+from snnlth.engine.loop import FitSettings, Schedule, fit
 from snnlth.engine.optim import make_optimizer, resolve_device
 from snnlth.methods.early_time import choose_t_early, fixed_batch, measure_kl
 from snnlth.models import create_model
@@ -42,10 +42,10 @@ def long_run(data, mode: str, seed: int, args, device: torch.device) -> dict:
     model = build(data, mode, seed, device)
     tc = TrainConfig(epochs=args.epochs, lr=args.lr, seed=seed)
     opt = make_optimizer(model, tc)
-    state = fit(model, opt, data, tc, Schedule(args.epochs, 5, stop_epoch=args.warmup))
+    state = fit(model, opt, data, FitSettings(tc), Schedule(args.epochs, 5, stop_epoch=args.warmup))
     kl = measure_kl(model, fixed_batch(data, 1000, seed), 5)
     t_early, norm = choose_t_early(kl, 0.6)
-    state = fit(model, opt, data, tc, Schedule(args.epochs, 5), state)
+    state = fit(model, opt, data, FitSettings(tc), Schedule(args.epochs, 5), state)
     rows = state.history
     return {"test_accuracy": rows[-1]["test_accuracy"], "per_epoch_test_accuracy": [r["test_accuracy"] for r in rows],
             "train_accuracy": rows[-1]["train_accuracy"], "kl": kl, "kl_normalized": norm, "t_early": t_early,
@@ -70,7 +70,8 @@ def recalibrated_accuracy(model: nn.Module, data) -> float:
 def short_run(data, mode: str, seed: int, args, device: torch.device) -> dict:
     model = build(data, mode, seed, device)
     tc = TrainConfig(epochs=args.epochs, lr=args.lr, seed=seed)
-    row = fit(model, make_optimizer(model, tc), data, tc, Schedule(args.epochs, 5, stop_epoch=1)).history[0]
+    schedule = Schedule(args.epochs, 5, stop_epoch=1)
+    row = fit(model, make_optimizer(model, tc), data, FitSettings(tc), schedule).history[0]
     bn = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)][-1]  # one that sees sequences
     return {"train_accuracy": row["train_accuracy"], "test_accuracy": row["test_accuracy"],
             "recalibrated_test_accuracy": recalibrated_accuracy(model, data),

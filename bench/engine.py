@@ -26,10 +26,11 @@ import time
 import torch
 
 import snnlth.snn.neuron as neuron
-from snnlth.config import ModelConfig, TrainConfig
+from snnlth.config import ModelConfig, RuntimeConfig, TrainConfig
 from snnlth.engine.evaluate import autocast, seq_loss
 from snnlth.engine.fastpath import prepare
 from snnlth.engine.graphed import GraphedStep, graph_blocker
+from snnlth.engine.layouts import set_conv_layout
 from snnlth.engine.optim import make_optimizer, resolve_device
 from snnlth.models import create_model
 
@@ -40,6 +41,7 @@ def images_per_second(args: argparse.Namespace, device: torch.device, bn_time: s
     torch.manual_seed(0)
     c, s = SHAPES[args.model]
     model = create_model(ModelConfig(model=args.model, bn_time=bn_time), c, s, 10).to(device)
+    set_conv_layout(model, device)  # what the engine applies when training starts
     opt = make_optimizer(model, TrainConfig())
     x = torch.randn(args.batch_size, c, s, s, device=device)
     y = torch.randint(0, 10, (args.batch_size,), device=device)
@@ -68,13 +70,18 @@ def timed_steps(model, opt, x: torch.Tensor, y: torch.Tensor, timesteps: int, st
     return time.perf_counter() - start
 
 
+def _reference_lif(x_seq: torch.Tensor, params: neuron.LIFParams = neuron.LIFParams(), kernel=None) -> torch.Tensor:
+    """``lif_multistep`` as plain autograd (snnlth.snn.neuron.lif_reference), for the LIF layers to call instead."""
+    p = params
+    return neuron.lif_reference(x_seq, p.tau, p.v_threshold, p.surrogate, p.alpha, p.detach_reset)[0]
+
+
 def compare_lif(args: argparse.Namespace, device: torch.device) -> dict[str, float]:
     fused_fn = neuron.lif_multistep
     results: dict[str, list[float]] = {}
     try:
         for label in ("fused", "reference", "fused", "reference"):  # interleaved to even out machine noise
-            reference = lambda x, *a, **k: neuron.lif_reference(x, *a[:5])[0]  # noqa: E731
-            neuron.lif_multistep = fused_fn if label == "fused" else reference
+            neuron.lif_multistep = fused_fn if label == "fused" else _reference_lif
             results.setdefault(label, []).append(images_per_second(args, device))
     finally:
         neuron.lif_multistep = fused_fn
@@ -117,7 +124,7 @@ def worker(args: argparse.Namespace) -> None:
     model = ours if args.worker in OURS else _twin(ours, args.worker[-1])
     model = model.to(device)
     if args.worker in OURS:  # what snnlth's engine applies when training starts (snnlth.engine.fastpath)
-        prepare(model, TrainConfig(lif_kernel="compiled" if args.worker == "ours-c" else "eager"), device)
+        prepare(model, RuntimeConfig(lif_kernel="compiled" if args.worker == "ours-c" else "eager"), device)
     opt = make_optimizer(model, TrainConfig())
     x = torch.randn(args.batch_size, c, args.side, args.side, device=device)
     y = torch.randint(0, 10, (args.batch_size,), device=device)
@@ -132,7 +139,7 @@ def worker(args: argparse.Namespace) -> None:
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
     graphed = None
-    if args.worker in OURS and TrainConfig().cuda_graph and graph_blocker(model, device, False) is None:
+    if args.worker in OURS and RuntimeConfig().cuda_graph and graph_blocker(model, device, False) is None:
         graphed = GraphedStep(model, model, args.amp)  # the engine's CUDA step (snnlth.engine.loop.fit)
     seconds = timed_steps(model, opt, x, y, args.timesteps, args.steps, device, args.amp, graphed)
     if device.type == "cuda":
@@ -163,8 +170,7 @@ def check_twin(args: argparse.Namespace, device: torch.device, steps: int = 50) 
             torch.manual_seed(0)
             ours = create_model(ModelConfig(model="convnet"), 1, 28, 10)
             model = (_twin(ours, "s") if variant == "twin" else ours).to(device)
-            reference = lambda x, *a, **k: neuron.lif_reference(x, *a[:5])[0]  # noqa: E731
-            neuron.lif_multistep = reference if variant == "ours-reference-lif" else fused_fn
+            neuron.lif_multistep = _reference_lif if variant == "ours-reference-lif" else fused_fn
             opt = make_optimizer(model, TrainConfig(lr=0.05))
             gen = torch.Generator().manual_seed(1)
             out = []

@@ -38,7 +38,7 @@ def _data(device: torch.device, data_dir: str | None):
     from snnlth.errors import DataError
 
     try:
-        return load_data(DataConfig(dataset="cifar10", data_dir=data_dir), device), "CIFAR-10"
+        return load_data(DataConfig(dataset="cifar10"), device, data_dir=data_dir), "CIFAR-10"
     except (DataError, FileNotFoundError, OSError):
         gen = torch.Generator().manual_seed(0)
         x = torch.randint(0, 256, (EPOCH_IMAGES, 3, 32, 32), dtype=torch.uint8, generator=gen)
@@ -65,11 +65,11 @@ def worker(args: argparse.Namespace) -> dict:
     """One variant: ``{"epoch_s", "warmup_s", "data", "settings"}``. Ours trains through the engine's own epoch
     (snnlth.engine.loop.train_epoch, with the CUDA-graph step where it applies); the twin through a plain loop over
     the same batches."""
-    from snnlth.config import ModelConfig, TrainConfig
+    from snnlth.config import ModelConfig, RuntimeConfig, TrainConfig
     from snnlth.engine.evaluate import autocast, seq_loss
     from snnlth.engine.fastpath import prepare
     from snnlth.engine.graphed import GraphedStep, graph_blocker
-    from snnlth.engine.loop import EpochSpec, train_epoch
+    from snnlth.engine.loop import EpochSpec, FitSettings, Stepper, train_epoch
     from snnlth.engine.optim import make_optimizer, resolve_device
     from snnlth.models import create_model
 
@@ -80,12 +80,13 @@ def worker(args: argparse.Namespace) -> dict:
     fast = args.worker in OURS and device.type == "cuda"
     # both sides train under the same bf16 autocast on CUDA (same precision, --no-amp: fp32 on both); compile,
     # channels-last, the CUDA graph and the fused kernels are our engine's own
-    cfg = TrainConfig(batch_size=BATCH, amp=device.type == "cuda" and args.amp, compile=fast and args.compile,
-                      channels_last=fast and args.worker == "ours-cl", lif_kernel="auto", cuda_graph=fast)
+    cfg = TrainConfig(batch_size=BATCH, amp=device.type == "cuda" and args.amp)
+    runtime = RuntimeConfig(compile=fast and args.compile, channels_last=fast and args.worker == "ours-cl",
+                            lif_kernel="auto", cuda_graph=fast)
     if args.worker in OURS:
         model = ours
-        forward = prepare(model, cfg, device)
-        graphed = GraphedStep(model, forward, cfg.amp) if cfg.cuda_graph and not graph_blocker(
+        forward = prepare(model, runtime, device)
+        graphed = GraphedStep(model, forward, cfg.amp) if runtime.cuda_graph and not graph_blocker(
             model, device, False) else None
     else:
         from twin import make_twin
@@ -97,8 +98,8 @@ def worker(args: argparse.Namespace) -> dict:
 
     def run(source, epoch: int) -> None:
         if args.worker in OURS:
-            train_epoch(model, opt, source, cfg, EpochSpec(epoch, 2, args.timesteps), forward=forward,
-                        graphed=graphed)
+            train_epoch(model, opt, source, Stepper(FitSettings(cfg, runtime), forward, graphed),
+                        EpochSpec(epoch, 2, args.timesteps))
             return
         for x, y in source.train_batches(BATCH, 0, 0, epoch):
             if len(y) < 2:

@@ -20,7 +20,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from snnlth.config import ModelConfig, TrainConfig  # noqa: E402
+from snnlth.config import ModelConfig, RuntimeConfig, TrainConfig  # noqa: E402
 from snnlth.engine.evaluate import autocast, seq_loss  # noqa: E402
 from snnlth.engine.fastpath import prepare  # noqa: E402
 from snnlth.engine.graphed import GraphedStep  # noqa: E402
@@ -34,7 +34,7 @@ def build(model: str, side: str, bn_time: str = "per-step", amp: bool = False, c
     torch.manual_seed(0)
     ours = create_model(ModelConfig(model=model, bn_time=bn_time), 3, 32, 10).to(DEV)
     if side == "ours":
-        prepare(ours, TrainConfig(lif_kernel="compiled", channels_last=cl, amp=amp), DEV)
+        prepare(ours, RuntimeConfig(lif_kernel="compiled", channels_last=cl), DEV)
         return ours
     from twin import make_twin
 
@@ -136,6 +136,7 @@ def check_fused(shape: tuple[int, ...], dtype: torch.dtype, cl: bool, residual: 
     """One BN+LIF layer, the compiled fused kernel (snnlth.snn.fused) against PyTorch's BatchNorm and the eager LIF,
     on the same input: spikes that differ (float rounding of the statistics flips a spike now and then), the
     input, residual and weight gradients' largest difference relative to their largest value, running stats."""
+    from snnlth.engine.kernels import CompiledKernel
     from snnlth.snn.fused import bn_lif
     from snnlth.snn.layers import SeqBatchNorm2d
     from snnlth.snn.neuron import LIF
@@ -144,7 +145,7 @@ def check_fused(shape: tuple[int, ...], dtype: torch.dtype, cl: bool, residual: 
     bn = SeqBatchNorm2d(shape[2]).to(DEV)
     bn2 = copy.deepcopy(bn)
     lif = LIF()
-    lif.kernel = "compiled"
+    lif.kernel = CompiledKernel()
     x = (torch.randn(shape, device=DEV) * 0.7 + 0.3).to(dtype)
     if cl:
         x = x.flatten(0, 1).contiguous(memory_format=torch.channels_last).view(shape)
