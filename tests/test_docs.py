@@ -94,3 +94,12 @@ def test_page_runs(page, tiny_fmnist, tmp_path):
     done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True,
                           timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
+
+
+def test_readme_stays_short_and_for_outside_users():
+    """At most 1,000 words: what it does, install, the two commands, one CLI and one Python example, the headline
+    numbers; the reference lives in docs/."""
+    text = (ROOT / "README.md").read_text()
+    assert len(text.split()) <= 1000
+    assert "make demo" in text and "make test" in text and "```python" in text and "snnlth search" in text
+    assert not any(phrase in text.lower() for phrase in ("this machine", "these sessions", "this session"))
