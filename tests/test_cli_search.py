@@ -30,6 +30,8 @@ def _err(capsys):
     (["--method", "tpe"], "unknown method 'tpe'; choose one of: eb, imp, oneshot, random, reinit, snip, transfer"),
     (["--method", "rinit"], "unknown method 'rinit' (did you mean 'reinit'?)"),
     (["--retrain-at", "1.5"], "--retrain-at takes last, all"),
+    (["--method", "reinit", "--from", "x", "--retrain-at", "all"],
+     "--retrain-at is Early-Time's and round stop's; reinit takes --reinit-levels (got --retrain-at all)"),
 ])
 def test_bad_search_input(argv, match, capsys, fmnist_dir, tmp_path):
     rc = main(["search", "--data-dir", str(fmnist_dir), "--out", str(tmp_path / "r"), *TINY, *argv])
@@ -144,3 +146,35 @@ def test_resume_of_a_run_written_before_bn_time_existed(capsys, fmnist_dir, tmp_
     capsys.readouterr()
     assert main(["search", "--resume", str(out), "--no-progress"]) == 0
     assert json.loads((out / "summary.json").read_text())["config"]["model"]["bn_time"] == "pooled"
+
+
+def test_resume_of_a_reinit_run_written_before_reinit_levels_existed(imp_source, capsys, tmp_path):
+    """A 0.3 reinit run named its levels search.retrain_at (in config.json and its identity): --resume reads them as
+    --reinit-levels, keeps the run's identity and finishes it; its report identity is today's."""
+    from snnlth.report.series import identity_of
+
+    data, src = imp_source
+    out = tmp_path / "old"
+    argv = ["search", "--data-dir", str(data), "--out", str(out), *TINY, "--rounds", "2", "--method", "reinit",
+            "--from", str(src), "--reinit-levels", "all"]
+    assert main(argv) == 0
+    cfg = json.loads((out / "config.json").read_text())
+    for part in (cfg["search"], cfg["semantic"]["search"]):  # as 0.3 wrote it
+        part["retrain_at"] = part.pop("reinit_levels")
+    (out / "config.json").write_text(json.dumps(cfg))
+    (out / "summary.json").unlink()
+    capsys.readouterr()
+    assert main(["search", "--resume", str(out), "--no-progress"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert [lv["round"] for lv in summary["levels"]] == [0, 1, 2]  # all of them, as asked in 0.3
+    assert identity_of(cfg)["search.reinit_levels"] == ["all"] and "search.retrain_at" not in identity_of(cfg)
+    assert main(argv) == 0 and "already" in capsys.readouterr().out  # today's command names the same run
+
+
+def test_resume_of_a_sync_bn_run_written_before_sync_bn_named_runs():
+    from snnlth.config_io import legacy_semantic
+
+    saved = {"kind": "search", "semantic": {"train": {"epochs": 2}}, "train": {"sync_bn": True}}
+    assert legacy_semantic(saved) == {"train": {"epochs": 2, "sync_bn": True}}
+    assert legacy_semantic({"semantic": {"train": {"epochs": 2}}, "train": {"sync_bn": False}}) == {
+        "train": {"epochs": 2}}

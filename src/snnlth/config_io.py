@@ -187,6 +187,20 @@ def fill_legacy(cfg_cls: type, raw: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def legacy_semantic(saved: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The identity (``semantic``) of a saved ``config.json`` in today's terms, so runs written before 0.4 resume:
+    a reinit run named its levels ``search.retrain_at`` (now ``reinit_levels``); a run begun with ``--sync-bn`` had
+    it outside its identity (now in)."""
+    sem = {k: dict(v) for k, v in saved.get("semantic", {}).items() if isinstance(v, dict)}
+    search = sem.get("search", {})
+    method = search.get("method", (saved.get("search") or {}).get("method"))
+    if method == "reinit" and "retrain_at" in search and "reinit_levels" not in search:
+        search["reinit_levels"] = search.pop("retrain_at")
+    if (saved.get("train") or {}).get("sync_bn") and "sync_bn" not in sem.get("train", {}):
+        sem.setdefault("train", {})["sync_bn"] = True
+    return sem
+
+
 def resolve_config(cfg_cls: type, config_file: str | None, overrides: dict[str, dict[str, Any]]) -> Any:
     """Defaults ← TOML file ← flags, validated. Flag values are strings and coerced by field type."""
     cfg = cfg_cls()

@@ -74,6 +74,7 @@ class MethodSpec:
         check_source: ``check_source(cfg, source_config, source_path)``, more checks of the source (raise
             :class:`ConfigError`).
         needs_twin: it trains the model's ANN twin too (only snnlth's own architectures have one).
+        check: ``check(cfg)``, more checks of the config of the method's own (raise :class:`ConfigError`).
     """
 
     name: str
@@ -90,6 +91,7 @@ class MethodSpec:
     same_as_source: tuple[tuple[str, str], ...] = SAME_AS_SOURCE
     check_source: Callable[..., None] | None = None
     needs_twin: bool = False
+    check: Callable[[SearchRunConfig], None] | None = None
 
     def __post_init__(self) -> None:
         known = {f.name for f in dataclasses.fields(SearchConfig)}
@@ -138,6 +140,8 @@ class MethodSpec:
             raise ConfigError(f"--method {self.name} takes no --from; drop it")
         if self.needs_twin and cfg.model.neuron != "lif":
             raise ConfigError(f"--method {self.name} searches on the ANN twin and trains the SNN: use --neuron lif")
+        if self.check is not None:
+            self.check(cfg)
 
 
 METHODS: Registry[MethodSpec] = Registry("method")

@@ -4,6 +4,10 @@ time of their own (``search_seconds`` is None)."""
 
 from __future__ import annotations
 
+import dataclasses
+
+from snnlth.config import SearchConfig, SearchRunConfig
+from snnlth.errors import ConfigError
 from snnlth.methods.kit import MethodKit
 from snnlth.methods.levels import resolve_retrain_rounds
 from snnlth.methods.registry import MethodResult, MethodSpec, register_method
@@ -30,6 +34,16 @@ def run_reinit(kit: MethodKit, source: RunStore | None) -> MethodResult:
     return MethodResult(levels)
 
 
+def check_reinit(cfg: SearchRunConfig) -> None:
+    """reinit took its levels from ``--retrain-at`` before 0.4: that flag now belongs to Early-Time and round stop,
+    and silently ignoring it would train other levels than asked."""
+    default = next(f.default for f in dataclasses.fields(SearchConfig) if f.name == "retrain_at")
+    if tuple(cfg.search.retrain_at) != tuple(default):
+        raise ConfigError(f"--retrain-at is Early-Time's and round stop's; reinit takes --reinit-levels (got "
+                          f"--retrain-at {' '.join(cfg.search.retrain_at)}): use --reinit-levels "
+                          f"{' '.join(cfg.search.retrain_at)}")
+
+
 register_method(MethodSpec(
     "reinit", "reinit", run_reinit, "baseline: the masks of --from trained from a fresh random init",
-    fields=("reinit_levels",), source="required"))
+    fields=("reinit_levels",), source="required", check=check_reinit))

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from snnlth.config import MODIFIER_FIELDS
+from snnlth.config_io import legacy_semantic
 from snnlth.errors import SnnlthError
 from snnlth.report.collect import ReportError, RunRecord
 from snnlth.rundir.layout import RunLayout
@@ -40,8 +41,9 @@ class Series:
 
 
 def _flat(config: dict) -> dict[str, Any]:
-    return {f"{s}.{k}": v for s, sec in config.get("semantic", {}).items() if isinstance(sec, dict)
-            for k, v in sec.items()}
+    """``section.key`` -> value of the run's identity (in today's terms: a run written before 0.4 reads as it would
+    be named now)."""
+    return {f"{s}.{k}": v for s, sec in legacy_semantic(config).items() for k, v in sec.items()}
 
 
 def identity_of(config: dict, depth: int = 0) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from snnlth.config_io import config_hash, config_to_dict, semantic_dict
+from snnlth.config_io import config_hash, config_to_dict, legacy_semantic, semantic_dict
 from snnlth.errors import RunDirError
 from snnlth.rundir.atomic import atomic_write_json, atomic_write_text, read_json
 from snnlth.rundir.lock import LOCK
@@ -127,7 +127,7 @@ class RunLayout:
                 tmp.unlink(missing_ok=True)
             return "new"
         saved = read_json(self.config)
-        theirs = Identity(saved.get("kind"), saved.get("semantic", {}))
+        theirs = Identity(saved.get("kind"), legacy_semantic(saved))
         if theirs != identity:
             raise RunDirError(f"--out {self.path} holds a different run ({_describe_diff(theirs, identity)}); choose "
                               "another --out, or delete that directory to start over")
