@@ -104,10 +104,21 @@ class TrainConfig:
 
     epochs: int = _f(5, "training epochs")
     batch_size: int = _f(128, "training batch size")
-    lr: float = _f(0.1, "initial SGD learning rate, cosine-annealed to 0 per epoch (the paper: 0.3 for "
-                      "VGG16/ResNet19)")
+    lr: float = _f(0.1, "initial learning rate, then --schedule per epoch (the paper: 0.3 for VGG16/ResNet19 with "
+                      "SGD; spikingjelly's and snntorch's tutorials: 1e-3 to 1e-2 with Adam)")
+    optimizer: str = _f("sgd", "sgd (with --momentum; the paper's), adam or adamw (with --betas); the state starts "
+                        "fresh at every rewind", choices=("sgd", "adam", "adamw"))
     momentum: float = _f(0.9, "SGD momentum")
-    weight_decay: float = _f(5e-4, "L2 weight decay (really applied, unlike the paper's code)")
+    betas: tuple[float, ...] = _f((0.9, 0.999), "Adam/AdamW: the two decay rates of the moment estimates")
+    weight_decay: float = _f(5e-4, "weight decay: as an L2 term of the gradient for sgd and adam, decoupled for adamw "
+                             "(really applied, unlike the paper's code)")
+    schedule: str = _f("cosine", "learning rate per epoch: cosine (to 0, the paper's), constant, step (x0.1 at 50 "
+                       "and 75 percent of the epochs, the official code's --scheduler step) or linear (to 0)",
+                       choices=("cosine", "constant", "step", "linear"))
+    warmup_epochs: int = _f(0, "epochs of linear warm-up to --lr before the schedule (counted within --epochs)")
+    loss: str = _f("ce", "ce: the mean over t of the cross-entropy of each step's output (the paper's); ce-rate: "
+                   "the cross-entropy of the output averaged over T; mse-rate: the MSE between the output averaged "
+                   "over T and the one-hot labels (spikingjelly's tutorials)", choices=("ce", "ce-rate", "mse-rate"))
     seed: int = _f(0, "random seed (init, data order, augmentation)")
     amp: bool = _f(False, "bf16 autocast (CUDA; LIF state stays fp32)")
     sync_bn: bool = _f(False, "data-parallel runs (torchrun): BatchNorm statistics over the whole global batch "
@@ -123,6 +134,12 @@ class TrainConfig:
         _require(self.batch_size >= 1, "batch_size", self.batch_size, "must be >= 1", "use e.g. --batch-size 128")
         _require(self.lr > 0, "lr", self.lr, "must be > 0", "use e.g. --lr 0.1")
         _require(0 <= self.momentum < 1, "momentum", self.momentum, "must be in [0, 1)", "use 0.9")
+        _require(len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas), "betas", self.betas,
+                 "must be two numbers in [0, 1)", "use --betas 0.9 0.999")
+        _require(0 <= self.warmup_epochs < self.epochs, "warmup_epochs", self.warmup_epochs,
+                 f"must be in [0, --epochs {self.epochs})", "use e.g. --warmup-epochs 1")
+        _require(self.quirks != "official" or self.optimizer == "sgd", "optimizer", self.optimizer,
+                 "does not go with --quirks official (the official code's SGD)", "use --optimizer sgd")
         _require(self.weight_decay >= 0, "weight_decay", self.weight_decay, "must be >= 0", "use 5e-4")
         _require(self.seed >= 0, "seed", self.seed, "must be >= 0", "use e.g. --seed 0")
 

@@ -20,6 +20,21 @@ def seq_loss(logits_seq: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits_seq.flatten(0, 1).float(), y.repeat(t))
 
 
+def rate_ce_loss(logits_seq: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """``CE((1/T) Σ_t logits_seq[t], y)``: the cross-entropy of the output averaged over time."""
+    return F.cross_entropy(logits_seq.float().mean(0), y)
+
+
+def rate_mse_loss(logits_seq: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """``MSE((1/T) Σ_t logits_seq[t], one_hot(y))`` (spikingjelly's tutorials: output firing rate against the
+    one-hot label)."""
+    rate = logits_seq.float().mean(0)
+    return F.mse_loss(rate, F.one_hot(y, rate.shape[-1]).float())
+
+
+LOSSES = {"ce": seq_loss, "ce-rate": rate_ce_loss, "mse-rate": rate_mse_loss}  # --loss
+
+
 def seq_correct(logits_seq: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Number of right predictions, the prediction being ``argmax_c Σ_t logits_seq[t, :, c]``."""
     return (logits_seq.sum(0).argmax(-1) == y).sum()

@@ -38,7 +38,8 @@ def graph_blocker(model: nn.Module, device: torch.device, active_dist: bool) -> 
 
 
 class GraphedStep:
-    """Forward + :func:`seq_loss` + backward of ``forward(x, T)`` as a replayed CUDA graph.
+    """Forward + ``loss`` (default :func:`seq_loss`, the run's ``--loss``) + backward of ``forward(x, T)`` as a replayed
+    CUDA graph.
 
     ``step(x, y, T)`` returns ``(loss, logits_seq)`` with every trainable parameter's ``.grad`` set, as an eager
     ``zero_grad(set_to_none=True)``, forward, backward would leave them; or ``None`` when the caller must run the step
@@ -49,8 +50,8 @@ class GraphedStep:
     """
 
     def __init__(self, model: nn.Module, forward: Callable[..., torch.Tensor], amp: bool, warmup: int = 2,
-                 backend=None) -> None:
-        self.model, self.forward, self.amp, self.warmup = model, forward, amp, warmup
+                 backend=None, loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = seq_loss) -> None:
+        self.model, self.forward, self.amp, self.warmup, self.loss = model, forward, amp, warmup, loss
         self.backend = backend if backend is not None else _CudaBackend()
         self.failed: str | None = None
         self.captures = 0  # how many times a graph was captured (tests, benchmarks)
@@ -66,7 +67,7 @@ class GraphedStep:
         # autocast's weight-cast cache must stay off while capturing: cached casts would be freed between replays
         with torch.autocast(self.backend.device_type, dtype=torch.bfloat16, enabled=self.amp, cache_enabled=False):
             logits = self.forward(self._x, timesteps)
-        return seq_loss(logits, self._y), logits
+        return self.loss(logits, self._y), logits
 
     def step(self, x: torch.Tensor, y: torch.Tensor, timesteps: int) -> tuple[torch.Tensor, torch.Tensor] | None:
         if self.failed is not None or _has_hooks(self.model):

@@ -13,11 +13,11 @@ from torch import nn
 
 from snnlth.config import RuntimeConfig, TrainConfig
 from snnlth.data.source import DataSource
-from snnlth.engine.evaluate import autocast, evaluate, seq_correct, seq_loss
+from snnlth.engine.evaluate import LOSSES, autocast, evaluate, seq_correct
 from snnlth.engine.fastpath import KernelChoice, lif_neurons, lif_work, prepare
 from snnlth.engine.graphed import GraphedStep, graph_blocker
 from snnlth.engine.masking import MaskEnforcer
-from snnlth.engine.optim import cosine_lr, set_lr
+from snnlth.engine.optim import lr_at, set_lr
 from snnlth.engine.sync_bn import set_sync_bn
 from snnlth.errors import ConfigError, NumericalError
 from snnlth.parallel import SINGLE, Dist
@@ -188,7 +188,7 @@ def _train_batch(step: Stepper, optimizer: torch.optim.Optimizer, part: tuple, s
     else:
         with autocast(device, step.settings.train.amp):
             logits_seq = step.forward(x, spec.timesteps)  # [T, B, C]
-        loss = seq_loss(logits_seq, y)
+        loss = LOSSES[step.settings.train.loss](logits_seq, y)
     if step.settings.runtime.on_nan == "skip-batch":  # asks the device every batch: the price of choosing it
         if not bool(torch.isfinite(loss)):
             sums.skipped += 1
@@ -254,7 +254,7 @@ def fit(model: nn.Module, optimizer: torch.optim.Optimizer, data: DataSource, se
     for epoch in range(state.epoch, schedule.end):
         start = time.perf_counter()
         timesteps = schedule.timesteps_at(epoch)
-        lr = cosine_lr(settings.train.lr, epoch, schedule.epochs)
+        lr = lr_at(settings.train, epoch, schedule.epochs)
         set_lr(optimizer, lr)
         row = train_epoch(model, optimizer, data, step, EpochSpec(epoch, schedule.epochs, timesteps, schedule.stream),
                           hooks.on_batch)
@@ -292,7 +292,7 @@ def _stepper(model: nn.Module, data: DataSource, settings: FitSettings, schedule
 
     forward = prepare(model, runtime, data.device, wrap=(lambda m: dist.wrap(m, data.device)) if dist.active else None,
                       work=work, choice=settings.kernels)
-    graphed = (GraphedStep(model, forward, settings.train.amp)
+    graphed = (GraphedStep(model, forward, settings.train.amp, loss=LOSSES[settings.train.loss])
                if runtime.cuda_graph and graph_blocker(model, data.device, dist.active) is None else None)
     return Stepper(settings, forward, graphed, enforcer), (model if dist.active else forward)
 
