@@ -152,7 +152,7 @@ def _nan_at(monkeypatch, epoch: int, batch: int):
 
     from snnlth.engine import loop
 
-    real, calls = loop.seq_loss, {"n": 0, "epoch": 0}
+    real, calls = loop.LOSSES["ce"], {"n": 0, "epoch": 0}
     real_epoch = loop.train_epoch
 
     def counting_epoch(*args, **kwargs):
@@ -165,7 +165,7 @@ def _nan_at(monkeypatch, epoch: int, batch: int):
         out = real(logits, y)
         return out * torch.nan if (calls["epoch"], calls["n"]) == (epoch, batch) else out
 
-    monkeypatch.setattr(loop, "seq_loss", loss)
+    monkeypatch.setitem(loop.LOSSES, "ce", loss)  # the run's --loss (default ce), as the training loop looks it up
     monkeypatch.setattr(loop, "train_epoch", counting_epoch)
 
 
