@@ -39,7 +39,8 @@ def test_export_load_roundtrip_is_exact(run, tmp_path, capsys):
     assert all(torch.equal(ticket.masks[n], masks[n]) for n in masks)
     level = json.loads((run_dir / "summary.json").read_text())["levels"][2]
     ticket.model.input_transform = torch.nn.Identity()  # evaluate() feeds normalised images
-    acc = evaluate(ticket.model, load_data(cfg.data, torch.device("cpu"), data_dir=cfg.runtime.data_dir), int(ticket.metadata["timesteps"]))
+    data = load_data(cfg.data, torch.device("cpu"), data_dir=cfg.runtime.data_dir)
+    acc = evaluate(ticket.model, data, int(ticket.metadata["timesteps"]))
     assert acc["accuracy"] == level["test_accuracy"]
     assert ticket.metadata["model"] == "lenet300" and float(ticket.metadata["sparsity_prunable"]) == \
         level["sparsity_prunable"]

@@ -176,8 +176,9 @@ def test_a_nan_loss_stops_the_run_in_one_line_naming_epoch_batch_and_checkpoint(
     rc = main(["train", "--data-dir", str(fmnist_dir), "--out", str(out), *TINY, "--epochs", "3"])
     err = one_line_error(capsys)
     assert rc == 1
-    assert "NaN or inf at epoch 2, batch 3" in err and f"last good checkpoint {out / 'phases' / 'train.ckpt.pt'}, epoch 1" in err
-    assert load_blob(out / "phases" / "train.ckpt.pt")["epoch"] == 1
+    ckpt = out / "phases" / "train.ckpt.pt"
+    assert "NaN or inf at epoch 2, batch 3" in err and f"last good checkpoint {ckpt}, epoch 1" in err
+    assert load_blob(ckpt)["epoch"] == 1
 
 
 def test_skip_batch_leaves_out_the_bad_batch_and_counts_it(fmnist_dir, tmp_path, monkeypatch):

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from snnlth.engine.kernels import kernel_named
+from snnlth.engine.fastpath import KernelChoice
 from snnlth.snn.fused import PURE
 from snnlth.snn.neuron import LIF, LIFParams, SeqReLU, lif_multistep, lif_reference
 from snnlth.snn.surrogate import atan_grad, sigmoid_grad, spike
@@ -49,7 +49,7 @@ def test_fused_matches_reference(detach_reset, surrogate, kernel):
     s_ref, _ = lif_reference(x, surrogate=surrogate, detach_reset=detach_reset)
     (s_ref * g).sum().backward()
     grad_ref, x.grad = x.grad.clone(), None
-    impl = PURE if kernel == "pure" else kernel_named(kernel)
+    impl = PURE if kernel == "pure" else KernelChoice().kernel(kernel)
     s = lif_multistep(x, LIFParams(surrogate=surrogate, detach_reset=detach_reset), impl)
     (s * g).sum().backward()
     assert torch.equal(s, s_ref)
@@ -137,7 +137,7 @@ def test_neurons_are_found_by_predicate_not_type():
 
 
 def test_a_failing_compiled_kernel_falls_back_to_the_eager_one():
-    from snnlth.engine.kernels import CompiledKernel, kernel_named
+    from snnlth.engine.kernels import CompiledKernel
 
     def compile_fn(fn):
         def broken(*args):
@@ -152,7 +152,7 @@ def test_a_failing_compiled_kernel_falls_back_to_the_eager_one():
     assert torch.equal(s, lif_multistep(x.detach()))
     assert kernel.failed.startswith("RuntimeError") and not kernel.fuses
     with pytest.raises(ValueError, match="unknown LIF kernel 'fast'"):
-        kernel_named("fast")
+        KernelChoice().kernel("fast")
 
 
 def test_out_of_memory_in_the_compiled_kernel_is_not_a_compile_failure():

@@ -53,9 +53,11 @@ class KernelChoice:
         self._compiled: CompiledKernel | None = None
 
     def kernel(self, name: str) -> LIFKernel:
-        """The kernel for ``eager`` or ``compiled``."""
+        """The kernel for ``eager`` or ``compiled`` (the run's one compiled kernel)."""
         if name == "eager":
             return EAGER
+        if name != "compiled":
+            raise ValueError(f"unknown LIF kernel {name!r}; use eager or compiled")
         if self._compiled is None:
             self._compiled = CompiledKernel()
         return self._compiled

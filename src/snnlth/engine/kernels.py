@@ -12,7 +12,7 @@ from collections.abc import Callable
 import torch
 
 from snnlth.snn.fused import PURE
-from snnlth.snn.neuron import EAGER, LIFKernel
+from snnlth.snn.neuron import EAGER
 
 
 def allow_variants(limit: int = 64) -> None:
@@ -84,12 +84,3 @@ def _fallback(which: str) -> Callable:
     """The uncompiled function of the same maths: the LIF's eager loops, the fused functions as they are (a call
     already inside the fused operation finishes there; later layers run unfused since ``fuses`` is False)."""
     return getattr(EAGER if which in ("charges", "input_grads") else PURE, which)
-
-
-def kernel_named(name: str) -> LIFKernel:
-    """``eager`` or a new ``compiled`` kernel."""
-    if name == "eager":
-        return EAGER
-    if name == "compiled":
-        return CompiledKernel()
-    raise ValueError(f"unknown LIF kernel {name!r}; use eager or compiled")

@@ -4,8 +4,6 @@ time of their own (``search_seconds`` is None)."""
 
 from __future__ import annotations
 
-import dataclasses
-
 from snnlth.config import SearchConfig, SearchRunConfig
 from snnlth.errors import ConfigError
 from snnlth.methods.kit import MethodKit
@@ -37,8 +35,7 @@ def run_reinit(kit: MethodKit, source: RunStore | None) -> MethodResult:
 def check_reinit(cfg: SearchRunConfig) -> None:
     """reinit took its levels from ``--retrain-at`` before 0.4: that flag now belongs to Early-Time and round stop,
     and silently ignoring it would train other levels than asked."""
-    default = next(f.default for f in dataclasses.fields(SearchConfig) if f.name == "retrain_at")
-    if tuple(cfg.search.retrain_at) != tuple(default):
+    if tuple(cfg.search.retrain_at) != SearchConfig().retrain_at:
         raise ConfigError(f"--retrain-at is Early-Time's and round stop's; reinit takes --reinit-levels (got "
                           f"--retrain-at {' '.join(cfg.search.retrain_at)}): use --reinit-levels "
                           f"{' '.join(cfg.search.retrain_at)}")
