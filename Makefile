@@ -12,12 +12,13 @@ setup: $(STAMP)
 # torch==2.13.0 first: on this project's machines that pin is a CPU wheel on disk; a loose `torch` would pull a
 # multi-GB CUDA build. The package itself only asks for torch>=2.4, so GPU users keep their own build.
 # The tests adapt spikingjelly and snntorch networks: spikingjelly goes in with --no-deps (its declared torchvision
-# and torchaudio would pull another torch build), plus loguru, the one package its neurons and layers import.
+# and torchaudio would pull another torch build), plus loguru, which its neurons and layers import, and h5py, which its
+# model zoo (spikingjelly.activation_based.model) imports.
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e '.[dev]'
-	$(BIN)/pip install -q 'snntorch==1.0.0' 'loguru>=0.7,<1'
+	$(BIN)/pip install -q 'snntorch==1.0.0' 'loguru>=0.7,<1' 'h5py>=3'
 	$(BIN)/pip install -q --no-deps 'spikingjelly==2.0.0'
 	@touch $@
 
