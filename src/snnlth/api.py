@@ -21,6 +21,7 @@ from snnlth.data.loader import DataBundle, load_data
 from snnlth.data.source import DataSource
 from snnlth.engine.loop import BatchInfo
 from snnlth.engine.optim import resolve_device
+from snnlth.engine.recipe import Recipe, check_recipe, with_recipe
 from snnlth.errors import ConfigError, NumericalError
 from snnlth.methods.kit import MethodKit
 from snnlth.methods.phases import Callbacks, Phase, PhaseTrainer, RunParts
@@ -120,11 +121,15 @@ TRAIN_PHASE = "train"
 
 def train(cfg: TrainRunConfig, out: str | Path | None = None, runs_root: str | Path = "runs",
           on_batch: Callable[[BatchInfo], None] | None = None,
-          on_epoch: Callable[[dict], None] | None = None) -> TrainResult:
+          on_epoch: Callable[[dict], None] | None = None, **recipe: Any) -> TrainResult:
     """Train ``cfg.model`` on ``cfg.data``: one phase of the phase trainer every search uses, so the resume
     convention is the same (rerunning with the same config and ``out`` continues from the last completed epoch).
-    Nothing is written until config, data and model have all been checked."""
+    Nothing is written until config, data and model have all been checked. ``recipe``: ``optimizer=``, ``loss=``
+    and ``recipe_name=`` as for :func:`search`."""
+    train_cfg, callables = with_recipe(cfg.train, **recipe)
+    cfg = dataclasses.replace(cfg, train=train_cfg)
     validate_names(cfg)
+    check_recipe(cfg.train, callables)
     if from_env().active:
         raise ConfigError("snnlth train runs in one process; under torchrun, run `snnlth search` (every method "
                           "trains data-parallel), or start `snnlth train` with plain python")
@@ -140,7 +145,8 @@ def train(cfg: TrainRunConfig, out: str | Path | None = None, runs_root: str | P
     torch.manual_seed(cfg.train.seed)
     model = model_builder(cfg, data)().to(device)
     callbacks = Callbacks((lambda info, _label: on_batch(info)) if on_batch else None, on_epoch)
-    trainer = PhaseTrainer(store, RunParts(cfg.train, cfg.runtime, data, device, callbacks=callbacks))
+    trainer = PhaseTrainer(store, RunParts(cfg.train, cfg.runtime, data, device, callbacks=callbacks,
+                                           recipe=callables))
     store.open(identity, named_cfg)
     try:
         keep_seed(store, cfg)
@@ -204,7 +210,7 @@ class SearchRequest:
     """A search before anything is written: its config; ``out`` (None: a directory named by the run's content
     under ``runs_root``); ``prepare(device)``; ``ignored`` fields and identity ``facts`` of its own (a user's
     network and data); ``check_source``, more checks of a ``--from`` run; progress ``callbacks``; ``target``, what
-    :meth:`TicketSearch.apply` puts a ticket into."""
+    :meth:`TicketSearch.apply` puts a ticket into; ``recipe``, the callables a config's ``python:`` names stand for."""
 
     cfg: SearchRunConfig
     prepare: Callable[[torch.device], Prepared]
@@ -215,6 +221,7 @@ class SearchRequest:
     check_source: Callable[[RunStore], None] | None = None
     callbacks: Callbacks | None = None
     target: Target | None = None
+    recipe: Recipe = field(default_factory=Recipe)
 
 
 def identity_of(cfg: SearchRunConfig, ignored: tuple[str, ...] = (), facts: dict | None = None
@@ -233,14 +240,20 @@ def search_run_dir(cfg: SearchRunConfig, runs_root: str | Path = "runs") -> Path
 
 
 def search(cfg: SearchRunConfig, out: str | Path | None = None, runs_root: str | Path = "runs",
-           callbacks: Callbacks | None = None) -> TicketSearch:
+           callbacks: Callbacks | None = None, **recipe: Any) -> TicketSearch:
     """Run a ticket search (``cfg.search.method``: any registered method, see ``snnlth methods``; Early-Time via
     ``early_time``, round stop via ``round_stop``) of one of snnlth's models; ``apply()`` of the result gives that
     model with a ticket in it.
 
     Resumable: rerunning with the same config and ``out`` continues from the last completed epoch and skips every
     finished round. Nothing is written until config, ``--from`` source, data and model have been checked.
+
+    ``recipe``: ``optimizer=`` (a name, or a callable ``params -> torch.optim.Optimizer``), ``loss=`` (a name, or a
+    callable ``(out_seq [T, B, C], y) -> scalar``) and ``recipe_name=`` (names the callables in the run's identity
+    instead of their qualified name and source hash).
     """
+    train_cfg, callables = with_recipe(cfg.train, **recipe)
+    cfg = dataclasses.replace(cfg, train=train_cfg)
     validate_names(cfg)
 
     def prepare(device: torch.device) -> Prepared:
@@ -249,7 +262,7 @@ def search(cfg: SearchRunConfig, out: str | Path | None = None, runs_root: str |
         return Prepared(data, model_builder(cfg, data), model_builder(twin, data))
 
     return run_search(SearchRequest(cfg, prepare, Path(out) if out else None, Path(runs_root), callbacks=callbacks,
-                                    target=lambda: _snnlth_model(cfg)))
+                                    target=lambda: _snnlth_model(cfg), recipe=callables))
 
 
 def _snnlth_model(cfg: SearchRunConfig) -> tuple[SpikingNet, SpikingNet]:
@@ -263,6 +276,7 @@ def run_search(req: SearchRequest) -> TicketSearch:
     """The search of ``req``: checked (method, ``--from`` source, device), then resumed if started, returned as is
     if finished, else run."""
     cfg = req.cfg
+    check_recipe(cfg.train, req.recipe)
     spec = method_of(cfg)
     spec.validate(cfg)
     source = check_source(cfg, spec)
@@ -294,7 +308,7 @@ def _search_in(store: RunStore, run: tuple[Identity, str], req: SearchRequest, s
                           "architectures have; use one of them (`snnlth search --model ...`)")
     named_cfg, cfg = req.cfg, dist.broadcast(unseeded(store, req.cfg))  # an official run's drawn seed: rank 0's
     callbacks = (req.callbacks if dist.is_main else None) or Callbacks()  # progress on rank 0 only
-    trainer = PhaseTrainer(store, RunParts(cfg.train, cfg.runtime, prepared.data, device, dist, callbacks))
+    trainer = PhaseTrainer(store, RunParts(cfg.train, cfg.runtime, prepared.data, device, dist, callbacks, req.recipe))
     kit = MethodKit(cfg, trainer, prepared.build, prepared.twin)  # a model/data mismatch or bad --exclude fails here
     store.open(identity, named_cfg, label=spec.label_of(cfg), base_label=spec.label, model_identity=kit.identity)
     try:

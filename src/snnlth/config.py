@@ -43,10 +43,16 @@ def _require(ok: bool, name: str, value: Any, rule: str, fix: str) -> None:
         raise ConfigError(f"{flag_name(name)} {rule} (got {value!r}); {fix}")
 
 
+PYTHON_RECIPE = "python:"  # --optimizer / --loss values that name a Python callable (snnlth.engine.recipe)
+_PYTHON_OK = ("optimizer", "loss")
+
+
 def _check_choices(obj: Any) -> None:
     for f in dataclasses.fields(obj):
         choices = f.metadata.get("choices")
         value = getattr(obj, f.name)
+        if f.name in _PYTHON_OK and isinstance(value, str) and value.startswith(PYTHON_RECIPE):
+            continue  # given as a callable in Python: find_ticket(optimizer=...), search(..., loss=...)
         if choices and value not in choices:
             raise ConfigError(f"{flag_name(f.name)} must be one of {', '.join(choices)} (got {value!r})")
 

@@ -25,6 +25,7 @@ from snnlth.config import RuntimeConfig, SearchConfig, SearchRunConfig, TrainCon
 from snnlth.config_io import config_from_dict
 from snnlth.data.user import UserData, fingerprint, first_input, hash_tensor, is_tensor_pair, make_source
 from snnlth.engine.optim import resolve_device
+from snnlth.engine.recipe import with_recipe
 from snnlth.errors import ConfigError, DataError
 from snnlth.methods.phases import Callbacks
 from snnlth.models.catalog import USER_MODEL
@@ -55,7 +56,11 @@ def find_ticket(model: nn.Module, train: UserData, test: UserData, *, timesteps:
     ``method`` (any of ``snnlth methods``: ``imp``, ``eb``, ``random``, ``reinit``...; the baselines take
     ``from_run=``, a run directory or a :class:`TicketSearch`), ``rounds``, ``prune_rate``, ``early_time``
     (``"off"``, ``"auto"`` or the search T), ``rewind_epoch``, ``lr``, ``batch_size``, ``seed``, ``scope``,
-    ``exclude``, ``amp``, ``round_stop="mask"``, ``device``...
+    ``exclude``, ``amp``, ``round_stop="mask"``, ``device``...; the recipe: ``optimizer`` (``"sgd"``, ``"adam"``,
+    ``"adamw"`` or a callable ``params -> torch.optim.Optimizer``), ``lr``, ``betas``, ``schedule``,
+    ``warmup_epochs``, ``loss`` (``"ce"``, ``"ce-rate"``, ``"mse-rate"`` or a callable ``(out_seq [T, B, C], y) ->
+    scalar``), ``recipe_name`` (names the callables in the run's identity); ``allow_chance=True`` goes on with a
+    network that does not learn (else :class:`~snnlth.errors.NotLearningError`).
 
     Writes ``out`` (default ``runs/<method>-user-<Class>-user-T<T>-<hash>/seed_<seed>``); calling it again with the
     same arguments resumes an interrupted search or returns the finished one. ``model`` is not changed:
@@ -69,7 +74,11 @@ def find_ticket(model: nn.Module, train: UserData, test: UserData, *, timesteps:
     if "epochs" not in options:
         raise ConfigError("find_ticket needs epochs=N: the training epochs of the dense round (and of every round)")
     net = getattr(adapted, "net", adapted)
+    callables = {k: options.pop(k) for k in ("optimizer", "loss") if callable(options.get(k))}
+    recipe_name = options.pop("recipe_name", None)
     cfg = user_config(type(net).__name__, t, options)
+    train_cfg, recipe = with_recipe(cfg.train, recipe_name=recipe_name, **callables)
+    cfg = dataclasses.replace(cfg, train=train_cfg)
     dev = resolve_device(cfg.runtime.device)
     template = copy.deepcopy(adapted).cpu()  # the initial weights, on the CPU; the user's model is never trained
     num_classes = check_model(template, _probe_batch(train, test).to(dev), t, device=dev)
@@ -82,7 +91,7 @@ def find_ticket(model: nn.Module, train: UserData, test: UserData, *, timesteps:
         Path(out) if out else None, Path(runs_root), NOT_APPLICABLE, facts,
         check_source=lambda source: _check_same_network(source, facts),
         callbacks=Callbacks(bars.on_batch, bars.on_epoch, bars.on_event) if progress else None,
-        target=lambda: (model, adapted))
+        target=lambda: (model, adapted), recipe=recipe)
     try:
         return run_search(request)
     finally:

@@ -13,11 +13,12 @@ from torch import nn
 
 from snnlth.config import RuntimeConfig, TrainConfig
 from snnlth.data.source import DataSource
-from snnlth.engine.evaluate import LOSSES, autocast, evaluate, seq_correct
+from snnlth.engine.evaluate import autocast, evaluate, seq_correct
 from snnlth.engine.fastpath import KernelChoice, lif_neurons, lif_work, prepare
 from snnlth.engine.graphed import GraphedStep, graph_blocker
 from snnlth.engine.masking import MaskEnforcer
-from snnlth.engine.optim import lr_at, set_lr
+from snnlth.engine.optim import schedule_lr
+from snnlth.engine.recipe import Recipe
 from snnlth.engine.sync_bn import set_sync_bn
 from snnlth.errors import ConfigError, NumericalError
 from snnlth.parallel import SINGLE, Dist
@@ -66,13 +67,14 @@ class FitState:
 @dataclass(frozen=True)
 class FitSettings:
     """How :func:`fit` trains besides model, optimiser and data: the recipe's ``[train]`` section, the ``[runtime]``
-    knobs, this process's rank in a data-parallel run, and the run's LIF kernels (one :class:`KernelChoice` for all
-    phases of a search; default: this call's own)."""
+    knobs, this process's rank in a data-parallel run, the run's LIF kernels (one :class:`KernelChoice` for all
+    phases of a search; default: this call's own) and the callables of a Python recipe."""
 
     train: TrainConfig
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     dist: Dist = SINGLE
     kernels: KernelChoice | None = None
+    recipe: Recipe = field(default_factory=Recipe)
 
 
 class EpochHook(Protocol):
@@ -188,7 +190,7 @@ def _train_batch(step: Stepper, optimizer: torch.optim.Optimizer, part: tuple, s
     else:
         with autocast(device, step.settings.train.amp):
             logits_seq = step.forward(x, spec.timesteps)  # [T, B, C]
-        loss = LOSSES[step.settings.train.loss](logits_seq, y)
+        loss = step.settings.recipe.loss_fn(step.settings.train)(logits_seq, y)
     if step.settings.runtime.on_nan == "skip-batch":  # asks the device every batch: the price of choosing it
         if not bool(torch.isfinite(loss)):
             sums.skipped += 1
@@ -254,8 +256,7 @@ def fit(model: nn.Module, optimizer: torch.optim.Optimizer, data: DataSource, se
     for epoch in range(state.epoch, schedule.end):
         start = time.perf_counter()
         timesteps = schedule.timesteps_at(epoch)
-        lr = lr_at(settings.train, epoch, schedule.epochs)
-        set_lr(optimizer, lr)
+        lr = schedule_lr(optimizer, settings.train, epoch, schedule.epochs)
         row = train_epoch(model, optimizer, data, step, EpochSpec(epoch, schedule.epochs, timesteps, schedule.stream),
                           hooks.on_batch)
         settings.dist.sync_buffers(model)
@@ -292,7 +293,7 @@ def _stepper(model: nn.Module, data: DataSource, settings: FitSettings, schedule
 
     forward = prepare(model, runtime, data.device, wrap=(lambda m: dist.wrap(m, data.device)) if dist.active else None,
                       work=work, choice=settings.kernels)
-    graphed = (GraphedStep(model, forward, settings.train.amp, loss=LOSSES[settings.train.loss])
+    graphed = (GraphedStep(model, forward, settings.train.amp, loss=settings.recipe.loss_fn(settings.train))
                if runtime.cuda_graph and graph_blocker(model, data.device, dist.active) is None else None)
     return Stepper(settings, forward, graphed, enforcer), (model if dist.active else forward)
 

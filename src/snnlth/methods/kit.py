@@ -132,6 +132,10 @@ class MethodKit:
             self._model = self.build().to(self.device)
         return self._model
 
+    def loss(self, out_seq: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The run's training loss of ``out_seq: [T, B, C]`` against ``y: [B]`` (``--loss``, or a Python recipe's)."""
+        return self.trainer.parts.recipe.loss_fn(self.cfg.train)(out_seq, y)
+
     def weights(self, model: torch.nn.Module) -> M.Weights:
         """The live prunable tensors of ``model`` (an epoch hook's view of the weights being trained)."""
         params = dict(model.named_parameters())

@@ -16,7 +16,6 @@ from collections.abc import Callable
 import torch
 
 from snnlth import masks as M
-from snnlth.engine.evaluate import LOSSES
 from snnlth.methods.kit import MethodKit, ensure_finite
 from snnlth.methods.phases import Spent
 from snnlth.methods.registry import MethodResult, MethodSpec, register_method
@@ -41,7 +40,7 @@ def snip_scores(kit: MethodKit, init: dict, needed: bool) -> tuple[M.Weights | N
     model.train()
     x, y = next(iter(kit.data.train_batches(cfg.train.batch_size, cfg.train.seed, STREAM.one_shot(0), 0)))
     model.zero_grad(set_to_none=True)
-    LOSSES[cfg.train.loss](model(x, cfg.model.timesteps), y).backward()  # the gradient of the run's own loss
+    kit.loss(model(x, cfg.model.timesteps), y).backward()  # the gradient of the run's own loss
     params = dict(model.named_parameters())
     scores = {n: (params[n].grad * params[n]).detach().abs() for n in kit.sizes.names}
     model.zero_grad(set_to_none=True)

@@ -19,6 +19,7 @@ from snnlth.engine.fastpath import KernelChoice
 from snnlth.engine.loop import BatchInfo, EpochHook, FitHooks, FitSettings, FitState, Schedule, fit
 from snnlth.engine.masking import MaskEnforcer
 from snnlth.engine.optim import load_optimizer_state, make_optimizer
+from snnlth.engine.recipe import Recipe
 from snnlth.errors import NumericalError
 from snnlth.models.protocol import TicketModel
 from snnlth.parallel import SINGLE, Dist
@@ -147,7 +148,8 @@ class MetricsLog:
 
 @dataclass(frozen=True)
 class RunParts:
-    """What a run trains with: its config sections, data, device, process group, progress callbacks."""
+    """What a run trains with: its config sections, data, device, process group, progress callbacks, and the
+    callables of a Python recipe."""
 
     train: TrainConfig
     runtime: RuntimeConfig
@@ -155,6 +157,7 @@ class RunParts:
     device: torch.device
     dist: Dist = SINGLE
     callbacks: Callbacks = field(default_factory=Callbacks)
+    recipe: Recipe = field(default_factory=Recipe)
 
 
 class PhaseTrainer:
@@ -180,9 +183,9 @@ class PhaseTrainer:
         if enforcer is not None:
             enforcer.weights_()
         train_cfg = dataclasses.replace(self.parts.train, lr=self.parts.train.lr * phase.lr_scale)
-        optimizer = make_optimizer(model, train_cfg)
+        optimizer = make_optimizer(model, train_cfg, self.parts.recipe.optimizer, phase.lr_scale)
         state = self._resumed(model, optimizer, phase)
-        settings = FitSettings(train_cfg, self.parts.runtime, self.parts.dist, self.kernels)
+        settings = FitSettings(train_cfg, self.parts.runtime, self.parts.dist, self.kernels, self.parts.recipe)
         try:
             fit(model, optimizer, self.parts.data, settings, Schedule(phase.epochs, phase.timesteps, phase.stream),
                 state, self._hooks(model, optimizer, phase, enforcer))
