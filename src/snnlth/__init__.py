@@ -20,7 +20,7 @@ from snnlth.config import (
     TrainConfig,
     TrainRunConfig,
 )
-from snnlth.errors import ConfigError, DataError, RunDirError, SnnlthError
+from snnlth.errors import ConfigError, DataError, NotLearningError, RunDirError, SnnlthError
 
 __version__ = "0.3.0"
 
@@ -53,6 +53,7 @@ def __dir__() -> list[str]:
     return sorted(__all__)
 
 
-__all__ = ["ConfigError", "DataConfig", "DataError", "ModelConfig", "RunDirError", "RuntimeConfig", "SearchConfig",
-           "SearchRunConfig", "SnnlthError", "TicketSearch", "TrainConfig", "TrainRunConfig", "__version__", "adapters",
-           "export_ticket", "find_ticket", "load_dataset", "load_ticket", "masks", "search", "train"]
+__all__ = ["ConfigError", "DataConfig", "DataError", "ModelConfig", "NotLearningError", "RunDirError", "RuntimeConfig",
+           "SearchConfig", "SearchRunConfig", "SnnlthError", "TicketSearch", "TrainConfig", "TrainRunConfig",
+           "__version__", "adapters", "export_ticket", "find_ticket", "load_dataset", "load_ticket", "masks", "search",
+           "train"]

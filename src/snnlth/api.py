@@ -151,7 +151,8 @@ def train(cfg: TrainRunConfig, out: str | Path | None = None, runs_root: str | P
     try:
         keep_seed(store, cfg)
         _legacy_checkpoint(store)
-        phase = Phase(TRAIN_PHASE, model.state_dict(), None, cfg.model.timesteps, cfg.train.epochs, stream=0)
+        phase = Phase(TRAIN_PHASE, model.state_dict(), None, cfg.model.timesteps, cfg.train.epochs, stream=0,
+                      guard=True)
         try:
             history = trainer.train(model, phase).history
         except NumericalError as exc:

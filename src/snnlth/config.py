@@ -172,6 +172,9 @@ class RuntimeConfig:
     on_nan: str = _f("stop", "a NaN/inf training loss: stop (one line naming phase, epoch and batch; the last "
                      "checkpoint is kept) or skip-batch (no update from that batch; counted per epoch)",
                      choices=("stop", "skip-batch"))
+    allow_chance: bool = _f(False, "go on with a dense network that does not learn (by default the run stops with "
+                            "what was seen when no spike reaches the output, the loss holds at chance after the "
+                            "first epoch, or training and test accuracy end the dense phase at <= 1.5x chance)")
     eval_batch_size: int = _f(256, "evaluation batch size")
     eval_every: int = _f(1, "evaluate on the test set every N epochs (the last epoch of every phase always is; "
                          "the paper's code: 50)")

@@ -31,3 +31,11 @@ class StorageError(SnnlthError):
     """A file of a run could not be written (disk full, permission denied); what was there before is intact."""
 
     exit_status = 1
+
+
+class NotLearningError(SnnlthError):
+    """A dense network that stays at chance (no spike reaches the output, the loss holds at a constant output's, or
+    training and test accuracy end at chance): the search stops before anything is pruned (``--allow-chance`` goes
+    on)."""
+
+    exit_status = 1

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import hashlib
+import re
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from snnlth.config_io import config_from_dict
 from snnlth.data.user import UserData, fingerprint, first_input, hash_tensor, is_tensor_pair, make_source
 from snnlth.engine.optim import resolve_device
 from snnlth.engine.recipe import with_recipe
-from snnlth.errors import ConfigError, DataError
+from snnlth.errors import ConfigError, DataError, NotLearningError
 from snnlth.methods.phases import Callbacks
 from snnlth.models.catalog import USER_MODEL
 from snnlth.progress import Progress
@@ -94,8 +95,33 @@ def find_ticket(model: nn.Module, train: UserData, test: UserData, *, timesteps:
         target=lambda: (model, adapted), recipe=recipe)
     try:
         return run_search(request)
+    except NotLearningError as exc:
+        raise NotLearningError(as_keywords(str(exc))) from None
     finally:
         bars.close()
+
+
+def as_keywords(message: str) -> str:
+    """A message's flags as find_ticket keywords: ``--optimizer adam --lr 1e-3`` -> ``optimizer='adam', lr=1e-3``,
+    ``--allow-chance`` -> ``allow_chance=True``; a flag in parentheses that names no find_ticket keyword (a model
+    flag, such as ``--v-threshold``: a user's network has its own neurons) is left out."""
+    fields = {f.name: f for _, cls in _SECTIONS for f in dataclasses.fields(cls)}
+
+    def keyword(match: re.Match) -> str:
+        f = fields.get(match.group(1).replace("-", "_"))
+        if f is None:
+            return match.group(0)
+        if "bool" in str(f.type):
+            return f"{f.name}=True" + (f" {match.group(2)}" if match.group(2) else "")
+        if match.group(2) is None:
+            return f.name
+        value = match.group(2)
+        return f"{f.name}={value}" if re.fullmatch(r"[0-9.e+-]+", value) else f"{f.name}={value!r}"
+
+    unknown = lambda m: "" if m.group(1).replace("-", "_") not in fields else m.group(0)  # noqa: E731
+    message = re.sub(r" \(--([a-z][a-z-]*)\)", unknown, message)
+    message = re.sub(r"--([a-z][a-z-]*)(?: ([a-z0-9][\w.+-]*))?", keyword, message)
+    return re.sub(r"(\w+=\S+) (?=\w+=)", r"\1, ", message)
 
 
 def user_config(name: str, timesteps: int, options: dict[str, Any]) -> SearchRunConfig:

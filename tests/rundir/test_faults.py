@@ -151,8 +151,9 @@ def _nan_at(monkeypatch, epoch: int, batch: int):
     import torch
 
     from snnlth.engine import loop
+    from snnlth.engine.evaluate import LOSSES
 
-    real, calls = loop.LOSSES["ce"], {"n": 0, "epoch": 0}
+    real, calls = LOSSES["ce"], {"n": 0, "epoch": 0}
     real_epoch = loop.train_epoch
 
     def counting_epoch(*args, **kwargs):
@@ -165,7 +166,7 @@ def _nan_at(monkeypatch, epoch: int, batch: int):
         out = real(logits, y)
         return out * torch.nan if (calls["epoch"], calls["n"]) == (epoch, batch) else out
 
-    monkeypatch.setitem(loop.LOSSES, "ce", loss)  # the run's --loss (default ce), as the training loop looks it up
+    monkeypatch.setitem(LOSSES, "ce", loss)  # the run's --loss (default ce), as the training loop looks it up
     monkeypatch.setattr(loop, "train_epoch", counting_epoch)
 
 

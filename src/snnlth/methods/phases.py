@@ -16,6 +16,7 @@ from snnlth import masks as M
 from snnlth.config import RuntimeConfig, TrainConfig
 from snnlth.data.source import DataSource
 from snnlth.engine.fastpath import KernelChoice
+from snnlth.engine.guard import LearningGuard
 from snnlth.engine.loop import BatchInfo, EpochHook, FitHooks, FitSettings, FitState, Schedule, fit
 from snnlth.engine.masking import MaskEnforcer
 from snnlth.engine.optim import load_optimizer_state, make_optimizer
@@ -81,7 +82,8 @@ class Phase:
     """One named, resumable call of the training loop: from ``start_state`` (masked by ``masks``) with a fresh
     optimiser and cosine schedule over ``epochs``, at ``timesteps`` (or T as a function of the epoch), on data
     stream ``stream``. ``tags`` go into every metrics row; ``lr_scale``: the phase trains at ``lr_scale`` × lr (the
-    official Early-Bird code: 2×)."""
+    official Early-Bird code: 2×); ``guard``: a dense phase, stopped with :class:`NotLearningError` when the network
+    does not learn (unless ``--allow-chance``)."""
 
     name: str
     start_state: dict[str, torch.Tensor]
@@ -92,6 +94,7 @@ class Phase:
     tags: dict[str, Any] = field(default_factory=dict)
     hooks: tuple[ResumableHook, ...] = ()
     lr_scale: float = 1.0
+    guard: bool = False  # a dense phase: stop if the network does not learn (snnlth.engine.guard)
 
 
 @dataclass
@@ -171,13 +174,27 @@ class PhaseTrainer:
 
     def train(self, model: TicketModel, phase: Phase) -> PhaseResult:
         """Train ``model`` through ``phase`` (it ends in the phase's final state)."""
+        guard = self._guard(phase)
         done = self.store.load_phase(phase.name)
         if done is not None:
             model.load_state_dict(done["model"])
             for hook, extra in zip(phase.hooks, done["extra"]):
                 hook.load(extra)
             self.log.extend(done["history"])
-            return PhaseResult(phase.name, done["history"], done["model"])
+            result = PhaseResult(phase.name, done["history"], done["model"])
+        else:
+            result = self._train(model, phase, guard)
+        if guard is not None:
+            guard.check_end(model, result.history)  # also for a loaded phase: a rerun stops where the run did
+        return result
+
+    def _guard(self, phase: Phase) -> LearningGuard | None:
+        if not phase.guard or self.parts.runtime.allow_chance:
+            return None
+        at = phase.timesteps if callable(phase.timesteps) else (lambda _epoch: phase.timesteps)
+        return LearningGuard(self.parts.data, self.parts.train, self.parts.recipe.loss_fn(self.parts.train), at)
+
+    def _train(self, model: TicketModel, phase: Phase, guard: LearningGuard | None) -> PhaseResult:
         model.load_state_dict(phase.start_state)
         enforcer = MaskEnforcer(model, phase.masks) if phase.masks is not None else None
         if enforcer is not None:
@@ -188,7 +205,7 @@ class PhaseTrainer:
         settings = FitSettings(train_cfg, self.parts.runtime, self.parts.dist, self.kernels, self.parts.recipe)
         try:
             fit(model, optimizer, self.parts.data, settings, Schedule(phase.epochs, phase.timesteps, phase.stream),
-                state, self._hooks(model, optimizer, phase, enforcer))
+                state, self._hooks(model, optimizer, phase, (enforcer, guard)))
         except NumericalError as exc:
             label = _label(phase.tags)
             raise NumericalError(f"phase {phase.name}{f' ({label})' if label else ''}: {exc} "
@@ -210,8 +227,8 @@ class PhaseTrainer:
         return FitState(ckpt["epoch"], list(ckpt["history"]))
 
     def _hooks(self, model: TicketModel, optimizer: torch.optim.Optimizer, phase: Phase,
-               enforcer: MaskEnforcer | None) -> FitHooks:
-        callbacks, every = self.parts.callbacks, self.parts.runtime.checkpoint_every
+               kept: tuple[MaskEnforcer | None, LearningGuard | None]) -> FitHooks:
+        (enforcer, guard), callbacks, every = kept, self.parts.callbacks, self.parts.runtime.checkpoint_every
 
         def on_epoch_end(st: FitState) -> None:
             fault_point(f"epoch:{phase.name}")
@@ -229,7 +246,7 @@ class PhaseTrainer:
 
         label = _label(phase.tags)
         on_batch = (lambda info: callbacks.on_batch(info, label)) if callbacks.on_batch else None
-        return FitHooks(enforcer, phase.hooks, on_batch, on_epoch_end)
+        return FitHooks(enforcer, (*phase.hooks, *([guard] if guard else [])), on_batch, on_epoch_end)
 
 
 def _label(tags: dict[str, Any]) -> str:
