@@ -15,9 +15,10 @@ from tests.helpers import make_fmnist, one_line_error, search_cfg, search_kit
 
 
 def _dead(cfg):
-    """No neuron can reach a threshold of 1000: nothing ever fires. Batches of 10: 20 per epoch, enough evidence."""
+    """No neuron can reach a threshold of 1000: nothing ever fires. Batches of 2: 100 an epoch, what the rules after
+    epoch 1 need."""
     return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, v_threshold=1000.0),
-                               train=dataclasses.replace(cfg.train, batch_size=10))
+                               train=dataclasses.replace(cfg.train, batch_size=2))
 
 
 def test_constant_output_loss_is_ln_c_or_one_over_c():
@@ -51,7 +52,7 @@ def test_allow_chance_goes_on(tmp_path):
 def test_the_cli_exits_1_with_one_line_for_train_and_search(tmp_path, capsys):
     data = str(make_fmnist(tmp_path / "d"))
     flags = ["--model", "lenet300", "--data-dir", data, "--epochs", "2", "--timesteps", "2", "--device", "cpu",
-             "--v-threshold", "1000", "--batch-size", "10"]
+             "--v-threshold", "1000", "--batch-size", "2"]
     assert main(["train", *flags, "--out", str(tmp_path / "t")]) == 1
     assert "the dense network is not learning: after epoch 1" in one_line_error(capsys)
     assert main(["search", *flags, "--rounds", "1", "--out", str(tmp_path / "s")]) == 1
@@ -67,9 +68,9 @@ def test_find_ticket_says_it_in_keywords(tmp_path):
     for module in net.modules():
         if hasattr(module, "threshold"):
             module.threshold = torch.tensor(1000.0)
-    train, test = fmnist_tensors(128, 64)
+    train, test = fmnist_tensors(200, 64)
     with pytest.raises(snnlth.NotLearningError) as err:
-        snnlth.find_ticket(net, train, test, timesteps=2, epochs=2, rounds=1, batch_size=6, progress=False,
+        snnlth.find_ticket(net, train, test, timesteps=2, epochs=2, rounds=1, batch_size=2, progress=False,
                            out=tmp_path / "run")
     line = str(err.value)
     assert "try optimizer='adam', lr=1e-3, or a lower firing threshold; allow_chance=True goes on anyway" in line
@@ -81,8 +82,8 @@ def _guard(kit):
 
 
 def test_too_short_a_phase_is_not_judged(tmp_path):
-    """4 batches an epoch, 3 epochs: fewer than the 20 batches the guard needs to tell a slow start from a dead
-    network, so even a silent one goes on."""
+    """4 batches an epoch, 3 epochs: fewer than the guard needs to tell a slow start from a dead network (100 in
+    the first epoch, 20 in the phase), so even a silent one goes on."""
     cfg = _dead(search_cfg(make_fmnist(tmp_path / "d"), rounds=1))
     cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, batch_size=50))
     assert len(snnlth.search(cfg, out=tmp_path / "run").levels) == 2

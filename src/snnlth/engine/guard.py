@@ -5,8 +5,8 @@ Checked as early as it can be known: after the first epoch, when no spike reache
 moved off the loss of a constant output (``ln C`` for the cross-entropies); otherwise at the end of the phase, when
 the training and the test accuracy are both at most 1.5 × chance (after a short phase, BatchNorm statistics that lag
 behind the weights can alone hold the test accuracy at chance while the network learns, so both must be) and the
-phase trained at least 20 batches. Each rule needs 20 batches of evidence (in the first epoch, in the phase): a
-shorter run cannot tell a slow start from a network that does not learn.
+phase trained at least 20 batches. The rules after epoch 1 need an epoch of at least 100 batches. Shorter runs
+cannot tell a slow start from a network that does not learn.
 """
 
 from __future__ import annotations
@@ -24,8 +24,10 @@ from snnlth.engine.evaluate import SpikeCounter, evaluate
 from snnlth.errors import NotLearningError
 
 CHANCE_FACTOR = 1.5  # accuracies at most this many times chance are "at chance"
-MIN_STEPS = 20  # every rule needs this many training batches (in the first epoch, in the phase): fewer cannot tell a
-# slow start from a network that does not learn (ResNet19's last LIF layer is silent at init and after 10 batches)
+MIN_STEPS = 20  # the end-of-phase rule needs this many training batches: fewer cannot tell a slow start from a network
+# that does not learn
+EARLY_STEPS = 100  # the rules after epoch 1 need an epoch of this many batches (ResNet19's last LIF layer is silent at
+# init, and still after 20 batches at the paper's lr 0.3)
 _LOSS_TOLERANCE = 0.01  # a loss within 1 % of a constant output's has "not moved"
 _PROBE_IMAGES = 256
 
@@ -93,7 +95,7 @@ class LearningGuard:
     def after_epoch(self, model: nn.Module, state) -> bool:
         if state.epoch != 1:
             return False
-        if self._batches(1) < MIN_STEPS:
+        if self._batches(1) < EARLY_STEPS:
             return False
         row, seen = state.history[-1], probe(model, self.data, self.timesteps(0), self.loss_fn)
         dead = seen.output is not None and seen.output[1] == 0
