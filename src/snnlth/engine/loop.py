@@ -220,7 +220,7 @@ def _stop_if_bad(first_bad: torch.Tensor, spec: EpochSpec) -> None:
 
 @dataclass(frozen=True)
 class Schedule:
-    """What one call of :func:`fit` trains: a cosine schedule over ``epochs``, at ``timesteps`` (a number, or a
+    """What one call of :func:`fit` trains: the run's --schedule over ``epochs``, at ``timesteps`` (a number, or a
     function of the epoch: Early-Time decides T_early only at the end of its warm-up), on data stream ``stream``.
     The test set is evaluated every ``--eval-every`` epochs and always after the last epoch (or an early stop)."""
 

@@ -80,10 +80,10 @@ def wall_seconds(row: dict) -> float:
 @dataclass(frozen=True)
 class Phase:
     """One named, resumable call of the training loop: from ``start_state`` (masked by ``masks``) with a fresh
-    optimiser and cosine schedule over ``epochs``, at ``timesteps`` (or T as a function of the epoch), on data
-    stream ``stream``. ``tags`` go into every metrics row; ``lr_scale``: the phase trains at ``lr_scale`` × lr (the
-    official Early-Bird code: 2×); ``guard``: a dense phase, stopped with :class:`NotLearningError` when the network
-    does not learn (unless ``--allow-chance``)."""
+    optimiser and learning-rate schedule (``--schedule``) over ``epochs``, at ``timesteps`` (or T as a function of
+    the epoch), on data stream ``stream``. ``tags`` go into every metrics row; ``lr_scale``: the phase trains at
+    ``lr_scale`` × lr (the official Early-Bird code: 2×); ``guard``: a dense phase, stopped with
+    :class:`NotLearningError` when the network does not learn (unless ``--allow-chance``)."""
 
     name: str
     start_state: dict[str, torch.Tensor]

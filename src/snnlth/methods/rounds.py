@@ -3,7 +3,7 @@ the method gives the pruning rule, the modifiers (Early-Time, round stop) change
 
 Round 0 trains the dense net for E epochs from init and stores its state after R epochs. Round k >= 1 starts from
 that stored state (weights, biases, BN parameters and running statistics, masked), a fresh optimiser and a fresh
-cosine schedule over E - R epochs. After each round the surviving weights are pruned by the rule. When a modifier
+schedule (--schedule) over E - R epochs. After each round the surviving weights are pruned by the rule. When a modifier
 takes the rounds off the tickets' path (a search at T_early, rounds cut short), the levels ``--retrain-at`` names
 are retrained at full T from the same state.
 """
