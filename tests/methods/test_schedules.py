@@ -17,10 +17,10 @@ def test_methods_follow_the_schedule(tmp_path, schedule, search):
     cfg = search_cfg(make_fmnist(tmp_path / "d"), rounds=1, epochs=4, **search)
     cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, schedule=schedule, warmup_epochs=1))
     run = snnlth.search(cfg, out=tmp_path / "run")
-    assert run.levels and run.levels[-1].sparsity >= 0.5  # the tickets were drawn and trained
+    assert run.levels and run.levels[-1].sparsity >= 0.25  # the tickets were drawn and trained
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     lr = cfg.train.lr
-    expected = {"step": [lr / 2, lr, lr * 0.1, lr * 0.1], "constant": [lr / 2, lr, lr, lr],
+    expected = {"step": [lr / 2, lr, lr * 0.1, lr * 0.01], "constant": [lr / 2, lr, lr, lr],
                 "linear": [lr / 2, lr, lr * 2 / 3, lr / 3]}[schedule]  # epoch 0 warms up: lr·1/2
     for phase in {r["phase"] for r in rows}:
         got = [r["lr"] for r in rows if r["phase"] == phase]
