@@ -13,13 +13,16 @@ setup: $(STAMP)
 # multi-GB CUDA build. The package itself only asks for torch>=2.4, so GPU users keep their own build.
 # The tests adapt spikingjelly and snntorch networks: spikingjelly goes in with --no-deps (its declared torchvision
 # and torchaudio would pull another torch build), plus loguru, which its neurons and layers import, and h5py, which its
-# model zoo (spikingjelly.activation_based.model) imports.
+# model zoo (spikingjelly.activation_based.model) imports. NeuroBench (the tests compare snnlth's operation counts with
+# its own) also goes in with --no-deps: its declared torchaudio, tonic and numba would add 25 packages it does not need
+# for its metrics.
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e '.[dev]'
 	$(BIN)/pip install -q 'snntorch==1.0.0' 'loguru>=0.7,<1' 'h5py>=3'
 	$(BIN)/pip install -q --no-deps 'spikingjelly==2.0.0'
+	$(BIN)/pip install -q --no-deps 'neurobench==2.3.0'
 	@touch $@
 
 # Fashion-MNIST from Debian's dataset-fashion-mnist package; never downloaded at run or test time.
