@@ -15,14 +15,14 @@ setup: $(STAMP)
 # and torchaudio would pull another torch build), plus loguru, which its neurons and layers import, and h5py, which its
 # model zoo (spikingjelly.activation_based.model) imports. NeuroBench (the tests compare snnlth's operation counts with
 # its own) also goes in with --no-deps: its declared torchaudio, tonic and numba would add 25 packages it does not need
-# for its metrics.
+# for its metrics; nirtorch is what spikingjelly's NIR importer runs on (the tests import exported graphs with it).
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e '.[dev,nir]'
 	$(BIN)/pip install -q 'snntorch==1.0.0' 'loguru>=0.7,<1' 'h5py>=3'
 	$(BIN)/pip install -q --no-deps 'spikingjelly==2.0.0'
-	$(BIN)/pip install -q --no-deps 'neurobench==2.3.0'
+	$(BIN)/pip install -q --no-deps 'neurobench==2.3.0' 'nirtorch==2.6'
 	@touch $@
 
 # Fashion-MNIST from Debian's dataset-fashion-mnist package; never downloaded at run or test time.

@@ -126,12 +126,31 @@ def _cmd_methods(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export_nir(args: argparse.Namespace) -> int:
+    import tempfile
+    from pathlib import Path
+
+    from snnlth.export import export_ticket, load_ticket
+    from snnlth.nir_export import to_nir, write_graph
+
+    with tempfile.TemporaryDirectory() as tmp:
+        info = export_ticket(args.run, Path(tmp) / "ticket.safetensors", args.round, args.sparsity)
+        graph = to_nir(load_ticket(Path(tmp) / "ticket.safetensors"), dt=args.dt, timesteps=args.timesteps)
+    write_graph(graph, args.out)
+    lv = info["level"]
+    print(f"NIR graph of the {100 * lv['sparsity_prunable']:.2f} %-sparse ticket ({len(graph.nodes)} nodes, dt "
+          f"{args.dt}, T={args.timesteps or lv['timesteps']} in its metadata): {args.out}")
+    return 0
+
+
 def _cmd_export(args: argparse.Namespace) -> int:
     from snnlth.engine.energy import E_AC_PJ, E_MAC_PJ
     from snnlth.export import export_ticket
 
     if args.round is not None and args.sparsity is not None:
         raise ConfigError("give --round or --sparsity, not both")
+    if args.format == "nir":
+        return _export_nir(args)
     info = export_ticket(args.run, args.out, args.round, args.sparsity, half=args.fp16)
     lv, size, dense = info["level"], info["file_bytes"], info["dense_bytes"]
     where = f"round {lv['round']}" if lv["round"] is not None else "Early-Bird ticket"
@@ -201,8 +220,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--round", type=int, metavar="K", help="the round (level) to export")
     p.add_argument("--sparsity", type=float, metavar="S",
                    help="the level nearest this prunable sparsity (within 0.005)")
-    p.add_argument("--out", required=True, metavar="FILE", help="output .safetensors file")
+    p.add_argument("--out", required=True, metavar="FILE", help="output file (.safetensors, or .nir)")
     p.add_argument("--fp16", action="store_true", help="store surviving values as fp16 (default fp32)")
+    p.add_argument("--format", choices=("safetensors", "nir"), default="safetensors",
+                   help="safetensors (mask bits + surviving values) or nir (a NIR graph, HDF5: convnet, lenet300)")
+    p.add_argument("--dt", type=float, default=1e-4, help="nir: the time step the graph's time constants assume")
+    p.add_argument("--timesteps", type=int, metavar="T", help="nir: the T written into the metadata (default the "
+                   "ticket's)")
     p.set_defaults(func=_cmd_export)
     return parser
 
