@@ -214,6 +214,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, metavar="REPORT_DIR", help="directory for the report files")
     p.set_defaults(func=_cmd_report)
 
+    _add_export_parser(sub)
+    return parser
+
+
+def _add_export_parser(sub) -> None:
     p = sub.add_parser("export", help="write one ticket as a safetensors file (mask bits + surviving values)",
                        description="Export a ticket of a finished search; default: its sparsest final level.")
     p.add_argument("run", metavar="RUN_DIR", help="a finished search run directory")
@@ -228,7 +233,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timesteps", type=int, metavar="T", help="nir: the T written into the metadata (default the "
                    "ticket's)")
     p.set_defaults(func=_cmd_export)
-    return parser
 
 
 def torch_oom() -> type[BaseException]:
