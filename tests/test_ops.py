@@ -92,3 +92,13 @@ def test_a_step_by_step_snntorch_network_is_split_per_step():
     assert len(ops.per_timestep) == 4 and ops.once_per_image == []
     assert sum(r["dense"] for r in ops.per_timestep) == pytest.approx(ops.dense)
     assert ops.per_timestep[0]["dense"] == pytest.approx(ops.dense / 4)  # the same layers at every step
+
+
+@pytest.mark.parametrize("step_mode", ["s", "m"])
+def test_spikingjelly_layers_in_both_step_modes(step_mode):
+    pytest.importorskip("spikingjelly")
+    from tests.adapters.nets import sj_net
+
+    ops = snnlth.count_ops(sj_net(step_mode), _images(), timesteps=3)
+    assert ops.dense > 0 and len(ops.per_timestep) == 3  # spikingjelly's Conv2d is a subclass of nn.Conv2d
+    assert sum(r["dense"] for r in ops.per_timestep) == pytest.approx(ops.dense)

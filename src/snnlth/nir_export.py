@@ -117,11 +117,19 @@ def _lenet(nir, model: LeNet300, shape: tuple[int, int, int], dt: float) -> _Gra
 _BUILDERS = {ConvNet: _convnet, LeNet300: _lenet}
 
 
+def _nir():
+    try:
+        import nir
+    except ImportError:
+        raise ConfigError("NIR export needs the nir package: pip install 'snnlth[nir]' (nir 1.0.8)") from None
+    return nir
+
+
 def model_graph(model: nn.Module, input_shape: tuple[int, int, int], dt: float = 1e-4,
                 metadata: dict[str, Any] | None = None):
     """The NIR graph of an snnlth ``model`` (in eval mode: BatchNorm folded with its running statistics) for inputs
     of ``input_shape`` (C, H, W); ``metadata`` values are stored as JSON strings."""
-    import nir
+    nir = _nir()
 
     builder = _BUILDERS.get(type(model))
     if builder is None:
@@ -139,9 +147,10 @@ def write_graph(graph: Any, out: str | Path) -> None:
     was."""
     import os
 
-    import nir
-
+    nir = _nir()
     out = Path(out)
+    if not out.parent.is_dir():
+        raise ConfigError(f"{out.parent} is not a directory; create it or give --out in an existing one")
     tmp = out.with_name(f".{out.name}.tmp")
     try:
         nir.write(str(tmp), graph)

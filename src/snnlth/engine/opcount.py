@@ -50,8 +50,10 @@ def _run(layer: nn.Module, x: torch.Tensor, weight: torch.Tensor) -> torch.Tenso
     """``layer``'s operation on ``x`` with ``weight`` and no bias, in float64 (exact counts); per-sample sums."""
     if isinstance(layer, nn.Linear):
         out = F.linear(x, weight)
-    else:
-        conv = {nn.Conv1d: F.conv1d, nn.Conv2d: F.conv2d, nn.Conv3d: F.conv3d}[type(layer)]
+    else:  # subclasses too (spikingjelly's layer.Conv2d)
+        conv, dims = next((f, d) for cls, f, d in ((nn.Conv3d, F.conv3d, 3), (nn.Conv2d, F.conv2d, 2),
+                                                    (nn.Conv1d, F.conv1d, 1)) if isinstance(layer, cls))
+        x = x.reshape(-1, *x.shape[-(dims + 1):])  # a multi-step [T, B, C, ...] input as [T·B, C, ...]
         out = conv(x, weight, None, layer.stride, layer.padding, layer.dilation, layer.groups)
     return out.flatten(1).sum(1)  # [N]
 
@@ -80,6 +82,8 @@ class _Recorder:
             x = inputs[0]
             if isinstance(layer, nn.Linear):
                 x = x.reshape(-1, x.shape[-1])
+            elif x.dim() > layer.weight.dim():  # multi-step [T, B, C, ...]: one sample per (t, b)
+                x = x.reshape(-1, *x.shape[-(layer.weight.dim() - 1):])
             self.calls[name].append(layer_call_ops(layer, x))
 
         return hook
