@@ -127,19 +127,13 @@ def _cmd_methods(args: argparse.Namespace) -> int:
 
 
 def _export_nir(args: argparse.Namespace) -> int:
-    import tempfile
-    from pathlib import Path
+    from snnlth.nir_export import run_ticket, to_nir, write_graph
 
-    from snnlth.export import export_ticket, load_ticket
-    from snnlth.nir_export import to_nir, write_graph
-
-    with tempfile.TemporaryDirectory() as tmp:
-        info = export_ticket(args.run, Path(tmp) / "ticket.safetensors", args.round, args.sparsity)
-        graph = to_nir(load_ticket(Path(tmp) / "ticket.safetensors"), dt=args.dt, timesteps=args.timesteps)
+    ticket, level = run_ticket(args.run, args.round, args.sparsity)
+    graph = to_nir(ticket, dt=args.dt, timesteps=args.timesteps)
     write_graph(graph, args.out)
-    lv = info["level"]
-    print(f"NIR graph of the {100 * lv['sparsity_prunable']:.2f} %-sparse ticket ({len(graph.nodes)} nodes, dt "
-          f"{args.dt}, T={args.timesteps or lv['timesteps']} in its metadata): {args.out}")
+    print(f"NIR graph of the {100 * level['sparsity_prunable']:.2f} %-sparse ticket ({len(graph.nodes)} nodes, dt "
+          f"{args.dt}, T={args.timesteps or level['timesteps']} in its metadata): {args.out}")
     return 0
 
 

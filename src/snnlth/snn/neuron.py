@@ -71,7 +71,8 @@ def _charges_eager(x_seq: torch.Tensor, decay: float, gain: float, v_threshold: 
     ``decay = 1 - 1/tau``, one in-place ``addcmul_`` per step on a buffer that starts as ``X/tau``; ``S = H >= V_th``
     in one pass at the end. Comparisons write floats into one reused buffer: a bool result, its cast and fresh
     buffers cost 2-3x more on CPU."""
-    h_seq = torch.mul(x_seq.float(), gain)  # a fresh fp32 buffer whatever the input's dtype
+    # a fresh fp32 buffer whatever the input's dtype (fp64 for fp64 input: exact comparisons with other simulators)
+    h_seq = torch.mul(x_seq if x_seq.dtype == torch.float64 else x_seq.float(), gain)
     keep = torch.empty_like(h_seq[0])
     for t in range(1, x_seq.shape[0]):
         torch.lt(h_seq[t - 1], v_threshold, out=keep)  # 1 - S[t-1]
@@ -220,7 +221,8 @@ def _unflat(y: torch.Tensor, shape: torch.Size, order: tuple[int, ...]) -> torch
 
 def lif_multistep(x_seq: torch.Tensor, params: LIFParams = LIFParams(), kernel: LIFKernel = EAGER) -> torch.Tensor:
     """Spikes ``[T, B, ...]`` of a LIF neuron with ``params`` driven by ``x_seq: [T, B, ...]`` (equations in
-    :func:`lif_reference`). The membrane is fp32 even under autocast; spikes come back in the input's dtype.
+    :func:`lif_reference`). The membrane is fp32 even under autocast (fp64 for fp64 input on the eager kernel);
+    spikes come back in the input's dtype.
     ``kernel``: the loops over T (:data:`EAGER`: hand-written, no start-up cost; the engine's compiled kernels fuse
     them, after a one-off compile)."""
     return _LIFFunction.apply(x_seq, params, kernel)
