@@ -222,7 +222,7 @@ def _add_export_parser(sub) -> None:
     p.add_argument("--out", required=True, metavar="FILE", help="output file (.safetensors, or .nir)")
     p.add_argument("--fp16", action="store_true", help="store surviving values as fp16 (default fp32)")
     p.add_argument("--format", choices=("safetensors", "nir"), default="safetensors",
-                   help="safetensors (mask bits + surviving values) or nir (a NIR graph, HDF5: convnet, lenet300)")
+                   help="safetensors (mask bits + surviving values) or nir (a NIR graph, HDF5: docs/nir.md)")
     p.add_argument("--dt", type=float, default=1e-4, help="nir: the time step the graph's time constants assume")
     p.add_argument("--timesteps", type=int, metavar="T", help="nir: the T written into the metadata (default the "
                    "ticket's)")
