@@ -319,6 +319,8 @@ def test_a_layer_without_nir_form_is_named_in_one_line(tmp_path, capsys):
     soft = torch.nn.Sequential(layer.Flatten(), layer.Linear(784, 10), neuron.LIFNode(v_reset=None))
     with pytest.raises(ConfigError, match=r"neuron 2 \(LIFNode\) has a soft reset"):
         snnlth.to_nir(soft, input_shape=(1, 28, 28))
+    with pytest.raises(ConfigError, match=r"neuron 2 \(Leaky\) has no NIR form"):  # snntorch's subtract reset
+        snnlth.to_nir(nets.snntorch_net(), input_shape=(1, 28, 28))
     with pytest.raises(ConfigError, match="not fed by"):  # SEW-ResNet adds its shortcuts in its forward
         snnlth.to_nir(sew_net(), input_shape=(1, 28, 28))
     twin = _search("convnet", tmp_path / "ann", neuron="relu").run_dir

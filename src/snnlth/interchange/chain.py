@@ -92,18 +92,15 @@ def _neuron(nir: Any, call: Call, dt: float) -> Any:
     m, kind = call.layer, type(call.layer).__name__
     if getattr(m, "spiking_neuron", False) and hasattr(m, "params"):  # snnlth's own LIF
         return N.lif(nir, call.shape_out, dt, m.tau, m.v_threshold)
+    if kind not in ("IFNode", "LIFNode", "ParametricLIFNode"):
+        raise ConfigError(f"NIR export: neuron {call.name} ({kind}) has no NIR form here; supported: {SUPPORTED}")
     v_reset, v_th = getattr(m, "v_reset", None), getattr(m, "v_threshold", None)
     if v_reset is None or not isinstance(v_th, (int, float)):
         raise ConfigError(f"NIR export: neuron {call.name} ({kind}) has a soft reset (v_reset=None) or a learned "
                           "threshold, which NIR's neurons cannot express; use a hard reset (v_reset=0.)")
     if kind == "IFNode":
         return N.if_node(nir, call.shape_out, dt, v_th, v_reset)
-    if kind == "LIFNode":
-        tau = float(m.tau)
-    elif kind == "ParametricLIFNode":
-        tau = float(1.0 / m.w.detach().sigmoid())
-    else:
-        raise ConfigError(f"NIR export: neuron {call.name} ({kind}) has no NIR form; supported: {SUPPORTED}")
+    tau = float(m.tau) if kind == "LIFNode" else float(1.0 / m.w.detach().sigmoid())
     return N.lif(nir, call.shape_out, dt, tau, v_th, v_reset=float(v_reset), decay_input=bool(m.decay_input))
 
 
