@@ -7,6 +7,7 @@ import pickle
 from pathlib import Path
 
 import numpy as np
+from torch import nn
 
 
 def idx_bytes(arr: np.ndarray) -> bytes:
@@ -140,3 +141,36 @@ def make_tinyimagenet(root: Path, classes: int = 4, per_class: int = 6, n_val: i
         lines.append(f"val_{i}.JPEG\t{wnids[c]}\t0\t0\t63\t63")
     (base / "val" / "val_annotations.txt").write_text("\n".join(lines) + "\n")
     return root
+
+
+
+class SummedOverT(nn.Module):
+    """What NeuroBench runs: images in, an snnlth-protocol model's logits summed over T out."""
+
+    def __init__(self, model: nn.Module, timesteps: int) -> None:
+        super().__init__()
+        self.model, self.timesteps = model, timesteps
+
+    def forward(self, x):
+        return self.model(x, self.timesteps).sum(0)
+
+
+def sparse_ticket(name: str, images, timesteps: int = 3, sparsity: float = 0.5, seed: int = 0) -> nn.Module:
+    """An snnlth model with ``sparsity`` of every conv/linear weight set to exactly 0, its BatchNorm statistics
+    those of ``images`` (real ones: as after training; with the initial ones nothing spikes in eval mode)."""
+    import torch
+
+    from snnlth.config import ModelConfig
+    from snnlth.models.catalog import create_model
+
+    torch.manual_seed(seed)
+    model = create_model(ModelConfig(model=name, timesteps=timesteps), 1, 28, 10)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                m.weight[torch.rand_like(m.weight) < sparsity] = 0
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.reset_running_stats()
+                m.momentum = None  # a cumulative average: one pass sets them
+        model.train()(images, timesteps)
+    return model.eval()

@@ -31,7 +31,7 @@ def test_export_load_roundtrip_is_exact(run, tmp_path, capsys):
     out = tmp_path / "t.safetensors"
     assert main(["export", str(run_dir), "--round", "2", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "smaller" in printed and "SynOps" in printed and "Horowitz" in printed
+    assert "smaller" in printed and "effective ACs" in printed and "NeuroBench" in printed and "Horowitz" in printed
     ticket = load_ticket(out)
     state = load_blob(run_dir / "phases" / "round_02.pt")["model"]
     masks = M.unpack(load_blob(run_dir / "masks" / "round_02.pt"))

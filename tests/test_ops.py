@@ -5,24 +5,11 @@ import torch
 from torch import nn
 
 import snnlth
-from snnlth.config import ModelConfig
-from snnlth.models.catalog import create_model
+from tests.helpers import SummedOverT, sparse_ticket
 
 
 def _ticket(name: str, sparsity: float = 0.5, seed: int = 0) -> nn.Module:
-    """An snnlth model with ``sparsity`` of every conv/linear weight set to exactly 0, its BatchNorm statistics
-    those of real images (as after training: with the initial ones nothing spikes in eval mode)."""
-    torch.manual_seed(seed)
-    model = create_model(ModelConfig(model=name, timesteps=3), 1, 28, 10)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, (nn.Conv2d, nn.Linear)):
-                m.weight[torch.rand_like(m.weight) < sparsity] = 0
-            if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                m.reset_running_stats()
-                m.momentum = None  # a cumulative average: one pass sets them
-        model.train()(_images(), 3)
-    return model.eval()
+    return sparse_ticket(name, _images(), 3, sparsity, seed)
 
 
 def _images(n: int = 32):
@@ -30,23 +17,12 @@ def _images(n: int = 32):
     return train[0][:n]
 
 
-class _Summed(nn.Module):
-    """What NeuroBench runs: images in, logits summed over T out."""
-
-    def __init__(self, model: nn.Module, timesteps: int) -> None:
-        super().__init__()
-        self.model, self.timesteps = model, timesteps
-
-    def forward(self, x):
-        return self.model(x, self.timesteps).sum(0)
-
-
 def _neurobench(model: nn.Module, x: torch.Tensor, timesteps: int) -> dict:
     pytest.importorskip("neurobench")
     from neurobench.metrics.workload import SynapticOperations
     from neurobench.models import TorchModel
 
-    nb = TorchModel(_Summed(model, timesteps))
+    nb = TorchModel(SummedOverT(model, timesteps))
     nb.register_hooks()
     with torch.no_grad():
         preds = nb(x)
@@ -102,3 +78,39 @@ def test_spikingjelly_layers_in_both_step_modes(step_mode):
     ops = snnlth.count_ops(sj_net(step_mode), _images(), timesteps=3)
     assert ops.dense > 0 and len(ops.per_timestep) == 3  # spikingjelly's Conv2d is a subclass of nn.Conv2d
     assert sum(r["dense"] for r in ops.per_timestep) == pytest.approx(ops.dense)
+
+
+class _OddLayers(nn.Module):
+    """Convolutions with stride, dilation, groups, reflect padding and a Conv1d, spikes between them; the first layer
+    runs once (real input), the others at every step."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.a = nn.Conv2d(1, 4, 3, stride=2, padding=2, dilation=2)
+        self.b = nn.Conv2d(4, 6, 3, padding=1, groups=2, padding_mode="reflect")
+        self.c = nn.Conv1d(6, 3, 5, stride=3)
+        self.fc = nn.Linear(3 * 64, 10)
+        with torch.no_grad():
+            for m in (self.a, self.b, self.c, self.fc):
+                m.weight[torch.rand_like(m.weight) < 0.3] = 0
+
+    def prunable_names(self) -> list[str]:
+        return [f"{n}.weight" for n in ("a", "b", "c", "fc")]
+
+    def forward(self, x: torch.Tensor, timesteps: int) -> torch.Tensor:
+        s = (self.a(x) > 0).float()  # [B, 4, 14, 14]
+        out = []
+        for t in range(timesteps):
+            h = (self.b(s) > 0.1 * t).float().flatten(2)  # [B, 6, 196]
+            out.append(self.fc((self.c(h) > 0).float().flatten(1)))
+        return torch.stack(out)
+
+
+def test_strides_dilation_groups_and_padding_modes_are_counted_as_neurobench_counts_them():
+    model, x = _OddLayers().eval(), _images(8)
+    ours, theirs = snnlth.count_ops(model, x, timesteps=3), _neurobench(model, x, 3)
+    assert ours.effective_acs == pytest.approx(theirs["Effective_ACs"], rel=1e-6)
+    assert ours.effective_macs == pytest.approx(theirs["Effective_MACs"], rel=1e-6)
+    assert ours.dense == pytest.approx(theirs["Dense"], rel=1e-6)
+    assert ours.once_per_image == ["a"] and ours.effective_acs > 0

@@ -154,9 +154,11 @@ def _cmd_export(args: argparse.Namespace) -> int:
     print(f"wrote {args.out}: {size / 1024:.1f} KiB vs {dense / 1024:.1f} KiB dense fp32 state dict "
           f"({dense / size:.1f}x smaller; mask bits + {'fp16' if args.fp16 else 'fp32'} survivors)")
     if lv.get("synops_per_image") is not None:
-        print(f"per test image: {lv['synops_per_image'] / 1e6:.3f} M SynOps (AC) + {lv['macs_per_image'] / 1e6:.3f} M "
-              f"MACs (non-spiking input) ~ {lv['energy_uj_per_image']:.3f} uJ at {E_AC_PJ} pJ/AC, {E_MAC_PJ} pJ/MAC "
-              "(45 nm, Horowitz ISSCC 2014)")
+        exact = lv.get("energy_model") == "neurobench-effective-ops"
+        what = "effective ACs + {:.3f} M effective MACs (NeuroBench 2.3's count)" if exact else \
+            "SynOps (AC) + {:.3f} M MACs (non-spiking input; uniform-activity estimate)"
+        print(f"per test image: {lv['synops_per_image'] / 1e6:.3f} M {what.format(lv['macs_per_image'] / 1e6)} ~ "
+              f"{lv['energy_uj_per_image']:.3f} uJ at {E_AC_PJ} pJ/AC, {E_MAC_PJ} pJ/MAC (45 nm, Horowitz ISSCC 2014)")
     return 0
 
 

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from snnlth.adapters import wrap
-from snnlth.engine.opcount import OpCounts, count_model_ops
+from snnlth.engine.opcount import OpCounts, count_model_ops, uncountable_layers
 from snnlth.errors import ConfigError
 
 
@@ -26,6 +26,10 @@ def count_ops(model: Any, images: torch.Tensor, timesteps: int | None = None) ->
         raise ConfigError("count_ops needs timesteps=T for this network (it has no T of its own)")
     if not isinstance(images, torch.Tensor) or images.dim() < 2:
         raise ConfigError("count_ops takes images as one tensor [B, ...], as the model takes them")
+    recurrent = uncountable_layers(adapted)
+    if recurrent:
+        raise ConfigError(f"count_ops cannot count {', '.join(recurrent[:3])}: NeuroBench counts recurrent layers "
+                          "(RNN, LSTM, GRU and their cells) by rules snnlth does not implement")
     param = next(adapted.parameters(), None)
     device = param.device if param is not None else torch.device("cpu")
     return count_model_ops(adapted, images.to(device).float(), int(t))

@@ -1,4 +1,5 @@
-"""SynOps and MACs of single layers against counts made by hand."""
+"""The uniform-activity estimate (the fallback of networks with recurrent layers) of single layers against counts
+made by hand, and the exact count it is compared with."""
 
 import pytest
 import torch
@@ -30,8 +31,8 @@ def test_linear_synops_equal_a_count_by_hand():
     # the documented estimate, by hand: nnz(W) * samples * fraction of inputs that spiked (uniform activity)
     assert synops == pytest.approx(19 * 3 * (4 / 18))
     assert macs == 0.0
-    # the exact count would be: a spike on input j triggers one accumulate per surviving weight in column j; the
-    # estimate is within 3 % of it here (exact effective SynOps are on the roadmap)
+    # the exact count (what the evaluation reports, snnlth.engine.opcount): a spike on input j triggers one
+    # accumulate per surviving weight in column j; the estimate, now the fallback, is within 3 % of it here
     exact = sum(int(mask[:, j].sum()) for j in (0, 2, 5)) + int(mask[:, 4].sum())
     assert exact == 13 and abs(synops - exact) / exact < 0.03
     full = _linear(torch.ones(4, 6, dtype=torch.bool))  # unpruned: the estimate is exact
@@ -57,3 +58,22 @@ def test_conv_synops_and_real_input_macs_by_hand():
         conv(real)
     assert ops.totals() == (0.0, pytest.approx(5 * 16))
     assert energy_uj(20, 80) == pytest.approx((20 * E_AC_PJ + 80 * E_MAC_PJ) * 1e-6)
+
+
+def test_the_exact_count_of_the_hand_counted_linear_layer():
+    from snnlth.engine.opcount import OpTally
+
+    torch.manual_seed(0)
+    mask = torch.ones(4, 6, dtype=torch.bool)
+    mask[0, :3] = mask[2, 5] = mask[3, 1] = False
+    layer = _linear(mask)
+    x = torch.zeros(3, 6)
+    x[0, [0, 2, 5]] = 1
+    x[1, 4] = 1
+    with OpTally(layer) as tally:
+        tally.begin(1, 3)
+        layer(x)
+        tally.fold()
+    counts = tally.counts()
+    assert counts.effective_acs == pytest.approx(13 / 3) and counts.effective_macs == 0  # per image
+    assert counts.dense == pytest.approx(24)

@@ -21,3 +21,15 @@ def test_exclude_that_matches_nothing_is_an_error():
         select_prunable(names, ("features.1",))
     with pytest.raises(ConfigError, match="--exclude classifier.w matches no"):
         select_prunable(names, ("classifier.w",))
+
+
+@pytest.mark.parametrize("name", ["convnet", "lenet300"])
+def test_dense_bytes_is_neurobenchs_footprint(name):
+    pytest.importorskip("neurobench")
+    from neurobench.metrics.static import Footprint
+    from neurobench.models import TorchModel
+
+    from snnlth.methods.kit import Sizes
+
+    model = create_model(ModelConfig(model=name), 1, 28, 10)
+    assert Sizes.of(model, ()).dense_bytes == Footprint()(TorchModel(model))  # parameters and buffers, dense

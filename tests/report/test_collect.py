@@ -24,6 +24,8 @@ def test_unfinished_round_stop_run_reports_its_finished_levels(fmnist_dir, tmp_p
                                                               last["round_01"]["test_accuracy"]]  # search path
     assert [lv["pruned_weights"] for lv in run.levels] == [lv["pruned_weights"] for lv in summary["levels"]]
     assert run.levels[2]["test_accuracy"] == summary["levels"][2]["test_accuracy"]  # the finished full-T ticket
+    for key in ("effective_acs_per_image", "activation_sparsity", "energy_model", "per_timestep"):  # counts too
+        assert run.levels[2][key] == summary["levels"][2][key] is not None
     _, table = table1([run])
     accuracy = next(r for r in table if r[:2] == ["IMP+ES", "accuracy %"])[2:]
     assert accuracy[:2] == [f"{lv['test_accuracy']:.2f} †" for lv in run.levels[:2]]  # on the search path
@@ -49,6 +51,13 @@ def _record(tmp_path, search: dict, rows: list[dict], phases: list[str] | None) 
     config = {"kind": "search", "model": {"model": "lenet300", "timesteps": 3}, "data": {"dataset": "fmnist"},
               "train": {"epochs": 4, "seed": 0}, "search": {"rewind_epoch": 0, **search}}
     return RunRecord(tmp_path, config, None, rows, missing=["summary.json"])
+
+
+def test_the_report_reads_the_keys_the_counting_evaluation_writes():
+    from snnlth.engine.counting import COUNT_KEYS
+    from snnlth.report.collect import COUNT_KEYS as REPORTED
+
+    assert REPORTED == COUNT_KEYS  # a copy: the report imports no torch
 
 
 def test_round_cut_short_in_a_run_without_phase_files_is_finished_once_the_next_began(tmp_path):

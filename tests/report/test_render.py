@@ -39,3 +39,42 @@ def test_incomplete_runs_paragraph_claims_no_nominal_sparsity():
     assert "nominal" not in incomplete and "exact sparsity" in incomplete
     assert "finished phases" in incomplete and "round stop cut short" in incomplete
     assert "/runs/imp: missing metrics.jsonl" in incomplete
+
+
+def _ticket_run(exact: bool) -> RunRecord:
+    """A finished run with storage and operations: as written now (``exact``) or before exact counts."""
+    run = _unfinished_run()
+    run.missing = []
+    for lv in run.summary["levels"]:
+        lv.update(ticket_bytes=1024.0, dense_bytes=4096.0, synops_per_image=2e6, macs_per_image=1e5,
+                  energy_uj_per_image=2.26)
+        if exact:
+            lv.update(energy_model="neurobench-effective-ops", effective_acs_per_image=2e6,
+                      effective_macs_per_image=1e5, activation_sparsity=0.9,
+                      per_timestep=[{"t": t, "accuracy": 70.0 + t, "firing_rate": 0.1, "effective_acs": 4e5 * t,
+                                     "effective_macs": 1e5} for t in range(1, 6)])
+    return run
+
+
+def test_the_ticket_table_states_its_energy_model():
+    paragraphs = _paragraphs(build_blocks([_ticket_run(True)], {}))
+    note = next(p for p in paragraphs if p.startswith("Ticket size"))
+    assert "effective ACs / MACs as NeuroBench 2.3 counts them" in note
+    assert "0.9 pJ per AC, 4.6 pJ per MAC, 45 nm (Horowitz ISSCC 2014)" in note
+    assert "≈: the uniform-activity estimate" in note and "NeuroBench's footprint" in note
+
+
+def test_new_runs_show_the_figures_per_timestep_and_old_runs_the_estimate_marked(tmp_path):
+    from snnlth.report.render import write_report
+
+    write_report([_ticket_run(True)], tmp_path / "new")
+    new = (tmp_path / "new" / "report.md").read_text()
+    for name in ("accuracy_vs_timesteps.png", "effective_acs_vs_timesteps.png"):
+        assert f"]({name})" in new and (tmp_path / "new" / name).stat().st_size > 0
+    assert "| 2.000 M | 0.100 M | 0.900 | 2.260 µJ |" in new
+    write_report([_ticket_run(False)], tmp_path / "old")  # written before exact counts: still renders
+    old = (tmp_path / "old" / "report.md").read_text()
+    assert "| ≈ 2.000 M | ≈ 0.100 M | – | ≈ 2.260 µJ |" in old
+    assert "](accuracy_vs_timesteps.png)" not in old and "](effective_acs_vs_timesteps.png)" not in old
+    assert "(Test accuracy of each final ticket read out after t timesteps, mean over seeds: no data in these runs.)" \
+        in old

@@ -128,3 +128,30 @@ def test_spikes_figure_shows_only_tickets_at_the_runs_full_t():
     lines = spikes_vs_sparsity([imp, one_shot]).axes[0].get_lines()
     assert [(line.get_label(), list(line.get_xdata())) for line in lines] == [("IMP", [0.0, 20.0]),
                                                                              ("oneshot", [20.0])]
+
+
+def _with_ops(run: RunRecord, exact: bool) -> RunRecord:
+    """Storage and operations on every level: the keys a run writes now (``exact``) or before exact counts."""
+    for k, lv in enumerate(run.summary["levels"]):
+        lv.update(ticket_bytes=1024.0, dense_bytes=4096.0, synops_per_image=2e6 - k * 1e6, macs_per_image=1e5,
+                  energy_uj_per_image=1.0)
+        if exact:
+            lv.update(effective_acs_per_image=lv["synops_per_image"], effective_macs_per_image=1e5,
+                      activation_sparsity=0.9 + k / 100, energy_model="neurobench-effective-ops")
+    return run
+
+
+def test_ticket_table_shows_the_exact_counts_and_marks_the_estimate_of_older_runs():
+    from snnlth.report.tables import ticket_table
+
+    new = _with_ops(_run("imp", "off", [(0.0, 80.0, 0.0, True), (0.2, 79.0, 10.0, True)]), exact=True)
+    old = _with_ops(_run("eb", "off", [(0.2, 78.0, 5.0, True)]), exact=False)
+    header, rows = ticket_table([new, old])
+    cols = [header.index(h) for h in ("Effective ACs / image", "Effective MACs / image", "activation sparsity",
+                                      "energy / image")]
+    assert [[row[c] for c in cols] for row in rows] == [["2.000 M", "0.100 M", "0.900", "1.000 µJ"],
+                                                        ["1.000 M", "0.100 M", "0.910", "1.000 µJ"],
+                                                        ["≈ 2.000 M", "≈ 0.100 M", "–", "≈ 1.000 µJ"]]
+    bare = _run("imp", "off", [(0.0, 80.0, 0.0, True)])  # storage only: no operations recorded
+    bare.summary["levels"][0].update(ticket_bytes=1024.0, dense_bytes=4096.0)
+    assert [ticket_table([bare])[1][0][c] for c in cols] == ["–"] * 4

@@ -10,7 +10,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from snnlth.data.source import DataSource
-from snnlth.engine.energy import OpCounter, energy_uj
+from snnlth.engine.activity import neuron_output
+from snnlth.engine.counting import COUNT_KEYS, EvalCounts
 from snnlth.snn.neuron import is_spiking_neuron
 
 
@@ -68,9 +69,8 @@ class SpikeCounter:
 
     def _hook(self, name: str):
         def hook(_module, _inputs, output):
-            if isinstance(output, (tuple, list)):  # snntorch neurons return (spikes, membrane, ...)
-                output = output[0]
-            self.per_layer[name] += output.detach().sum(dtype=torch.float64)  # stays on the device: no sync
+            spikes = neuron_output(output).detach()  # snntorch neurons return (spikes, membrane, ...)
+            self.per_layer[name] += spikes.sum(dtype=torch.float64)  # stays on the device: no sync
 
         return hook
 
@@ -90,11 +90,12 @@ def _device_of(model: nn.Module) -> torch.device:
 
 @torch.no_grad()
 def evaluate(model: nn.Module, data: DataSource, timesteps: int, batch_size: int = 256, amp: bool = False,
-             split: str = "test", count: bool = True, forward: Callable | None = None) -> dict[str, float | None]:
-    """Accuracy (percent), mean loss, and with ``count`` spikes per image (all LIF layers, all timesteps), SynOps,
-    MACs and energy per image (:mod:`snnlth.engine.energy`; ``None`` without ``count``: no hooks, no extra work)
-    over ``split`` in eval mode; restores the model's previous mode. ``forward``: what runs the model (a compiled
-    wrapper of it); counting always runs the model itself, since hooks and compiled graphs do not mix."""
+             split: str = "test", count: bool = True, forward: Callable | None = None) -> dict:
+    """Accuracy (percent) and mean loss over ``split`` in eval mode (the model's previous mode restored); with
+    ``count`` also the :data:`~snnlth.engine.counting.COUNT_KEYS` (:mod:`snnlth.engine.counting`: operations as
+    NeuroBench counts them, energy, spikes, sparsities, and accuracy, firing and operations per timestep), else
+    those keys are None (no hooks, no extra work). ``forward``: what runs the model (a compiled wrapper of it);
+    counting always runs the model itself, since hooks and compiled graphs do not mix."""
     was_training = model.training
     model.eval()
     device = data.device
@@ -103,20 +104,17 @@ def evaluate(model: nn.Module, data: DataSource, timesteps: int, batch_size: int
     correct = torch.zeros((), device=device, dtype=torch.long)
     n = 0
     with contextlib.ExitStack() as stack:
-        spikes = stack.enter_context(SpikeCounter(model)) if count else None
-        ops = stack.enter_context(OpCounter(model)) if count else None
+        counts = stack.enter_context(EvalCounts(model, timesteps)) if count else None
         for x, y in data.eval_batches(batch_size, split):
+            if counts is not None:
+                counts.begin(len(y))
             with autocast(device, amp):
                 logits_seq = run(x, timesteps)
             loss_sum += seq_loss(logits_seq, y) * len(y)
             correct += seq_correct(logits_seq, y)
             n += len(y)
+            if counts is not None:
+                counts.add(logits_seq, y)
     model.train(was_training)
-    out: dict[str, float | None] = {"accuracy": 100.0 * correct.item() / max(n, 1), "loss": loss_sum.item() / max(n, 1),
-                                    "spikes_per_image": None, "synops_per_image": None, "macs_per_image": None,
-                                    "energy_uj_per_image": None}
-    if spikes is not None and ops is not None:
-        synops, macs = (v / max(n, 1) for v in ops.totals())
-        out.update(spikes_per_image=spikes.total() / max(n, 1), synops_per_image=synops, macs_per_image=macs,
-                   energy_uj_per_image=energy_uj(synops, macs))
-    return out
+    out = {"accuracy": 100.0 * correct.item() / max(n, 1), "loss": loss_sum.item() / max(n, 1)}
+    return {**out, **(counts.results(n) if counts is not None else dict.fromkeys(COUNT_KEYS))}

@@ -13,6 +13,7 @@ from torch import nn
 
 from snnlth.config import RuntimeConfig, TrainConfig
 from snnlth.data.source import DataSource
+from snnlth.engine.counting import COUNT_KEYS
 from snnlth.engine.evaluate import autocast, evaluate, seq_correct
 from snnlth.engine.fastpath import KernelChoice, lif_neurons, lif_work, prepare
 from snnlth.engine.graphed import GraphedStep, graph_blocker
@@ -237,9 +238,7 @@ class Schedule:
         return self.epochs if self.stop_epoch is None else min(self.stop_epoch, self.epochs)
 
 
-_NOT_EVALUATED = {"test_loss": None, "test_accuracy": None, "spikes_per_image": None, "synops_per_image": None,
-                  "macs_per_image": None, "energy_uj_per_image": None, "eval_seconds": 0.0}
-_COUNTS = ("spikes_per_image", "synops_per_image", "macs_per_image", "energy_uj_per_image")
+_NOT_EVALUATED = {"test_loss": None, "test_accuracy": None, **dict.fromkeys(COUNT_KEYS), "eval_seconds": 0.0}
 
 
 def fit(model: nn.Module, optimizer: torch.optim.Optimizer, data: DataSource, settings: FitSettings,
@@ -309,5 +308,5 @@ def _evaluate_if_due(model: nn.Module, data: DataSource, settings: FitSettings, 
         return
     t0 = time.perf_counter()
     test = evaluate(model, data, timesteps, runtime.eval_batch_size, settings.train.amp, count=last, forward=forward)
-    state.history[-1].update(test_loss=test["loss"], test_accuracy=test["accuracy"], **{k: test[k] for k in _COUNTS},
+    state.history[-1].update(test_loss=test["loss"], test_accuracy=test["accuracy"], **{k: test[k] for k in COUNT_KEYS},
                              eval_seconds=time.perf_counter() - t0)

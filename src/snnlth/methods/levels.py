@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from snnlth import masks as M
 from snnlth.config import parse_retrain_at
+from snnlth.engine.counting import COUNT_KEYS
 from snnlth.errors import ConfigError
 from snnlth.methods.phases import PhaseResult, Spent
 
@@ -11,7 +12,8 @@ from snnlth.methods.phases import PhaseResult, Spent
 def level_entry(sizes, phase: PhaseResult, ticket: tuple[str, M.Masks], *, round: int | None,
                 spent: Spent | None, final: bool) -> dict:
     """One entry of ``summary.json["levels"]``: the contract keys, plus ``layer_sparsity``, the ``phase`` and
-    ``masks`` files that hold the ticket (``ticket``: the masks' key and the masks), its activity and energy, its
+    ``masks`` files that hold the ticket (``ticket``: the masks' key and the masks), its activity, operations and
+    energy (:data:`~snnlth.engine.counting.COUNT_KEYS`, of its phase's last evaluation), its
     storage size (``sizes``: a :class:`~snnlth.methods.kit.Sizes`), and the seconds spent: ``search_seconds``
     (training before this ticket, as the paper counts it; None when it searched nothing itself),
     ``search_eval_seconds`` and ``search_wall_seconds`` (the wall clock of that search), then
@@ -32,8 +34,7 @@ def level_entry(sizes, phase: PhaseResult, ticket: tuple[str, M.Masks], *, round
         "final": bool(final),
         "phase": phase.name,
         "masks": key,
-        **{k: evaluated.get(k) for k in ("spikes_per_image", "synops_per_image", "macs_per_image",
-                                         "energy_uj_per_image")},
+        **{k: evaluated.get(k) for k in COUNT_KEYS},
         **sizes.storage(masks),
         "layer_sparsity": M.layer_sparsity(masks),
     }

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from snnlth.report.collect import RunRecord
 from snnlth.report.series import ORDER, Series, comparisons, series
 
-__all__ = ["ORDER", "Point", "columns", "comparisons", "curves", "dense_accuracy", "level_key", "mean_std",
+__all__ = ["ORDER", "Ops", "Point", "columns", "comparisons", "curves", "dense_accuracy", "level_key", "mean_std",
            "series_points"]
 
 
@@ -30,6 +30,21 @@ class Point:
     dense_bytes: float | None = None
     key: int | float = 0  # the column: see level_key
     timesteps: int | None = None  # of all its levels; None when they differ
+    ops: Ops | None = None  # operations and activity per image; None when no level has any
+
+
+@dataclass
+class Ops:
+    """Operations per image of a point (mean over its levels): exact as NeuroBench counts them when every level has
+    them (``exact``), else the uniform-activity estimate of runs written before (``acs``/``macs`` being SynOps and
+    MACs of that estimate); ``per_timestep``: mean rows ``{"t", "accuracy", "firing_rate", "effective_acs",
+    "effective_macs"}`` when every level has them at the same T."""
+
+    acs: float | None
+    macs: float | None
+    exact: bool
+    activation_sparsity: float | None = None
+    per_timestep: list[dict] | None = None
 
 
 def mean_std(values: list[float | None]) -> tuple[float | None, float]:
@@ -59,7 +74,24 @@ def _point(key: int | float, lvs: list[dict]) -> Point:
     ts = {lv.get("timesteps") for lv in lvs}
     return Point(lvs[0]["sparsity_all"], lvs[0]["sparsity_prunable"], acc, acc_std, sec, sec_std, spikes,
                  all(lv["final"] for lv in lvs), len(lvs), *extra, key=key,
-                 timesteps=ts.pop() if len(ts) == 1 else None)
+                 timesteps=ts.pop() if len(ts) == 1 else None, ops=_ops(lvs))
+
+
+EXACT = "neurobench-effective-ops"  # a level's energy_model when its counts are NeuroBench's
+
+
+def _ops(lvs: list[dict]) -> Ops | None:
+    """The operations of one column's levels (see :class:`Ops`)."""
+    exact = all(lv.get("energy_model") == EXACT and lv.get("effective_acs_per_image") is not None for lv in lvs)
+    keys = ("effective_acs_per_image", "effective_macs_per_image") if exact else ("synops_per_image", "macs_per_image")
+    acs, macs = (mean_std([lv.get(k) for lv in lvs])[0] for k in keys)
+    if acs is None and macs is None:
+        return None
+    rows = [lv.get("per_timestep") for lv in lvs]
+    same_t = all(rows) and len({len(r) for r in rows}) == 1
+    per_t = [{k: mean_std([r[i].get(k) for r in rows])[0] for k in rows[0][i]} for i in range(len(rows[0]))] \
+        if same_t else None
+    return Ops(acs, macs, exact, mean_std([lv.get("activation_sparsity") for lv in lvs])[0], per_t)
 
 
 def series_points(s: Series) -> list[Point]:

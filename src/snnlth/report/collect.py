@@ -12,6 +12,10 @@ from snnlth.rundir.layout import CONFIG, RunLayout
 NO_SEARCH_METHODS = ("reinit",)  # train the masks of another run: no search time of their own
 ROUND_TICKET_METHODS = ("imp", "random")  # their rounds, at full T, are the tickets themselves
 TWIN_ROUND_METHODS = ("transfer",)  # their round_<k> phases train the ANN twin; the tickets are retrainings
+# what a phase's last (counting) evaluation writes, as snnlth.engine.counting.COUNT_KEYS (the report imports no torch)
+COUNT_KEYS = ("spikes_per_image", "synops_per_image", "macs_per_image", "energy_uj_per_image",
+              "effective_acs_per_image", "effective_macs_per_image", "dense_ops_per_image", "activation_sparsity",
+              "connection_sparsity", "energy_model", "per_timestep")
 
 
 class ReportError(SnnlthError):
@@ -176,8 +180,7 @@ def _provisional(phase: str, rows: list[dict], k: int | None, final: bool, rate:
             "sparsity_all": last.get("sparsity_all", nominal), "pruned_weights": last.get("pruned_weights"),
             "timesteps": last["timesteps"], "test_accuracy": last["test_accuracy"],
             "best_test_accuracy": max(accs) if accs else None, "final": final, "search_seconds": None,
-            "spikes_per_image": last.get("spikes_per_image"), "layer_sparsity": {}, "provisional": True,
-            "phase": phase}
+            **{k: last.get(k) for k in COUNT_KEYS}, "layer_sparsity": {}, "provisional": True, "phase": phase}
 
 
 def provisional_levels(run: RunRecord) -> list[dict]:

@@ -3,16 +3,14 @@ for it. All numbers come from :mod:`snnlth.report.aggregate` or straight from th
 
 from __future__ import annotations
 
-import matplotlib
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
-
-from snnlth.report.aggregate import columns, comparisons, curves, dense_accuracy, series_points  # noqa: E402
-from snnlth.report.collect import RunRecord  # noqa: E402
-from snnlth.report.series import Series, ablation_groups, run_labels, series, value_of  # noqa: E402
+from snnlth.report.aggregate import columns, comparisons, curves, dense_accuracy, series_points
+from snnlth.report.collect import RunRecord
+from snnlth.report.figstyle import finish as _finish
+from snnlth.report.figstyle import new_figure as _fig
+from snnlth.report.series import Series, ablation_groups, run_labels, series, value_of
+from snnlth.report.timeplots import accuracy_vs_timesteps, effective_acs_vs_timesteps
 
 # what a level's search_seconds is: docs/methods.md, "Search time, as the paper counts it"
 SEARCH_TIME = (
@@ -20,21 +18,6 @@ SEARCH_TIME = (
     "selection work (the Early-Time choice of T, mask scoring, the Early-Bird and round-stop mask distances); the "
     "ticket's own training and full-T retrainings are not search, and evaluation (search_eval_seconds) and wall clock "
     "(search_wall_seconds) are reported apart in summary.json")
-
-
-def _fig(width: float = 6.4, height: float = 4.0) -> tuple[Figure, plt.Axes]:
-    fig, ax = plt.subplots(figsize=(width, height), dpi=110)
-    ax.grid(alpha=0.3)
-    return fig, ax
-
-
-def _finish(ax: plt.Axes, xlabel: str, ylabel: str, title: str, legend_size: int = 8, integer_x: bool = False) -> None:
-    if integer_x:
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=legend_size)
 
 
 def accuracy_vs_sparsity(runs: list[RunRecord]) -> Figure | None:
@@ -284,4 +267,6 @@ FIGURES = {
     "t_early_vs_lambda.png": t_early_vs_lambda,
     "accuracy_vs_rewind.png": accuracy_vs_rewind,
     "global_vs_local.png": global_vs_local,
+    "accuracy_vs_timesteps.png": accuracy_vs_timesteps,
+    "effective_acs_vs_timesteps.png": effective_acs_vs_timesteps,
 }

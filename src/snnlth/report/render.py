@@ -27,6 +27,12 @@ CAPTIONS = {
                               "differing in --rewind-epoch alone.",
     "global_vs_local.png": "Scope ablation: accuracy vs sparsity with global and per-layer magnitude pruning, of "
                              "series differing in --scope alone.",
+    "accuracy_vs_timesteps.png": "Test accuracy of each final ticket read out after t timesteps, mean over seeds: the "
+                                 "prediction argmax of the logits summed over steps 1..t (the network is causal, so "
+                                 "this is inference at T' = t).",
+    "effective_acs_vs_timesteps.png": "Effective ACs per test image of each final ticket over steps 1..t, mean over "
+                                      "seeds: the cost of inference at T' = t (NeuroBench 2.3's count; the "
+                                      "direct-coded first layer's MACs are apart, at step 1).",
 }
 
 SEARCH_TIME_NOTE = (
@@ -34,6 +40,18 @@ SEARCH_TIME_NOTE = (
     f"short by round stop), not a ticket trained to the end at full T. Search time: {SEARCH_TIME}; – where a level "
     "has none (reinit trains the masks of another run and searches nothing). Δ accuracy compares final tickets of "
     "equal T only. ± is the std over seeds; runs that differ in more than the seed are separate rows, never averaged.")
+
+
+TICKET_NOTE = (
+    "Ticket size: 1 mask bit per prunable weight + fp32 survivors + the other tensors (what `snnlth export` writes); "
+    "dense fp32: the dense state dict, NeuroBench's footprint. Operations per test image, over the whole test set: "
+    "effective ACs / MACs as NeuroBench 2.3 counts them: per call of a Conv/Linear layer, the connections that carry a "
+    "non-zero input through a non-zero weight (bias excluded); ACs where the layer is fed by spikes, MACs where it is "
+    "fed by real values (the direct-coded first layer, counted once per image). Energy = 0.9 pJ per AC, 4.6 pJ per "
+    "MAC, 45 nm (Horowitz ISSCC 2014). Activation sparsity: 1 − non-zero / all outputs of the spiking neuron layers "
+    "(NeuroBench). ≈: the uniform-activity estimate (SynOps = nnz(W) × output positions × input firing rate), of runs "
+    "written before exact counts or of a network with recurrent layers, whose operations NeuroBench counts by rules "
+    "snnlth does not implement.")
 
 
 def build_blocks(runs: list[RunRecord], images: dict[str, bytes]) -> list[tuple]:
@@ -50,10 +68,7 @@ def build_blocks(runs: list[RunRecord], images: dict[str, bytes]) -> list[tuple]
     if tickets[1]:
         blocks.append(("h2", "Tickets: storage and energy"))
         blocks.append(("table", tickets))
-        blocks.append(("p", "Ticket size: 1 mask bit per prunable weight + fp32 survivors + the other tensors (what "
-                            "`snnlth export` writes). SynOps: accumulates triggered by spikes, measured on the test "
-                            "set; energy at 0.9 pJ per AC and 4.6 pJ per MAC (first, non-spiking layer), 45 nm, "
-                            "M. Horowitz, ISSCC 2014."))
+        blocks.append(("p", TICKET_NOTE))
     blocks.append(("h2", "Runs"))
     blocks.append(("table", run_table(runs)))
     notes = [f"{r.path}: missing {', '.join(r.missing)}" for r in runs if r.missing]
