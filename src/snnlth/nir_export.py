@@ -9,7 +9,6 @@ a chain of standard layers (:mod:`snnlth.interchange.chain`); each layer's exact
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -48,26 +47,26 @@ def model_graph(model: nn.Module, input_shape: tuple[int, ...], dt: float = 1e-4
         raise ConfigError(f"NIR export: the model {type(model).__name__} is neither one of snnlth's architectures "
                           f"({', '.join(sorted(c.__name__ for c in BUILDERS))}) nor an adapted network; wrap it with "
                           "snnlth.adapters.spikingjelly(net)")
-    last = g.nodes[g.last]
-    classes = last.weight.shape[0]
-    g.add("output", nir.Output(output_type={"output": np.array([classes])}))
-    meta = {"dt": json.dumps(dt), "tie_rule": TIE_RULE, **{k: json.dumps(v) for k, v in (metadata or {}).items()}}
+    out_shape = g.out_shape or (g.nodes[g.last].weight.shape[0],)  # a chain says; snnlth's models end in a readout
+    g.add("output", nir.Output(output_type={"output": np.array(out_shape)}))
+    meta = {k: json.dumps(v) for k, v in {"dt": dt, "tie_rule": TIE_RULE, **(metadata or {})}.items()}
     return nir.NIRGraph(nodes=g.nodes, edges=g.edges, metadata=meta)
 
 
 def write_graph(graph: Any, out: str | Path) -> None:
-    """``nir.write`` to a temporary file beside ``out``, then renamed over it: a failed write leaves ``out`` as it
-    was."""
+    """``nir.write`` into a private temporary directory, then written over ``out`` atomically (fsynced, renamed): a
+    failed write leaves ``out`` as it was, and two writers never share a temporary file."""
+    import tempfile
+
+    from snnlth.rundir.atomic import atomic_write_bytes
+
     nir = _nir()
     out = Path(out)
     if not out.parent.is_dir():
         raise ConfigError(f"{out.parent} is not a directory; create it or give --out in an existing one")
-    tmp = out.with_name(f".{out.name}.tmp")
-    try:
-        nir.write(str(tmp), graph)
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        nir.write(str(Path(tmp) / "graph.nir"), graph)
+        atomic_write_bytes(out, (Path(tmp) / "graph.nir").read_bytes())
 
 
 def run_ticket(run_dir: str | Path, round_: int | None = None, sparsity: float | None = None):

@@ -14,8 +14,8 @@ from snnlth.errors import ConfigError
 
 def count_ops(model: Any, images: torch.Tensor, timesteps: int | None = None) -> OpCounts:
     """Effective ACs (layers fed by spikes), effective MACs (layers fed by real values) and dense operations per
-    image, with ``per_layer`` and ``per_timestep`` breakdowns, of ``model`` on ``images: [B, ...]`` (raw, as the model
-    takes them) over ``timesteps`` (default: the model's T).
+    image, with ``per_layer`` and ``per_timestep`` (operations at each step) breakdowns, of ``model`` on
+    ``images: [B, ...]`` (raw, as the model takes them) over ``timesteps`` (default: the model's T).
 
     ``model``: a loaded ticket (:func:`snnlth.load_ticket`), an snnlth model, or a spikingjelly / snntorch / PyTorch
     network (adapted as :func:`snnlth.find_ticket` adapts it)."""

@@ -41,7 +41,8 @@ Measure = Callable[[str, nn.Module, tuple, object], tuple[torch.Tensor, float]]
 @dataclass
 class OpCounts:
     """Operations per image: totals (``effective_acs``, ``effective_macs``, ``dense``), ``per_layer[name][kind]``,
-    ``per_timestep[t][kind]`` (t = 0..T-1), and the layers that run once per image (counted once)."""
+    ``per_timestep[t][kind]`` (the operations *at* step t + 1, t = 0..T-1: a level's ``per_timestep`` in
+    summary.json sums them over steps 1..t instead), and the layers that run once per image (counted once)."""
 
     effective_acs: float
     effective_macs: float
@@ -136,7 +137,7 @@ class StepTally:
                 else:  # once per image: counted at step 1
                     sums[0] += values.sum(0)
                     host[0] += per_sample * len(values)
-                    if name not in self.once:
+                    if name not in self.once and timesteps > 1:  # at T = 1 every layer runs once
                         self.once.append(name)
         self._calls.clear()
         self.images += batch

@@ -73,15 +73,16 @@ def trace(adapted: nn.Module, shape: tuple[int, ...]) -> list[Call]:
     modes = {m: m.training for m in net.modules()}  # put back as they were, module by module
     adapted.eval()
     try:
-        with torch.no_grad():
+        with torch.no_grad(), torch.random.fork_rng(devices=[]):  # the global random stream as it was
             param = next(net.parameters(), None)
-            x = torch.rand(1, *shape, device=param.device if param is not None else "cpu")
+            x = torch.rand(1, *shape).to(param.device if param is not None else "cpu")
             result = adapted(x, 1)
     finally:
         for h in handles:
             h.remove()
         for m, mode in modes.items():
             m.training = mode
+        adapted.reset()  # no membrane of the probe left in the user's neurons
     if not calls or not torch.equal(result.reshape(-1), outputs[-1].reshape(-1)):
         raise ConfigError("NIR export: the network's output is not the output of its last layer; export a network "
                           "that is a chain of layers")
@@ -141,8 +142,9 @@ def _pool(nir: Any, g: N.Graph, call: Call, spiking: bool, dt: float) -> bool:
         p = np.array([0, 0])
     else:
         k, s, p = (np.array(ints(v)) for v in (m.kernel_size, m.stride or m.kernel_size, m.padding))
-        if p.any() and m.count_include_pad is False:
-            raise ConfigError(f"NIR export: avg-pool {call.name} leaves padding out of the count; NIR cannot")
+        if (p.any() and m.count_include_pad is False) or m.ceil_mode or m.divisor_override is not None:
+            raise ConfigError(f"NIR export: avg-pool {call.name} uses ceil_mode, divisor_override or padding left "
+                              "out of the count, which NIR's AvgPool2d cannot express; use a plain AvgPool2d")
     g.add(call.name.replace(".", "_"), nir.AvgPool2d(kernel_size=k, stride=s, padding=p))
     return False
 
@@ -163,7 +165,8 @@ def chain_graph(nir: Any, adapted: nn.Module, shape: tuple[int, ...], dt: float)
             else:
                 g.add(name, N.conv(nir, call.layer, call.shape_in[-2:], bn)[0])
 
-    for call in trace(adapted, shape):
+    calls = trace(adapted, shape)
+    for call in calls:
         m = call.layer
         if isinstance(m, nn.modules.batchnorm._BatchNorm):
             if len(pending) != 1:
@@ -193,4 +196,5 @@ def chain_graph(nir: Any, adapted: nn.Module, shape: tuple[int, ...], dt: float)
             raise ConfigError(f"NIR export: layer {call.name} ({type(m).__name__}) has no NIR form; supported: "
                               f"{SUPPORTED}")
     flush()
+    g.out_shape = calls[-1].shape_out
     return g

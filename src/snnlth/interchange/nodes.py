@@ -20,6 +20,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from snnlth.errors import ConfigError
+
 TIE_RULE = "v_threshold written as the largest float32 below snnlth's (snnlth fires at V >= V_th, NIR at V > V_th)"
 
 
@@ -29,14 +31,20 @@ def _np(t: torch.Tensor) -> np.ndarray:
 
 def fold_bn(weight: torch.Tensor, bias: torch.Tensor | None, bn: nn.Module | None) -> tuple[np.ndarray, np.ndarray]:
     """``(W', b')`` of a conv/linear followed by ``bn`` in eval mode (computed in float64, written as float32);
-    without ``bn`` the layer's own weight and bias (zeros if it has none)."""
+    without ``bn`` the layer's own weight and bias (zeros if it has none). A BatchNorm without affine parameters
+    has γ = 1, β = 0; one without running statistics normalises by each batch, which a graph cannot."""
     b = bias.double() if bias is not None else torch.zeros(weight.shape[0], dtype=torch.float64,
                                                            device=weight.device)
     if bn is None:
         return _np(weight), _np(b)
-    s = bn.weight.double() / torch.sqrt(bn.running_var.double() + bn.eps)
+    if bn.running_var is None or bn.running_mean is None:
+        raise ConfigError("NIR export: a BatchNorm without running statistics (track_running_stats=False) "
+                          "normalises by each batch, which a graph cannot; train it with running statistics")
+    gamma = bn.weight.double() if bn.weight is not None else torch.ones_like(b)
+    beta = bn.bias.double() if bn.bias is not None else torch.zeros_like(b)
+    s = gamma / torch.sqrt(bn.running_var.double() + bn.eps)
     w = weight.double() * s.view(-1, *([1] * (weight.dim() - 1)))
-    return _np(w), _np((b - bn.running_mean.double()) * s + bn.bias.double())
+    return _np(w), _np((b - bn.running_mean.double()) * s + beta)
 
 
 class Graph:
@@ -45,10 +53,11 @@ class Graph:
 
     def __init__(self, nir_module: Any) -> None:
         self.nir, self.nodes, self.edges, self.last = nir_module, {}, [], None
+        self.out_shape: tuple[int, ...] | None = None  # of one sample at the output, where the last node has no weight
 
     def add(self, name: str, node: Any, sources: tuple[str, ...] | None = None) -> str:
         if name in self.nodes:
-            raise ValueError(f"NIR node {name} twice")
+            raise ConfigError(f"NIR export: layer {name} runs twice in one step (shared weights); NIR nodes run once")
         self.nodes[name] = node
         for src in (sources if sources is not None else (self.last,) if self.last is not None else ()):
             self.edges.append((src, name))
