@@ -19,7 +19,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[dev,nir]'
+	$(BIN)/pip install -q -e '.[dev,nir,cluster]'
 	$(BIN)/pip install -q 'snntorch==1.0.0' 'loguru>=0.7,<1' 'h5py>=3'
 	$(BIN)/pip install -q --no-deps 'spikingjelly==2.0.0'
 	$(BIN)/pip install -q --no-deps 'neurobench==2.3.0' 'nirtorch==2.6'

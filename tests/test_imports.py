@@ -10,7 +10,8 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "snnlth"
 LAYER = {"errors": 0, "registry": 0, "config": 0, "rng": 0, "presets": 0, "config_io": 1, "snn": 1, "masks": 1,
          "rundir": 1, "parallel": 1, "run_flags": 2,
          "data": 2, "models": 2, "engine": 3, "methods": 4, "report": 4, "export": 4, "adapters": 4, "progress": 4,
-         "result": 4, "nir_export": 4, "interchange": 4, "ops": 5, "api": 5, "find": 6, "sweep": 6, "cli": 7,
+         "result": 4, "nir_export": 4, "interchange": 4, "ops": 5, "api": 5, "cluster": 5, "find": 6, "sweep": 6,
+         "cli": 7,
          "clidoc": 8, "__main__": 8, "__init__": 8}  # the package root is the public facade
 # inside snnlth/snn (the neuron maths): surrogate gradients, then the LIF and the sequence layers, then their fusion
 SNN_LAYER = {"surrogate": 0, "neuron": 1, "layers": 1, "fused": 2, "__init__": 3}

@@ -98,12 +98,16 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
+    from snnlth.cluster import ClusterOptions
     from snnlth.sweep import load_grid, sweep
 
     grid = load_grid(args.grid, seeds=args.seeds, methods=args.methods, presets=args.presets,
                      overrides=args.overrides, flags=args.flags, config=args.config, runs_root=args.runs_root,
                      workers=args.workers, report_dir=args.report_dir)
-    return sweep(grid, print_commands=args.print_commands)
+    cluster = ClusterOptions(executor=args.executor, partition=args.slurm_partition, time_min=args.slurm_time,
+                             gpus_per_job=args.slurm_gpus_per_job, cpus_per_job=args.slurm_cpus_per_job,
+                             array_parallelism=args.slurm_array_parallelism, options=tuple(args.slurm_options or ()))
+    return sweep(grid, print_commands=args.print_commands, cluster=cluster, status=args.status)
 
 
 def _cmd_presets(args: argparse.Namespace) -> int:
@@ -177,24 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_search_args(p)
     p.set_defaults(func=_cmd_search)
 
-    p = sub.add_parser("sweep", help="run seeds x methods x presets x overrides as a queue over GPUs or CPU workers",
-                       description="A queue of independent searches: finished runs are skipped, started ones "
-                       "resume, a crashed run is retried once; one report per model and dataset at the end.")
-    p.add_argument("grid", nargs="?", metavar="GRID.toml", help="a file with a [sweep] table (keys: the flags "
-                   "below, with _ for -); flags override it")
-    p.add_argument("--seeds", nargs="+", type=int, help="seeds (default 0)")
-    p.add_argument("--methods", nargs="+", help="--method values (default: the config's or preset's own)")
-    p.add_argument("--presets", nargs="+", help="--preset values (default none)")
-    p.add_argument("--override", dest="overrides", action="append", metavar="FLAGS",
-                   help="one variant: extra `snnlth search` flags in one string ('' for none); repeat for more")
-    p.add_argument("--flags", metavar="FLAGS", help="`snnlth search` flags for every run, in one string")
-    p.add_argument("--config", metavar="FILE.toml", help="search config every run starts from")
-    p.add_argument("--runs-root", metavar="DIR", help="parent of the run directories (default runs)")
-    p.add_argument("--workers", type=int, help="runs at a time (default: one per GPU, else 1)")
-    p.add_argument("--report-dir", metavar="DIR", help="where the reports go (default <runs-root>/reports)")
-    p.add_argument("--print-commands", action="store_true",
-                   help="print the unfinished runs as `snnlth search` commands (for a cluster scheduler) and exit")
-    p.set_defaults(func=_cmd_sweep)
+    _add_sweep_parser(sub)
 
     p = sub.add_parser("presets", help="list the paper's settings (the values of --preset)",
                        description="The paper's settings `snnlth search --preset NAME` starts from.")
@@ -212,6 +199,41 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_export_parser(sub)
     return parser
+
+
+def _add_sweep_parser(sub) -> None:
+    p = sub.add_parser("sweep", help="run seeds x methods x presets x overrides as a queue over GPUs or CPU workers",
+                       description="A queue of independent searches: finished runs are skipped, started ones "
+                       "resume, a crashed run is retried once; one report per model and dataset at the end.")
+    p.add_argument("grid", nargs="?", metavar="GRID.toml", help="a file with a [sweep] table (keys: the flags "
+                   "below, with _ for -); flags override it")
+    p.add_argument("--seeds", nargs="+", type=int, help="seeds (default 0)")
+    p.add_argument("--methods", nargs="+", help="--method values (default: the config's or preset's own)")
+    p.add_argument("--presets", nargs="+", help="--preset values (default none)")
+    p.add_argument("--override", dest="overrides", action="append", metavar="FLAGS",
+                   help="one variant: extra `snnlth search` flags in one string ('' for none); repeat for more")
+    p.add_argument("--flags", metavar="FLAGS", help="`snnlth search` flags for every run, in one string")
+    p.add_argument("--config", metavar="FILE.toml", help="search config every run starts from")
+    p.add_argument("--runs-root", metavar="DIR", help="parent of the run directories (default runs)")
+    p.add_argument("--workers", type=int, help="runs at a time (default: one per GPU, else 1)")
+    p.add_argument("--report-dir", metavar="DIR", help="where the reports go (default <runs-root>/reports)")
+    p.add_argument("--print-commands", action="store_true",
+                   help="print the unfinished runs as `snnlth search` commands (for a cluster scheduler) and exit")
+    p.add_argument("--status", action="store_true", help="print each run's state (pending, running, finished, "
+                   "failed with its log's last line) and exit")
+    p.add_argument("--executor", choices=("local", "slurm", "submitit-local"), default="local",
+                   help="local: a queue of processes here (default); slurm: one SLURM job per run (needs "
+                   "snnlth[cluster]); submitit-local: the same jobs as local processes through submitit")
+    p.add_argument("--slurm-partition", metavar="NAME", help="SLURM partition of the jobs")
+    p.add_argument("--slurm-time", type=int, default=60, metavar="MIN",
+                   help="time limit of a job in minutes (default 60); a job reaching it is requeued and resumes")
+    p.add_argument("--slurm-gpus-per-job", type=int, default=0, metavar="G",
+                   help="GPUs per job (default 0); G > 1 runs the search under torchrun on G processes")
+    p.add_argument("--slurm-cpus-per-job", type=int, metavar="N", help="CPUs per job")
+    p.add_argument("--slurm-array-parallelism", type=int, metavar="N", help="jobs running at once")
+    p.add_argument("--slurm-option", dest="slurm_options", action="append", metavar="KEY=VALUE",
+                   help="any other sbatch option (account=proj, mem=32G, qos=high); repeat for more")
+    p.set_defaults(func=_cmd_sweep)
 
 
 def _add_export_parser(sub) -> None:

@@ -20,11 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from snnlth.cluster import NOT_RETRIED, ClusterOptions, run_cluster, run_state
 from snnlth.config_io import load_toml
 from snnlth.errors import ConfigError
 from snnlth.registry import unknown_name_message
-
-NOT_RETRIED = (0, 2, 130)  # done, bad input (a retry cannot help), interrupted by the user
 
 
 @dataclass(frozen=True)
@@ -203,20 +202,45 @@ def write_reports(run_dirs: list[Path], report_root: Path) -> list[Path]:
     return out
 
 
+def status_lines(jobs: list[Job]) -> list[str]:
+    """One line per run: its state (pending, running, finished, failed with its log's last line) and run dir."""
+    lines = []
+    for job in jobs:
+        state, detail = run_state(job.run_dir, is_finished(job.run_dir))
+        lines.append(f"{state:<9} {job.title}: {job.run_dir}" + (f" ({detail})" if detail else ""))
+    return lines
+
+
+def _run(jobs: list[Job], grid: Grid, cluster: ClusterOptions, log: Callable[[str], None],
+         env: dict[str, str] | None) -> list[Outcome]:
+    """Run the unfinished jobs on the chosen executor: today's process queue, or one submitit job per run."""
+    todo = [j for j in jobs if not is_finished(j.run_dir)]
+    before = [Outcome(j, "done before") for j in jobs if is_finished(j.run_dir)]
+    if cluster.executor == "local":
+        workers, gpus = default_workers()
+        workers = grid.workers or workers
+        log(f"sweep: {len(jobs)} runs, {len(before)} finished before, {len(todo)} to run on {workers} worker(s)")
+        return run_queue(jobs, workers, gpus, log, env)
+    log(f"sweep: {len(jobs)} runs, {len(before)} finished before, {len(todo)} to run as {cluster.executor} jobs")
+    folder = Path(grid.runs_root) / "sweep_jobs"
+    return before + [Outcome(*r) for r in run_cluster(todo, cluster, folder, log, env)] if todo else before
+
+
 def sweep(grid: Grid, print_commands: bool = False, log: Callable[[str], None] = print,
-          env: dict[str, str] | None = None) -> int:
-    """Run (or print) the grid; returns the exit status: 0 when every run finished, 1 when one failed."""
+          env: dict[str, str] | None = None, cluster: ClusterOptions | None = None, status: bool = False) -> int:
+    """Run (or print, or show the state of) the grid; returns the exit status: 0 when every run finished, 1 when
+    one failed."""
     jobs = make_jobs(grid)
     if print_commands:
         for job in jobs:
             if not is_finished(job.run_dir):
                 log(shlex.join(["snnlth", "search", *job.argv]))
         return 0
-    workers, gpus = default_workers()
-    workers = grid.workers or workers
-    pending = sum(not is_finished(j.run_dir) for j in jobs)
-    log(f"sweep: {len(jobs)} runs, {len(jobs) - pending} finished before, {pending} to run on {workers} worker(s)")
-    outcomes = run_queue(jobs, workers, gpus, log, env)
+    if status:
+        for line in status_lines(jobs):
+            log(line)
+        return 0
+    outcomes = _run(jobs, grid, cluster or ClusterOptions(), log, env)
     done = [o.job.run_dir for o in outcomes if o.status != "failed"]
     failed = [o for o in outcomes if o.status == "failed"]
     reports = write_reports(done, Path(grid.report_dir or Path(grid.runs_root) / "reports")) if done else []
@@ -226,4 +250,3 @@ def sweep(grid: Grid, print_commands: bool = False, log: Callable[[str], None] =
     for o in failed:
         log(f"  failed: {o.job.title} (exit {o.returncode}; log {o.log})")
     return 1 if failed else 0
-
