@@ -127,3 +127,23 @@ def test_shards_cover_the_global_batch_and_weigh_the_loss_to_its_mean():
     Dist().check_batch(25)
     m = {"a": torch.tensor([True, False]), "b": torch.ones(2, 2)}
     assert digest(m) == digest(dict(reversed(m.items()))) != digest({**m, "a": torch.tensor([True, True])})
+
+
+def test_a_nan_on_one_rank_stops_every_rank_at_that_batch_with_the_same_line(data_dir, tmp_path):
+    """The loss turns NaN on rank 1 only (epoch 1, batch 3): both ranks stop there by themselves, each with the
+    numerical-fault line naming that batch, none by torchrun's teardown."""
+    start = time.monotonic()
+    proc = _search(data_dir, tmp_path / "r", nproc=2, env={"SNNLTH_NAN_AT": "1:3", "SNNLTH_FAULT_RANK": "1"})
+    assert proc.returncode != 0 and time.monotonic() - start < 90
+    line = "snnlth: error: phase round_00 (round 0): the training loss became NaN or inf at epoch 1, batch 3;"
+    assert proc.stderr.count(line) == 2, proc.stderr[-3000:]
+    assert "another rank of this torchrun failed" not in proc.stderr
+
+
+def test_skip_batch_skips_a_batch_that_is_bad_on_one_rank_on_every_rank(data_dir, tmp_path):
+    out = tmp_path / "r"
+    proc = _search(data_dir, out, "--on-nan", "skip-batch", "--rounds", "1", nproc=2,
+                   env={"SNNLTH_NAN_AT": "1:2", "SNNLTH_FAULT_RANK": "1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    first = _rows(out)[0]
+    assert first["skipped_batches"] == 1 and first["train_loss"] == first["train_loss"]  # finite, not NaN

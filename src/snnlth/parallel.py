@@ -74,6 +74,25 @@ class Dist:
             for t in tensors:
                 tdist.all_reduce(t, op=tdist.ReduceOp.SUM)
 
+    def first_bad(self, index: torch.Tensor) -> torch.Tensor:
+        """The smallest non-negative ``index`` over the ranks (-1 where none has one): the first batch whose loss
+        was not finite on any rank, so that every rank stops at the same batch with the same line."""
+        if not self.active:
+            return index
+        none = torch.iinfo(torch.long).max
+        box = torch.where(index < 0, torch.full_like(index, none), index).reshape(1).to(torch.long)
+        tdist.all_reduce(box, op=tdist.ReduceOp.MIN)
+        return torch.where(box[0] == none, torch.full_like(box[0], -1), box[0])
+
+    def all_true(self, flag: torch.Tensor) -> bool:
+        """Whether ``flag`` holds on every rank (``--on-nan skip-batch``: every rank skips a batch alike, or DDP's
+        gradient exchange would wait for the rank that skipped)."""
+        if not self.active:
+            return bool(flag)
+        box = flag.detach().reshape(1).to(torch.long)
+        tdist.all_reduce(box, op=tdist.ReduceOp.MIN)
+        return bool(box[0])
+
     def sync_buffers(self, model: nn.Module) -> None:
         """Rank 0's buffers (BatchNorm running statistics) on every rank: DDP broadcasts them before each forward,
         so after an epoch's last batch each rank holds its own; evaluation and stored states use rank 0's."""

@@ -23,6 +23,7 @@ from snnlth.engine.recipe import Recipe
 from snnlth.engine.sync_bn import set_sync_bn
 from snnlth.errors import ConfigError, NumericalError
 from snnlth.parallel import SINGLE, Dist
+from snnlth.rundir.faults import nan_point
 
 
 @dataclass
@@ -166,7 +167,7 @@ def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, data: DataSo
         if on_batch is not None:
             on_batch(BatchInfo(spec.epoch, spec.epochs, i + 1, batches, sums.loss, sums.correct, sums.seen,
                                time.perf_counter() - start))
-    _stop_if_bad(sums.first_bad, spec)
+    _stop_if_bad(dist.first_bad(sums.first_bad), spec)
     if dist.active:
         sums.all_reduce(dist, device)
     _sync(device)
@@ -192,14 +193,16 @@ def _train_batch(step: Stepper, optimizer: torch.optim.Optimizer, part: tuple, s
         with autocast(device, step.settings.train.amp):
             logits_seq = step.forward(x, spec.timesteps)  # [T, B, C]
         loss = step.settings.recipe.loss_fn(step.settings.train)(logits_seq, y)
+    loss = nan_point(loss, spec.epoch, i)
+    dist = step.settings.dist
     if step.settings.runtime.on_nan == "skip-batch":  # asks the device every batch: the price of choosing it
-        if not bool(torch.isfinite(loss)):
+        if not dist.all_true(torch.isfinite(loss)):  # every rank skips alike
             sums.skipped += 1
             return False
     else:
         sums.first_bad = torch.where((sums.first_bad < 0) & ~torch.isfinite(loss), i, sums.first_bad)
         if device.type == "cpu" or i % 50 == 49:  # free on CPU; on CUDA a sync every 50 batches
-            _stop_if_bad(sums.first_bad, spec)
+            _stop_if_bad(dist.first_bad(sums.first_bad), spec)  # the first bad batch of any rank, on every rank
     if replayed is None:
         optimizer.zero_grad(set_to_none=True)
         (loss * scale if scale != 1.0 else loss).backward()

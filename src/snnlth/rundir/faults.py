@@ -6,6 +6,9 @@ Points: ``write:<file name>`` (a file fully written to its temp file, not yet re
 stored: the Early-Time choice), ``epoch:<phase>`` (an epoch trained, on every rank of a data-parallel run, before
 anything of it is stored). ``SNNLTH_FAULT_RANK=<r>`` limits the kill to rank r of a torchrun. Without the variable
 this is one dictionary lookup.
+
+``SNNLTH_NAN_AT=<epoch>:<batch>`` (1-based) makes that batch's training loss NaN instead (on rank
+``SNNLTH_FAULT_RANK`` only, if set): a numerical fault on one rank.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ from __future__ import annotations
 import fnmatch
 import os
 import signal
+
+import torch
 
 _seen: dict[str, int] = {}  # per process: how often each matching point was reached
 
@@ -30,3 +35,14 @@ def fault_point(name: str) -> None:
     _seen[pattern] = _seen.get(pattern, 0) + 1
     if _seen[pattern] == int(nth or 1):
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+def nan_point(loss: torch.Tensor, epoch: int, batch: int) -> torch.Tensor:
+    """``loss``, or NaN at the batch ``SNNLTH_NAN_AT`` names (``epoch``, ``batch``: 0-based here)."""
+    spec = os.environ.get("SNNLTH_NAN_AT")
+    if not spec or spec != f"{epoch + 1}:{batch + 1}":
+        return loss
+    rank = os.environ.get("SNNLTH_FAULT_RANK")
+    if rank is not None and rank != os.environ.get("RANK", "0"):
+        return loss
+    return loss * float("nan")
