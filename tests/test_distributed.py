@@ -147,3 +147,48 @@ def test_skip_batch_skips_a_batch_that_is_bad_on_one_rank_on_every_rank(data_dir
     assert proc.returncode == 0, proc.stderr[-3000:]
     first = _rows(out)[0]
     assert first["skipped_batches"] == 1 and first["train_loss"] == first["train_loss"]  # finite, not NaN
+
+
+def _evaluate_on_rank(rank: int, init: str, out: str) -> None:
+    """One of two gloo ranks: a convnet ticket evaluated on its slice of the real test images."""
+    import torch.distributed as tdist
+
+    from snnlth.config import DataConfig
+    from snnlth.data.loader import load_data
+    from snnlth.engine.evaluate import evaluate
+    from tests.helpers import sparse_ticket
+
+    torch.set_num_threads(1)
+    tdist.init_process_group("gloo", init_method=init, rank=rank, world_size=2)
+    try:
+        data = load_data(DataConfig(train_subset=64, test_subset=150, augment=False), torch.device("cpu"), seed=0)
+        model = sparse_ticket("convnet", data.train_x[:32].float() / 255, 3)
+        seen = []
+        model.register_forward_hook(lambda _m, inputs, _out: seen.append(len(inputs[0])))
+        result = {**evaluate(model, data, 3, batch_size=64, dist=Dist(rank, 2, rank)), "seen": sum(seen)}
+        with open(f"{out}/rank{rank}.json", "w") as fh:
+            json.dump(result, fh)
+    finally:
+        tdist.destroy_process_group()
+
+
+def test_evaluation_split_over_ranks_gives_the_numbers_of_one_process(tmp_path):
+    """Each of 2 ranks evaluates a slice of every batch (150 images in batches of 64: slices 32/32, 32/32, 11/11);
+    the sums added over the ranks give one process's accuracy, per-step accuracy and operation counts."""
+    from snnlth.config import DataConfig
+    from snnlth.data.loader import load_data
+    from snnlth.engine.evaluate import evaluate
+    from tests.helpers import sparse_ticket
+
+    torch.multiprocessing.spawn(_evaluate_on_rank, args=(f"file://{tmp_path}/init", str(tmp_path)), nprocs=2)
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
+    data = load_data(DataConfig(train_subset=64, test_subset=150, augment=False), torch.device("cpu"), seed=0)
+    one = evaluate(sparse_ticket("convnet", data.train_x[:32].float() / 255, 3), data, 3, batch_size=64)
+    for two in ranks:
+        assert two.pop("seen") == 75  # its slice: half of the 150 images
+        assert two["accuracy"] == one["accuracy"] and two["loss"] == pytest.approx(one["loss"], rel=1e-6)
+        assert [r["accuracy"] for r in two["per_timestep"]] == [r["accuracy"] for r in one["per_timestep"]]
+        for key in ("effective_acs_per_image", "effective_macs_per_image", "dense_ops_per_image", "spikes_per_image",
+                    "activation_sparsity"):
+            assert two[key] == pytest.approx(one[key], rel=1e-9), key
+    assert one["effective_acs_per_image"] > 0 and 0 < one["accuracy"] < 100

@@ -16,7 +16,7 @@ from torch import nn
 
 from snnlth.engine.activity import ActivityTally
 from snnlth.engine.energy import OpCounter, energy_uj
-from snnlth.engine.opcount import OpTally, connection_sparsity, uncountable_layers
+from snnlth.engine.opcount import OpTally, connection_sparsity, reduce_tally, uncountable_layers
 
 EXACT = "neurobench-effective-ops"
 ESTIMATE = "uniform-activity estimate"
@@ -69,6 +69,17 @@ class EvalCounts:
             tally.fold()
         hits = step_correct(logits_seq, y)
         self.correct = hits if self.correct is None else self.correct + hits
+
+    def all_reduce(self, dist) -> None:
+        """Sum everything counted over the ranks of an evaluation split between them."""
+        if not dist.active:
+            return
+        for tally in self.tallies:
+            reduce_tally(tally, dist)
+        if self.correct is not None:
+            dist.all_reduce_sum(self.correct)
+        if self.estimate is not None:
+            dist.all_reduce_sum(self.estimate.synops, self.estimate.macs)
 
     def results(self, images: int) -> dict:
         """The :data:`COUNT_KEYS` per image over ``images`` test images."""

@@ -12,6 +12,7 @@ from torch import nn
 from snnlth.data.source import DataSource
 from snnlth.engine.activity import neuron_output
 from snnlth.engine.counting import COUNT_KEYS, EvalCounts
+from snnlth.parallel import SINGLE, Dist
 from snnlth.snn.neuron import is_spiking_neuron
 
 
@@ -90,31 +91,40 @@ def _device_of(model: nn.Module) -> torch.device:
 
 @torch.no_grad()
 def evaluate(model: nn.Module, data: DataSource, timesteps: int, batch_size: int = 256, amp: bool = False,
-             split: str = "test", count: bool = True, forward: Callable | None = None) -> dict:
+             split: str = "test", count: bool = True, forward: Callable | None = None, dist: Dist = SINGLE) -> dict:
     """Accuracy (percent) and mean loss over ``split`` in eval mode (the model's previous mode restored); with
     ``count`` also the :data:`~snnlth.engine.counting.COUNT_KEYS` (:mod:`snnlth.engine.counting`: operations as
     NeuroBench counts them, energy, spikes, sparsities, and accuracy, firing and operations per timestep), else
     those keys are None (no hooks, no extra work). ``forward``: what runs the model (a compiled wrapper of it);
-    counting always runs the model itself, since hooks and compiled graphs do not mix."""
+    counting always runs the model itself, since hooks and compiled graphs do not mix. With several ranks
+    (``dist``), each evaluates its contiguous slice of every batch and the sums are added over the ranks: every
+    rank gets the numbers of the whole split."""
     was_training = model.training
     model.eval()
     device = data.device
     run = model if count or forward is None else forward
-    loss_sum = torch.zeros((), device=device)
-    correct = torch.zeros((), device=device, dtype=torch.long)
-    n = 0
+    split_up = dist.active and batch_size >= dist.world_size  # every rank has images in the first batch
+    sums = torch.zeros(3, device=device, dtype=torch.float64)  # loss × images, right predictions, images
     with contextlib.ExitStack() as stack:
         counts = stack.enter_context(EvalCounts(model, timesteps)) if count else None
         for x, y in data.eval_batches(batch_size, split):
+            if split_up:
+                x, y = x.tensor_split(dist.world_size)[dist.rank], y.tensor_split(dist.world_size)[dist.rank]
+                if not len(y):
+                    continue
             if counts is not None:
                 counts.begin(len(y))
             with autocast(device, amp):
                 logits_seq = run(x, timesteps)
-            loss_sum += seq_loss(logits_seq, y) * len(y)
-            correct += seq_correct(logits_seq, y)
-            n += len(y)
+            sums += torch.stack((seq_loss(logits_seq, y).double() * len(y), seq_correct(logits_seq, y).double(),
+                                 torch.tensor(float(len(y)), device=device, dtype=torch.float64)))
             if counts is not None:
                 counts.add(logits_seq, y)
+        if split_up:
+            dist.all_reduce_sum(sums)
+            if counts is not None:
+                counts.all_reduce(dist)
     model.train(was_training)
-    out = {"accuracy": 100.0 * correct.item() / max(n, 1), "loss": loss_sum.item() / max(n, 1)}
-    return {**out, **(counts.results(n) if counts is not None else dict.fromkeys(COUNT_KEYS))}
+    loss_sum, correct, n = sums.tolist()
+    out = {"accuracy": 100.0 * int(correct) / max(int(n), 1), "loss": loss_sum / max(n, 1)}
+    return {**out, **(counts.results(int(n)) if counts is not None else dict.fromkeys(COUNT_KEYS))}

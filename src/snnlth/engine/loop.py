@@ -252,7 +252,7 @@ def fit(model: nn.Module, optimizer: torch.optim.Optimizer, data: DataSource, se
     Data order and augmentation of epoch e are a pure function of (seed, stream, e), so resuming from a checkpointed
     state replays exactly the same batches, whatever the number of ranks. ``wall_seconds`` of a row covers
     training, hooks and evaluation. With several ranks: data-parallel training (DDP), rank 0's buffers and stop
-    decisions on every rank, each rank evaluating the whole test set with the same weights."""
+    decisions on every rank, each rank evaluating its slice of the test set, the counts added over the ranks."""
     state = state or FitState()
     step, eval_forward = _stepper(model, data, settings, schedule, state, hooks.enforcer)
     for epoch in range(state.epoch, schedule.end):
@@ -310,6 +310,7 @@ def _evaluate_if_due(model: nn.Module, data: DataSource, settings: FitSettings, 
         state.history[-1].update(_NOT_EVALUATED)
         return
     t0 = time.perf_counter()
-    test = evaluate(model, data, timesteps, runtime.eval_batch_size, settings.train.amp, count=last, forward=forward)
+    test = evaluate(model, data, timesteps, runtime.eval_batch_size, settings.train.amp, count=last, forward=forward,
+                    dist=settings.dist)  # each rank a slice of the test set
     state.history[-1].update(test_loss=test["loss"], test_accuracy=test["accuracy"], **{k: test[k] for k in COUNT_KEYS},
                              eval_seconds=time.perf_counter() - t0)

@@ -143,6 +143,23 @@ class StepTally:
         self.images += batch
 
 
+def reduce_tally(tally: StepTally, dist) -> None:
+    """Sum ``tally`` over the ranks of an evaluation split between them (``dist``: a
+    :class:`~snnlth.parallel.Dist`); every rank must have folded at least one forward (the same layers, in order)."""
+    if not dist.active:
+        return
+    names = sorted(tally.sums)
+    for name in names:
+        dist.all_reduce_sum(tally.sums[name])
+    device = tally.sums[names[0]].device if names else torch.device("cpu")
+    host = torch.tensor([[float(tally.images)] * tally.shape[0], *(tally.host[n] for n in names)],
+                        dtype=torch.float64, device=device)
+    dist.all_reduce_sum(host)
+    tally.images = int(host[0, 0].item())
+    for name, row in zip(names, host[1:].tolist()):
+        tally.host[name] = row
+
+
 class OpTally(StepTally):
     """A :class:`StepTally` of NeuroBench's operations on every Conv/Linear layer: values ``[N, 2]`` (effective
     operations of spike-fed calls, of the others), host: dense operations per sample. The fan-out of every input
