@@ -30,7 +30,7 @@ from snnlth.methods.runner import run_method
 from snnlth.methods.source import check_source
 from snnlth.models.catalog import MODELS, USER_MODEL, create_model
 from snnlth.models.protocol import SpikingNet, TicketModel
-from snnlth.parallel import Dist, from_env, lost_peer, setup
+from snnlth.parallel import Dist, from_env, lost_peer, setup, teardown
 from snnlth.presets import explicit_values
 from snnlth.result import Target, TicketSearch, ticket_search
 from snnlth.rundir.layout import Identity, default_run_dir
@@ -292,9 +292,11 @@ def run_search(req: SearchRequest) -> TicketSearch:
     identity = Identity.of("search", cfg, ignored, facts)
     status = store.status(identity)
     if status == "done":
-        return _result(store.path, store.read_summary(), "done", req.target, dist)
-    summary = _search_in(store, (identity, status), req, source, (dist, device))
-    return _result(store.path, summary, "resumed" if status == "resume" else "searched", req.target, dist)
+        summary = store.read_summary()
+    else:
+        summary = _search_in(store, (identity, status), req, source, (dist, device))
+    teardown(dist)  # only after a run every rank finished: a failed rank's peers stop by their own errors
+    return _result(store.path, summary, {"done": "done", "resume": "resumed"}.get(status, "searched"), req.target, dist)
 
 
 def _search_in(store: RunStore, run: tuple[Identity, str], req: SearchRequest, source: RunStore | None,

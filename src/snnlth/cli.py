@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import warnings
 from collections.abc import Callable
@@ -286,6 +287,27 @@ def _one_line_warnings(show: Callable) -> Callable:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    code = _run(args)
+    if from_env_active():
+        # a rank of a torchrun leaves without the interpreter's shutdown, where torch's threads, destroyed while
+        # still joinable, abort it under load ("terminate called without an active exception", SIGABRT): every
+        # file is already written and fsynced, only the standard streams need flushing
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
+
+
+def from_env_active() -> bool:
+    from snnlth.parallel import from_env
+
+    try:
+        return from_env().active
+    except SnnlthError:
+        return False
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         with warnings.catch_warnings():
             warnings.showwarning = _one_line_warnings(warnings.showwarning)

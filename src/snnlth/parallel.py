@@ -162,6 +162,15 @@ def setup(device: torch.device) -> tuple[Dist, torch.device]:
     return dist, device
 
 
+def teardown(dist: Dist) -> None:
+    """Leave the process group together at the end of a run: a barrier, then ``destroy_process_group`` on every
+    rank. A rank that exits with the group still alive leaves gloo's threads to the interpreter's shutdown, which
+    under load aborts it (``terminate called without an active exception``) and fails the launch."""
+    if dist.active and tdist.is_initialized():
+        tdist.barrier()
+        tdist.destroy_process_group()
+
+
 LOST_PEER = ("rank {rank} stopped: another rank of this torchrun failed (its own message says why) or was lost; "
              "rerun the same command to resume")
 

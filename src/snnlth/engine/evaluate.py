@@ -91,8 +91,8 @@ def _device_of(model: nn.Module) -> torch.device:
 
 @torch.no_grad()
 def evaluate(model: nn.Module, data: DataSource, timesteps: int, batch_size: int = 256, amp: bool = False,
-             split: str = "test", count: bool = True, forward: Callable | None = None, dist: Dist = SINGLE) -> dict:
-    """Accuracy (percent) and mean loss over ``split`` in eval mode (the model's previous mode restored); with
+             count: bool = True, forward: Callable | None = None, dist: Dist = SINGLE) -> dict:
+    """Accuracy (percent) and mean loss over the test set in eval mode (the model's previous mode restored); with
     ``count`` also the :data:`~snnlth.engine.counting.COUNT_KEYS` (:mod:`snnlth.engine.counting`: operations as
     NeuroBench counts them, energy, spikes, sparsities, and accuracy, firing and operations per timestep), else
     those keys are None (no hooks, no extra work). ``forward``: what runs the model (a compiled wrapper of it);
@@ -107,7 +107,7 @@ def evaluate(model: nn.Module, data: DataSource, timesteps: int, batch_size: int
     sums = torch.zeros(3, device=device, dtype=torch.float64)  # loss × images, right predictions, images
     with contextlib.ExitStack() as stack:
         counts = stack.enter_context(EvalCounts(model, timesteps)) if count else None
-        for x, y in data.eval_batches(batch_size, split):
+        for x, y in data.eval_batches(batch_size, "test"):
             if split_up:
                 x, y = x.tensor_split(dist.world_size)[dist.rank], y.tensor_split(dist.world_size)[dist.rank]
                 if not len(y):
