@@ -27,7 +27,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
-sys.path.insert(0, str(ROOT))  # tests.helpers.SummedOverT: what NeuroBench runs, as the tests run it
+sys.path.insert(0, str(ROOT))  # tests.helpers: what NeuroBench and spikingjelly run, as the tests run them
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -53,14 +53,9 @@ def search(model: str, runs: Path, quick: bool):
 
 
 def spikingjelly(graph, x: torch.Tensor, dtype=torch.float32) -> torch.Tensor:
-    from spikingjelly.activation_based.nir_exchange import import_from_nir
+    from tests.helpers import spikingjelly_nir
 
-    module, state, outs = import_from_nir(graph, dt=1e-4, step_mode="s", dtype=dtype), None, []
-    with torch.no_grad():
-        for _ in range(T):
-            y, state = module(x.to(dtype), state)
-            outs.append(y)
-    return torch.stack(outs)
+    return spikingjelly_nir(graph, x, T, dtype)
 
 
 def snntorch(graph, x: torch.Tensor) -> torch.Tensor:

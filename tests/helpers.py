@@ -174,3 +174,18 @@ def sparse_ticket(name: str, images, timesteps: int = 3, sparsity: float = 0.5, 
                 m.momentum = None  # a cumulative average: one pass sets them
         model.train()(images, timesteps)
     return model.eval()
+
+
+def spikingjelly_nir(graph, x, timesteps: int, dtype=None):
+    """Per-step outputs ``[T, B, C]`` of a NIR ``graph`` run by spikingjelly's importer, one call per step with the
+    state passed back (``state=None``: a fresh start), the same input at every step."""
+    import torch
+    from spikingjelly.activation_based.nir_exchange import import_from_nir
+
+    dtype = dtype or torch.float32
+    module, state, outs = import_from_nir(graph, dt=1e-4, step_mode="s", dtype=dtype), None, []
+    with torch.no_grad():
+        for _ in range(timesteps):
+            y, state = module(x.to(dtype), state)
+            outs.append(y)
+    return torch.stack(outs)

@@ -27,7 +27,7 @@ from snnlth.models.catalog import create_model
 from snnlth.models.protocol import Normalize
 from snnlth.snn.neuron import LIF, is_spiking_neuron
 from tests.adapters import nets
-from tests.helpers import one_line_error
+from tests.helpers import one_line_error, spikingjelly_nir
 
 nir = pytest.importorskip("nir")
 pytest.importorskip("nirtorch")
@@ -104,17 +104,7 @@ def float64_graph(monkeypatch):
 
 
 def _spikingjelly(graph, x: torch.Tensor, timesteps: int, dtype=torch.float32) -> torch.Tensor:
-    """Per-step outputs ``[T, B, C]`` of ``graph`` run by spikingjelly's importer, one call per step with the state
-    passed back (``state=None``: a fresh start), the same image at every step."""
-    from spikingjelly.activation_based.nir_exchange import import_from_nir
-
-    module = import_from_nir(graph, dt=1e-4, step_mode="s", dtype=dtype)
-    state, outs = None, []
-    with torch.no_grad():
-        for _ in range(timesteps):
-            y, state = module(x.to(dtype), state)
-            outs.append(y)
-    return torch.stack(outs)
+    return spikingjelly_nir(graph, x, timesteps, dtype)
 
 
 def _snnlth(run, x: torch.Tensor) -> torch.Tensor:
