@@ -126,3 +126,23 @@ def test_nan_or_inf_weights_are_never_ranked():
     w["l0.weight"][0, 0] = float("-inf")
     with pytest.raises(NumericalError, match=r"^l0\.weight holds 1 NaN/inf value$"):
         M.mask_at_sparsity(w, 0.5, "local")
+
+
+def test_keep_largest_keeps_exactly_the_largest_alive_weights():
+    g = torch.Generator().manual_seed(0)
+    weights = {"a": torch.randn(6, 5, generator=g), "b": torch.randn(40, generator=g)}
+    alive = {n: torch.rand(w.shape, generator=g) > 0.3 for n, w in weights.items()}
+    out = M.keep_largest(weights, alive, 12)
+    assert M.count_alive(out) == 12 and all(not (out[n] & ~alive[n]).any() for n in out)
+    kept = torch.cat([weights[n][out[n]].abs() for n in out])
+    dropped = torch.cat([weights[n][alive[n] & ~out[n]].abs() for n in out])
+    assert kept.min() > dropped.max()
+    local = M.keep_largest(weights, alive, {"a": 3, "b": 10})
+    assert {n: int(m.sum()) for n, m in local.items()} == {"a": 3, "b": 10}
+    for wrong in (M.count_alive(alive) + 1, {"a": 3, "b": int(alive["b"].sum()) + 1}):
+        try:
+            M.keep_largest(weights, alive, wrong)
+        except ValueError as exc:
+            assert "alive" in str(exc)
+        else:
+            raise AssertionError("kept more weights than alive")

@@ -287,6 +287,20 @@ class SearchConfig:
     round_stop_window: int = _f(3, "--round-stop mask: number of recent per-epoch masks compared (q)")
     round_stop_threshold: float = _f(0.05, "--round-stop mask: stop when the max distance falls below this (tau), "
                                      "as a fraction of the weights alive in the round")
+    search_epochs: int | None = _f(None, "epochs of the search runs (IMP's rounds, gmp's run, lrr's dense run), "
+                                   "whose accuracies are not the tickets'; the final tickets keep --epochs "
+                                   "(default: --epochs)")
+    search_schedule: str | None = _f(None, "learning rate schedule of the search runs: cosine, constant, step or "
+                                     "linear (default: --schedule); a short search that anneals early settles its "
+                                     "masks early")
+    gmp_end: float = _f(0.75, "gmp: fraction of the search run at which the top sparsity is reached (t1); the mask "
+                        "is fixed afterwards and the run ends there")
+    gmp_every: int | None = _f(None, "gmp: training steps between two pruning steps (default: a quarter of an "
+                               "epoch)")
+    lrr_jump: int = _f(5, "lrr: IMP levels skipped per round (5 at --prune-rate 0.25: 76 percent of the surviving "
+                       "weights per round; the levels are exactly IMP's)")
+    lrr_epochs: int = _f(1, "lrr: epochs of each round's retraining from the current weights, the lr decaying "
+                         "from its peak again (--search-schedule)")
     t_pre: int | None = _f(None, "oneshot: timesteps of the dense training the mask is drawn from (default: T)")
     t_post: int | None = _f(None, "oneshot: timesteps the tickets are retrained at (default: T)")
     reinit_levels: tuple[str, ...] = _f(("last",), "reinit: the levels of --from trained from a fresh init: last, "
@@ -310,6 +324,15 @@ class SearchConfig:
         _require(0 < self.et_threshold, "et_threshold", self.et_threshold, "must be > 0", "the paper uses 0.6")
         _require(self.et_warmup_epochs >= 1, "et_warmup_epochs", self.et_warmup_epochs, "must be >= 1", "use 2")
         _require(self.et_batch >= 1, "et_batch", self.et_batch, "must be >= 1", "use 1000")
+        _require(self.search_epochs is None or self.search_epochs >= 1, "search_epochs", self.search_epochs,
+                 "must be >= 1", "drop it to search with --epochs")
+        _require(self.search_schedule in (None, "cosine", "constant", "step", "linear"), "search_schedule",
+                 self.search_schedule, "must be cosine, constant, step or linear", "drop it to use --schedule")
+        _require(0 < self.gmp_end <= 1, "gmp_end", self.gmp_end, "must be in (0, 1]", "use e.g. --gmp-end 0.75")
+        _require(self.gmp_every is None or self.gmp_every >= 1, "gmp_every", self.gmp_every, "must be >= 1",
+                 "drop it to prune every quarter epoch")
+        _require(self.lrr_jump >= 1, "lrr_jump", self.lrr_jump, "must be >= 1", "use e.g. --lrr-jump 5")
+        _require(self.lrr_epochs >= 1, "lrr_epochs", self.lrr_epochs, "must be >= 1", "use e.g. --lrr-epochs 1")
         for name in ("t_pre", "t_post"):
             _require(getattr(self, name) is None or getattr(self, name) >= 1, name, getattr(self, name),
                      "must be >= 1", "give a number of timesteps")
@@ -336,6 +359,13 @@ class SearchRunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+
+    @property
+    def search_differs(self) -> bool:
+        """The search runs train otherwise than the final tickets (``--search-epochs``, ``--search-schedule``)."""
+        s = self.search
+        return (s.search_epochs not in (None, self.train.epochs)
+                or s.search_schedule not in (None, self.train.schedule))
 
     def __post_init__(self) -> None:
         s, epochs, t = self.search, self.train.epochs, self.model.timesteps

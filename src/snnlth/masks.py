@@ -83,6 +83,28 @@ def mask_with_survivors(weights: Weights, keep: Survivors) -> Masks:
                                w.numel() - keep[n]).view(w.shape).to(w.device) for n, w in weights.items()}
 
 
+def keep_largest(weights: Weights, masks: Masks, keep: Survivors) -> Masks:
+    """Magnitude mask keeping exactly ``keep`` of the weights alive in ``masks``: the largest |w| among them,
+    globally (an int) or in each tensor (a dict by name). ``keep`` above the alive count is an error: masks only
+    shrink. NaN/inf weights are a :class:`NumericalError`."""
+    _check_keys(weights, masks)
+    check_finite(weights)
+    if isinstance(keep, int):
+        if keep > count_alive(masks):
+            raise ValueError(f"cannot keep {keep} weights of {count_alive(masks)} alive")
+        scores = torch.cat([weights[n].detach().abs().flatten().float().cpu() for n in masks])
+        alive = torch.cat([m.flatten().cpu() for m in masks.values()])
+        return _unflatten(_prune_smallest(scores, alive, int(alive.sum()) - keep), masks)
+    out = {}
+    for n, m in masks.items():
+        alive = m.flatten().cpu()
+        if keep[n] > int(alive.sum()):
+            raise ValueError(f"cannot keep {keep[n]} weights of {n}: {int(alive.sum())} alive")
+        scores = weights[n].detach().abs().flatten().float().cpu()
+        out[n] = _prune_smallest(scores, alive, int(alive.sum()) - keep[n]).view(m.shape).to(m.device)
+    return out
+
+
 def _prune_smallest(scores: torch.Tensor, alive: torch.Tensor, n_remove: int) -> torch.Tensor:
     """Flat bool mask with the ``n_remove`` alive entries of smallest score removed (stable tie-break by index)."""
     keep = alive.clone()

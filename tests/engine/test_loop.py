@@ -110,3 +110,47 @@ def test_evaluate_counts_spikes_per_image(fmnist_dir):
     assert not model.lif1._forward_hooks  # hooks removed
     ann = create_model(ModelConfig(model="lenet300", neuron="relu"), 1, 28, 10)
     assert evaluate(ann, data, 2)["spikes_per_image"] == 0.0
+
+
+class _HalveOnce:
+    """A batch hook: after step 3 (and at every epoch's end, a no-op then), prune half of each tensor; its masks from
+    the start when it already pruned (a resumed phase)."""
+
+    def __init__(self, names, model, pruned=False):
+        self.calls, self.pruned = [], pruned
+        self.masks = {n: torch.rand(p.shape, generator=torch.Generator().manual_seed(1)) > 0.5
+                      for n, p in model.named_parameters() if n in names}
+
+    def current(self):
+        return self.masks if self.pruned else None
+
+    def after_step(self, model, step):
+        self.calls.append(step)
+        if step == 3 and not self.pruned:
+            self.pruned = True
+            return self.masks
+        return None
+
+
+def test_a_batch_hook_changes_the_masks_mid_phase_and_a_resumed_phase_keeps_them(fmnist_dir):
+    from snnlth import masks as M
+    from snnlth.engine.masking import MaskEnforcer
+
+    cfg, data, model, opt = _setup(fmnist_dir)
+    names = model.prunable_names()
+    hook = _HalveOnce(names, model)
+    dense = M.ones_like({n: p for n, p in model.named_parameters() if n in names})
+    with pytest.raises(ValueError, match="train with masks"):
+        fit(model, opt, data, FitSettings(cfg.train), Schedule(1, 2), hooks=FitHooks(batch_hook=hook))
+    batches = -(-data.num_train // cfg.train.batch_size)
+    fit(model, opt, data, FitSettings(cfg.train), Schedule(2, 2),
+        hooks=FitHooks(enforcer=MaskEnforcer(model, dense), batch_hook=hook))
+    assert hook.calls[:batches + 1] == [*range(1, batches + 1), batches]  # every step, then the epoch's end
+    params = dict(model.named_parameters())
+    assert all((params[n][~m] == 0).all() and (params[n][m] != 0).all() for n, m in hook.masks.items())
+
+    _, _, model2, opt2 = _setup(fmnist_dir)  # a resumed phase: the enforcer built dense, the hook has pruned
+    fit(model2, opt2, data, FitSettings(cfg.train), Schedule(1, 2),
+        hooks=FitHooks(enforcer=MaskEnforcer(model2, dense), batch_hook=_HalveOnce(names, model2, pruned=True)))
+    params = dict(model2.named_parameters())
+    assert all((params[n][~m] == 0).all() for n, m in hook.masks.items())

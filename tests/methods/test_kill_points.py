@@ -1,7 +1,8 @@
 """Kill at any instant (SNNLTH_FAULT_AT names the instant: snnlth.rundir.faults), rerun the same command, and the run
 ends exactly as an uninterrupted one: IMP, IMP + Early-Time (auto), Early-Bird, Early-Bird + Early-Time and IMP +
-Early-Time + round stop, killed in the middle of a checkpoint write, of pruning, of the Early-Time choice, of an
-Early-Bird detection, of a round whose stop rule has seen one mask."""
+Early-Time + round stop, GMP and LRR, killed in the middle of a checkpoint write, of pruning, of
+the Early-Time choice, of an Early-Bird detection, of a round whose stop rule has seen one mask, of gmp's pruning
+run."""
 
 import json
 import subprocess
@@ -18,7 +19,10 @@ ET = ["--early-time", "auto", "--et-warmup-epochs", "1", "--et-batch", "50", "--
 EB = ["--method", "eb", "--target-sparsity", "0.3", "0.6", "--eb-window", "2", "--eb-threshold", "0.001",
       "--epochs", "4"]
 ES = ["--round-stop", "mask", "--round-stop-window", "2", "--round-stop-threshold", "0.99"]  # stop at epoch 2 of 3
-METHODS = {"imp": [], "imp+et": ET, "eb": EB, "eb+et": [*EB, *ET], "imp+et+es": [*ET, *ES]}
+GMP = ["--method", "gmp", "--retrain-at", "all"]
+LRR = ["--method", "lrr", "--rounds", "4", "--lrr-jump", "2", "--lrr-epochs", "2", "--retrain-at", "all"]
+METHODS = {"imp": [], "imp+et": ET, "eb": EB, "eb+et": [*EB, *ET], "imp+et+es": [*ET, *ES], "gmp": GMP,
+           "lrr": LRR}
 POINTS = [  # (method, the instant of the kill)
     ("imp", "write:round_01.ckpt.pt@2"),   # mid checkpoint write, second epoch of round 1
     ("imp", "masks:round_02"),             # mid pruning for round 2
@@ -29,6 +33,9 @@ POINTS = [  # (method, the instant of the kill)
     ("eb+et", "record:early_time"),
     ("eb+et", "write:eb_search.ckpt.pt@2"),
     ("imp+et+es", "write:round_01.ckpt.pt@1"),  # mid round 1, one mask in its round-stop window
+    ("gmp", "masks:gmp_02"),               # mid storing a level gmp's schedule passed
+    ("gmp", "write:gmp_search.ckpt.pt@2"),  # mid the pruning run, its masks changing
+    ("lrr", "write:lrr_01.ckpt.pt@1"),     # mid a round retrained from the current weights
 ]
 
 

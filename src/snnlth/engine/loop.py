@@ -3,6 +3,7 @@ through ``on_epoch_end``), so every search strategy drives this same loop."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -86,6 +87,17 @@ class EpochHook(Protocol):
     def after_epoch(self, model: nn.Module, state: FitState) -> bool: ...
 
 
+class BatchHook(Protocol):
+    """Changes the masks during training (gradual pruning): ``current()`` gives the masks to keep from the start of
+    the call (None: the enforcer's own), ``after_step(model, step)`` runs after every optimiser step (``step``: the
+    steps done in this phase, counted as ``epoch · batches + batch + 1``) and returns new masks, or None. Needs an
+    enforcer (a phase trained with masks)."""
+
+    def current(self) -> dict[str, torch.Tensor] | None: ...
+
+    def after_step(self, model: nn.Module, step: int) -> dict[str, torch.Tensor] | None: ...
+
+
 @dataclass(frozen=True)
 class FitHooks:
     """What a caller plugs into :func:`fit`: the masks to keep (``enforcer``), epoch hooks, and callbacks after each
@@ -95,6 +107,7 @@ class FitHooks:
     epoch_hooks: Sequence[EpochHook] = ()
     on_batch: Callable[[BatchInfo], None] | None = None
     on_epoch_end: Callable[[FitState], None] | None = None
+    batch_hook: BatchHook | None = None
 
 
 @dataclass(frozen=True)
@@ -116,6 +129,7 @@ class Stepper:
     forward: Callable[..., torch.Tensor]
     graphed: GraphedStep | None = None
     enforcer: MaskEnforcer | None = None
+    batch_hook: BatchHook | None = None
 
 
 class _Sums:
@@ -144,6 +158,11 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def batches_per_epoch(images: int, batch_size: int, static: bool = False) -> int:
+    """Training batches of an epoch (``static``: a compiled model leaves the ragged last batch out)."""
+    return images // batch_size if static else -(-images // batch_size)
+
+
 def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, data: DataSource, step: Stepper,
                 spec: EpochSpec, on_batch: Callable[[BatchInfo], None] | None = None) -> dict:
     """One pass over the training data; with an enforcer, pruned weights get no update and stay exactly 0. The loss
@@ -153,7 +172,7 @@ def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, data: DataSo
     cfg, dist, device = step.settings.train, step.settings.dist, data.device
     static = step.settings.runtime.compile  # a compiled model wants one batch shape: the ragged last batch is left out
     sums = _Sums(device)
-    batches = data.num_train // cfg.batch_size if static else -(-data.num_train // cfg.batch_size)
+    batches = batches_per_epoch(data.num_train, cfg.batch_size, static)
     _sync(device)
     start = time.perf_counter()
     for i, (x, y) in enumerate(data.train_batches(cfg.batch_size, cfg.seed, spec.stream, spec.epoch)):
@@ -164,10 +183,14 @@ def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, data: DataSo
             break  # a ragged last batch smaller than the world: every rank leaves it out alike
         if not _train_batch(step, optimizer, part, spec, (i, sums)):
             continue
+        if step.batch_hook is not None:
+            _change_masks(step, model, spec.epoch * batches + i + 1)
         if on_batch is not None:
             on_batch(BatchInfo(spec.epoch, spec.epochs, i + 1, batches, sums.loss, sums.correct, sums.seen,
                                time.perf_counter() - start))
     _stop_if_bad(dist.first_bad(sums.first_bad), spec)
+    if step.batch_hook is not None:  # the epoch's end counts as all its steps done (a batch left out or skipped)
+        _change_masks(step, model, (spec.epoch + 1) * batches)
     if dist.active:
         sums.all_reduce(dist, device)
     _sync(device)
@@ -178,6 +201,13 @@ def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, data: DataSo
     if sums.skipped:
         row["skipped_batches"] = sums.skipped
     return row
+
+
+def _change_masks(step: Stepper, model: nn.Module, done: int) -> None:
+    """Ask the batch hook after a step; new masks go into the enforcer (the pruned weights zeroed at once)."""
+    masks = step.batch_hook.after_step(model, done)
+    if masks is not None:
+        step.enforcer.set_(masks)
 
 
 def _train_batch(step: Stepper, optimizer: torch.optim.Optimizer, part: tuple, spec: EpochSpec,
@@ -254,7 +284,13 @@ def fit(model: nn.Module, optimizer: torch.optim.Optimizer, data: DataSource, se
     training, hooks and evaluation. With several ranks: data-parallel training (DDP), rank 0's buffers and stop
     decisions on every rank, each rank evaluating its slice of the test set, the counts added over the ranks."""
     state = state or FitState()
+    if hooks.batch_hook is not None:
+        if hooks.enforcer is None:
+            raise ValueError("a batch hook changes masks: train with masks (an enforcer)")
+        if (masks := hooks.batch_hook.current()) is not None:
+            hooks.enforcer.set_(masks)  # a resumed phase: the masks it had reached
     step, eval_forward = _stepper(model, data, settings, schedule, state, hooks.enforcer)
+    step = dataclasses.replace(step, batch_hook=hooks.batch_hook)
     for epoch in range(state.epoch, schedule.end):
         start = time.perf_counter()
         timesteps = schedule.timesteps_at(epoch)

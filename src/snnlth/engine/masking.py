@@ -29,3 +29,10 @@ class MaskEnforcer:
     def weights_(self) -> None:
         with torch.no_grad():
             torch._foreach_mul_(list(self.params.values()), [self.masks[n] for n in self.params])
+
+    def set_(self, masks: M.Masks) -> None:
+        """Replace the masks in place (a CUDA graph or compiled step keeps reading the same tensors) and zero the
+        newly pruned weights (gradual pruning changes the masks during a phase)."""
+        for n, m in masks.items():
+            self.masks[n].copy_(m.to(device=self.masks[n].device, dtype=self.masks[n].dtype))
+        self.weights_()

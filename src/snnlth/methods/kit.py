@@ -158,15 +158,17 @@ class MethodKit:
         ``stream``; resumable, and loaded once done. ``how``: ``timesteps`` (default T; a function of the epoch for
         Early-Time's warm-up), ``epochs`` (default ``--epochs``), ``round`` (written into its rows with the masks'
         sparsity), ``retrain`` (a full-T retraining), ``tags`` (more row fields), ``hooks`` (epoch hooks),
-        ``lr_scale``. A dense phase that is not a retraining stops the run when the network does not learn
-        (:mod:`snnlth.engine.guard`)."""
+        ``lr_scale``, ``schedule`` (an lr schedule other than ``--schedule``), ``batch_hook`` (masks changed during
+        the phase, :class:`~snnlth.engine.loop.BatchHook`; also give it in ``hooks``). A dense phase that is not a
+        retraining stops the run when the network does not learn (:mod:`snnlth.engine.guard`)."""
         dense = masks if masks is not None else self.sizes.dense()
         tags = {"round": how.get("round"), **self.sizes.sparsity(dense), **how.get("tags", {})}
         if how.get("retrain"):
             tags["retrain"] = True
         phase = Phase(name, start, masks, how.get("timesteps", self.cfg.model.timesteps),
                       how.get("epochs", self.cfg.train.epochs), stream, tags, tuple(how.get("hooks", ())),
-                      how.get("lr_scale", 1.0), guard=masks is None and not how.get("retrain"))
+                      how.get("lr_scale", 1.0), guard=masks is None and not how.get("retrain"),
+                      schedule=how.get("schedule"), batch_hook=how.get("batch_hook"))
         done = self.trainer.train(self.model, phase)
         return Trained(done.name, done.history, done.state, kit=self)
 

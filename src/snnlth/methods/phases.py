@@ -17,7 +17,7 @@ from snnlth.config import RuntimeConfig, TrainConfig
 from snnlth.data.source import DataSource
 from snnlth.engine.fastpath import KernelChoice
 from snnlth.engine.guard import LearningGuard
-from snnlth.engine.loop import BatchInfo, EpochHook, FitHooks, FitSettings, FitState, Schedule, fit
+from snnlth.engine.loop import BatchHook, BatchInfo, EpochHook, FitHooks, FitSettings, FitState, Schedule, fit
 from snnlth.engine.masking import MaskEnforcer
 from snnlth.engine.optim import load_optimizer_state, make_optimizer
 from snnlth.engine.recipe import Recipe
@@ -83,7 +83,9 @@ class Phase:
     optimiser and learning-rate schedule (``--schedule``) over ``epochs``, at ``timesteps`` (or T as a function of
     the epoch), on data stream ``stream``. ``tags`` go into every metrics row; ``lr_scale``: the phase trains at
     ``lr_scale`` × lr (the official Early-Bird code: 2×); ``guard``: a dense phase, stopped with
-    :class:`NotLearningError` when the network does not learn (unless ``--allow-chance``)."""
+    :class:`NotLearningError` when the network does not learn (unless ``--allow-chance``); ``schedule``: another
+    lr schedule than ``--schedule``; ``batch_hook``: masks that change after training steps (its state rides in the
+    checkpoint as one of ``hooks``)."""
 
     name: str
     start_state: dict[str, torch.Tensor]
@@ -95,6 +97,8 @@ class Phase:
     hooks: tuple[ResumableHook, ...] = ()
     lr_scale: float = 1.0
     guard: bool = False  # a dense phase: stop if the network does not learn (snnlth.engine.guard)
+    schedule: str | None = None  # the phase's lr schedule (a search run's --search-schedule); None: --schedule
+    batch_hook: BatchHook | None = None  # changes the masks during the phase (gradual pruning); one of ``hooks``
 
 
 @dataclass
@@ -199,7 +203,8 @@ class PhaseTrainer:
         enforcer = MaskEnforcer(model, phase.masks) if phase.masks is not None else None
         if enforcer is not None:
             enforcer.weights_()
-        train_cfg = dataclasses.replace(self.parts.train, lr=self.parts.train.lr * phase.lr_scale)
+        train_cfg = dataclasses.replace(self.parts.train, lr=self.parts.train.lr * phase.lr_scale,
+                                        schedule=phase.schedule or self.parts.train.schedule)
         optimizer = make_optimizer(model, train_cfg, self.parts.recipe.optimizer, phase.lr_scale)
         state = self._resumed(model, optimizer, phase)
         settings = FitSettings(train_cfg, self.parts.runtime, self.parts.dist, self.kernels, self.parts.recipe)
@@ -246,7 +251,8 @@ class PhaseTrainer:
 
         label = _label(phase.tags)
         on_batch = (lambda info: callbacks.on_batch(info, label)) if callbacks.on_batch else None
-        return FitHooks(enforcer, (*phase.hooks, *([guard] if guard else [])), on_batch, on_epoch_end)
+        return FitHooks(enforcer, (*phase.hooks, *([guard] if guard else [])), on_batch, on_epoch_end,
+                        phase.batch_hook)
 
 
 def _label(tags: dict[str, Any]) -> str:

@@ -33,7 +33,8 @@ def random_rule(kit: MethodKit, reference: Callable[[int], M.Masks] | None = Non
 def run_random(kit: MethodKit, source: RunStore | None = None) -> MethodResult:
     reference = None
     if source is not None:
-        reference = lambda k: source_masks(source, f"round_{k:02d}", kit.sizes)  # noqa: E731
+        prefix = "gmp" if source.read_config()["search"]["method"] == "gmp" else "round"  # gmp keeps every level
+        reference = lambda k: source_masks(source, f"{prefix}_{k:02d}", kit.sizes)  # noqa: E731
     return MethodResult.of_rounds(run_rounds(kit, random_rule(kit, reference)))
 
 
@@ -41,10 +42,11 @@ def _enough_rounds(cfg: SearchRunConfig, saved: dict, where: Path) -> None:
     rounds = saved.get("search", {}).get("rounds") or 0
     if rounds < cfg.search.rounds:
         raise ConfigError(f"--from {where} has no round masks for rounds 1..{cfg.search.rounds}; "
-                          "use an imp run with at least as many rounds")
+                          "use an imp or gmp run with at least as many rounds")
 
 
 register_method(MethodSpec(
     "random", "random", run_random, "baseline: IMP's rounds with random masks (per-layer counts of --from)",
-    fields=("rounds", "prune_rate", "scope", "rewind_epoch"), source="optional", source_methods=("imp", "random"),
+    fields=("rounds", "prune_rate", "scope", "rewind_epoch"), source="optional",
+    source_methods=("imp", "random", "gmp"),
     check_source=_enough_rounds))

@@ -102,10 +102,12 @@ class MethodSpec:
             raise ValueError(f"method {self.name!r}: source must be none, optional or required")
 
     def label_of(self, cfg: SearchRunConfig) -> str:
-        """The report label: ``IMP``, ``IMP+ET``, ``IMP+ES``, ``IMP+ET+ES``."""
+        """The report label: ``IMP``, ``IMP+ET``, ``IMP+ES``, ``IMP+ET+ES``; ``+SS`` for IMP's rounds under a
+        search schedule of their own (``--search-epochs``, ``--search-schedule``)."""
         et = "+ET" if cfg.search.early_time != "off" else ""
         es = "+ES" if self.round_stop and cfg.search.round_stop != "off" else ""
-        return f"{self.label}{et}{es}"
+        ss = "+SS" if self.round_stop and cfg.search_differs else ""
+        return f"{self.label}{et}{es}{ss}"
 
     def used_fields(self, cfg: SearchRunConfig) -> set[str]:
         """The ``[search]`` fields that can change this run's results."""

@@ -11,6 +11,7 @@ import time
 from snnlth import masks as M
 from snnlth.methods.kit import MethodKit, ensure_finite
 from snnlth.methods.phases import Spent
+from snnlth.methods.rounds import search_epochs
 
 
 class RoundStopHook:
@@ -76,7 +77,7 @@ class RoundStop:
         return Spent()
 
     def record(self, trained: dict) -> tuple[str, list[dict]]:
-        epochs, rewind = self.kit.cfg.train.epochs, self.kit.cfg.search.rewind_epoch
+        epochs, rewind = search_epochs(self.kit.cfg), self.kit.cfg.search.rewind_epoch
         stops = [stop_record(k, trained[k].history, epochs if k == 0 else epochs - rewind) for k in sorted(trained)]
         self.kit.event("round stop: " + ", ".join(f"round {r['round']} at epoch {r['stop_epoch']}/{r['epochs']}"
                                                   for r in stops))

@@ -3,9 +3,10 @@ the method gives the pruning rule, the modifiers (Early-Time, round stop) change
 
 Round 0 trains the dense net for E epochs from init and stores its state after R epochs. Round k >= 1 starts from
 that stored state (weights, biases, BN parameters and running statistics, masked), a fresh optimiser and a fresh
-schedule (--schedule) over E - R epochs. After each round the surviving weights are pruned by the rule. When a modifier
-takes the rounds off the tickets' path (a search at T_early, rounds cut short), the levels ``--retrain-at`` names
-are retrained at full T from the same state.
+schedule (--schedule) over E - R epochs (E: --search-epochs, and --search-schedule, where given). After each round
+the surviving weights are pruned by the rule. When a modifier takes the rounds off the tickets' path (a search at
+T_early, rounds cut short, a search schedule of their own), the levels ``--retrain-at`` names are retrained at full
+T with --epochs and --schedule from the same state.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from snnlth import masks as M
+from snnlth.errors import ConfigError
 from snnlth.methods.kit import MethodKit, Trained, ensure_finite
 from snnlth.methods.levels import resolve_retrain_rounds
 from snnlth.methods.phases import ResumableHook, Spent
@@ -86,6 +88,28 @@ class RewindHook:
         pass
 
 
+def search_epochs(cfg) -> int:
+    """Epochs of a search run (``--search-epochs``, default ``--epochs``)."""
+    return cfg.search.search_epochs or cfg.train.epochs
+
+
+def search_differs(cfg) -> bool:
+    """The search runs train otherwise than the final tickets (``--search-epochs``, ``--search-schedule``): their
+    accuracies are not the tickets', which are retrained in full."""
+    return cfg.search_differs
+
+
+def check_search_run(cfg, method: str) -> None:
+    """The search run must reach the rewind point and the end of the Early-Time warm-up."""
+    epochs, s = search_epochs(cfg), cfg.search
+    if epochs <= s.rewind_epoch:
+        raise ConfigError(f"--method {method}: the search run of {epochs} epochs (--search-epochs, else --epochs) "
+                          f"must be longer than --rewind-epoch {s.rewind_epoch}; lower --rewind-epoch")
+    if s.early_time == "auto" and epochs <= s.et_warmup_epochs:
+        raise ConfigError(f"--method {method}: the search run of {epochs} epochs must be longer than "
+                          f"--et-warmup-epochs {s.et_warmup_epochs}; lower --et-warmup-epochs")
+
+
 def magnitude_rule(kit: MethodKit) -> PruneFn:
     """IMP's rule: the smallest-magnitude ``--prune-rate`` of the surviving weights (``--scope``)."""
     s = kit.cfg.search
@@ -99,7 +123,7 @@ def run_rounds(kit: MethodKit, prune: PruneFn, modifiers: Sequence[RoundModifier
     init = kit.init()
     by_round = {0: kit.masks("round_00", kit.sizes.dense)}
     trained = {0: _train_round(kit, 0, init, (by_round[0], prune), modifiers)}
-    off_path = any(m.off_path for m in modifiers)
+    off_path = any(m.off_path for m in modifiers) or search_differs(cfg)
     retrain = resolve_retrain_rounds(s.retrain_at, kit.sizes.imp_sparsities(s.prune_rate, s.rounds, s.scope)
                                      ) if off_path else set()
     start = init if s.rewind_epoch == 0 else kit.store.load_state("rewind")
@@ -128,13 +152,13 @@ def _train_round(kit: MethodKit, k: int, start: dict, rule: tuple[M.Masks, Prune
     plan = RoundPlan(k, masks, lambda weights: prune(k + 1, weights, masks), least)
     hooks = ((RewindHook(kit, rewind),) if k == 0 else ()) + tuple(h for m in modifiers for h in m.hooks(plan))
     timesteps = next((t for m in modifiers if (t := m.timesteps(k)) is not None), cfg.model.timesteps)
-    epochs = cfg.train.epochs if k == 0 else cfg.train.epochs - s.rewind_epoch
+    epochs = search_epochs(cfg) - (0 if k == 0 else s.rewind_epoch)
     stops = "up to " if any(m.cuts_rounds for m in modifiers) else ""
     where = "dense" if k == 0 else f"sparsity {M.sparsity(masks):.2%}"
     kit.event(f"round {k}/{s.rounds}: {where}, {stops}{epochs} epochs"
               + (f" at T={timesteps}" if k > 0 else ""))
     return kit.train(f"round_{k:02d}", start, None if k == 0 else masks, stream=STREAM.round(k), epochs=epochs,
-                     timesteps=timesteps, round=k, hooks=hooks)
+                     timesteps=timesteps, round=k, hooks=hooks, schedule=s.search_schedule)
 
 
 def _pruned(kit: MethodKit, k: int, prune: PruneFn, previous: Trained, masks: M.Masks) -> M.Masks:

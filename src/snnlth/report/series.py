@@ -17,7 +17,8 @@ from snnlth.errors import SnnlthError
 from snnlth.report.collect import ReportError, RunRecord
 from snnlth.rundir.layout import RunLayout
 
-ORDER = ["IMP", "IMP+ET", "IMP+ES", "IMP+ET+ES", "EB", "EB+ET", "random", "reinit"]
+ORDER = ["IMP", "IMP+ET", "IMP+ES", "IMP+ET+ES", "IMP+SS", "IMP+ET+SS", "IMP+ES+SS", "IMP+ET+ES+SS", "EB", "EB+ET",
+         "GMP", "GMP+ET", "LRR", "LRR+ET", "random", "reinit"]
 SEED_LIKE = ("train.seed", "model.init")  # model.init: the initial-weights digest of a user's network is its seed
 MODIFIER_KEYS = frozenset(f"search.{f}" for f in MODIFIER_FIELDS)
 SHORT = {"rewind_epoch": "rewind", "prune_rate": "rate", "scope": "scope", "et_threshold": "λ", "epochs": "epochs",
