@@ -66,7 +66,7 @@ class Preset:
 
 
 PRESETS = {
-    "full": Preset(train_subset=1600, test_subset=3000, epochs=8, rounds=14, prune_rate=0.25, seeds=3,
+    "full": Preset(train_subset=1000, test_subset=2000, epochs=8, rounds=14, prune_rate=0.25, seeds=3,
                    search_epochs_ss=2, lrr_epochs=2),
     "quick": Preset(train_subset=480, test_subset=500, epochs=3, rounds=14, prune_rate=0.25, seeds=1,
                     search_epochs_ss=2, lrr_epochs=1),
@@ -182,7 +182,8 @@ def goal(cs: dict[str, list[Point]]) -> tuple[dict, dict, str]:
         holds = t is not None and t <= GOAL_TIME and gap <= GOAL_GAP
         out[label] = {"time_ratio_top": t, "accuracy_gap_top": gap, "accuracy_mean": p.accuracy,
                       "accuracy_std": p.accuracy_std, "holds": holds}
-        lines.append(f"  {label:<10} {'holds' if holds else 'FAILS'}: {t:.3f}x IMP's search time "
+        lines.append(f"  {label:<10} {'holds' if holds else 'FAILS'}: "
+                     f"{'–' if t is None else f'{t:.3f}'}x IMP's search time "
                      f"({p.search_seconds:.0f} s), {p.accuracy:.2f} ± {p.accuracy_std:.2f} % "
                      f"(IMP − method: {gap:+.2f} points)")
     within = [(v["time_ratio_top"], k) for k, v in out.items() if v["accuracy_gap_top"] <= GOAL_GAP]

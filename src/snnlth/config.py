@@ -252,7 +252,8 @@ def _parse_targets(items: tuple[Any, ...]) -> tuple[str, ...]:
 EARLY_TIME_FIELDS = ("early_time", "retrain_at")
 AUTO_FIELDS = ("et_threshold", "et_warmup_epochs", "et_batch", "et_kl")  # read only by --early-time auto
 ROUND_STOP_FIELDS = ("round_stop", "round_stop_window", "round_stop_threshold")
-MODIFIER_FIELDS = (*EARLY_TIME_FIELDS, *AUTO_FIELDS, *ROUND_STOP_FIELDS)
+SEARCH_RUN_FIELDS = ("search_epochs", "search_schedule")  # +SS: IMP's rounds under a schedule of their own
+MODIFIER_FIELDS = (*EARLY_TIME_FIELDS, *AUTO_FIELDS, *ROUND_STOP_FIELDS, *SEARCH_RUN_FIELDS)
 
 
 @dataclass(frozen=True)

@@ -152,3 +152,30 @@ def test_gmp_bad_settings_are_one_line_errors(fmnist_dir, tmp_path, capsys):
     assert not (tmp_path / "x").exists()
     with pytest.raises(ConfigError, match="--gmp-every must be >= 1"):
         _gmp(fmnist_dir, gmp_every=0)
+
+
+def test_gmp_and_lrr_search_a_users_network_through_find_ticket(tmp_path):
+    import snnlth
+    from tests.adapters import nets
+
+    torch.manual_seed(0)
+    data = torch.rand(32, 1, 28, 28), torch.arange(32) % 10
+    small = dict(epochs=2, rounds=2, prune_rate=0.5, timesteps=2, device="cpu", progress=False, batch_size=8)
+    gmp = snnlth.find_ticket(nets.SeqNet(), data, data, out=tmp_path / "gmp", method="gmp", retrain_at=("all",),
+                             **small)
+    lrr = snnlth.find_ticket(nets.SeqNet(), data, data, out=tmp_path / "lrr", method="lrr", lrr_jump=1, **small)
+    assert [lv.round for lv in gmp.levels] == [1, 2] and [lv.round for lv in lrr.levels] == [2]
+    assert gmp.levels[-1].sparsity == pytest.approx(lrr.levels[-1].sparsity)  # IMP's sizes, both
+
+
+def test_a_damaged_gmp_level_is_set_aside_and_the_search_redone_with_the_same_results(fmnist_dir, tmp_path):
+    cfg = _gmp(fmnist_dir, retrain_at=("all",), epochs=2)
+    run = search(cfg, out=tmp_path / "g").run_dir
+    before = json.loads((run / "summary.json").read_text())["levels"]
+    damaged = run / "masks" / "gmp_02.pt"
+    damaged.write_bytes(damaged.read_bytes()[:-9])
+    (run / "summary.json").unlink()
+    after = search(cfg, out=run).summary["levels"]
+    keys = ("pruned_weights", "test_accuracy", "round")
+    assert [[lv[k] for k in keys] for lv in after] == [[lv[k] for k in keys] for lv in before]
+    assert list((run / "damaged").iterdir())  # set aside, not lost

@@ -33,7 +33,7 @@ POINTS = [  # (method, the instant of the kill)
     ("eb+et", "record:early_time"),
     ("eb+et", "write:eb_search.ckpt.pt@2"),
     ("imp+et+es", "write:round_01.ckpt.pt@1"),  # mid round 1, one mask in its round-stop window
-    ("gmp", "masks:gmp_02"),               # mid storing a level gmp's schedule passed
+    ("gmp", "epoch:gmp_search"),           # end of epoch 1, a level taken in it, before its checkpoint
     ("gmp", "write:gmp_search.ckpt.pt@2"),  # mid the pruning run, its masks changing
     ("lrr", "write:lrr_01.ckpt.pt@1"),     # mid a round retrained from the current weights
 ]

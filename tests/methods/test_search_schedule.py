@@ -66,6 +66,8 @@ def test_bad_search_schedules_are_one_line_errors(fmnist_dir, tmp_path, capsys):
     assert "must be longer than --rewind-epoch 1" in one_line_error(capsys)
     assert main([*base, "--search-epochs", "2", "--early-time", "auto"]) == 2
     assert "must be longer than --et-warmup-epochs 2" in one_line_error(capsys)
+    assert main([*base, "--method", "random", "--search-epochs", "2"]) == 2  # its rounds would train otherwise
+    assert "--search-epochs and --search-schedule work with --method gmp or imp or lrr only" in one_line_error(capsys)
     assert not (tmp_path / "x").exists()
     with pytest.raises(ConfigError, match="--lrr-epochs must be >= 1"):
         search_cfg(fmnist_dir, lrr_epochs=0)

@@ -113,3 +113,14 @@ def test_each_variant_is_compared_with_the_base_series_of_the_same_settings(tmp_
     assert delta == {"IMP+ET (rewind 0) vs IMP (rewind 0)": "-1.00", "IMP+ET (rewind 2) vs IMP (rewind 2)": "+2.00"}
     accuracy = {row[0]: row[3] for row in rows if row[1] == "accuracy %"}
     assert accuracy["IMP (rewind 2)"] == "70.50 ± 0.71"  # its 2 seeds, never the rewind-0 runs
+
+
+def test_a_search_schedule_variant_is_compared_with_its_plain_method(rewind_runs, tmp_path):
+    common = [*TINY, "--data-dir", str(make_fmnist(tmp_path / "data")), "--epochs", "3", "--train-subset", "200",
+              "--test-subset", "100"]
+    assert main(["search", *common, "--out", str(tmp_path / "ss" / "imp")]) == 0
+    assert main(["search", *common, "--search-epochs", "2", "--search-schedule", "linear",
+                 "--out", str(tmp_path / "ss" / "imp_ss")]) == 0
+    runs = load_runs([tmp_path / "ss"])
+    assert comparisons(runs) == {"IMP+SS": "IMP"}
+    assert "IMP+SS vs IMP" in {row[0] for row in table1(runs)[1]}

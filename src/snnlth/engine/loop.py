@@ -90,8 +90,9 @@ class EpochHook(Protocol):
 class BatchHook(Protocol):
     """Changes the masks during training (gradual pruning): ``current()`` gives the masks to keep from the start of
     the call (None: the enforcer's own), ``after_step(model, step)`` runs after every optimiser step (``step``: the
-    steps done in this phase, counted as ``epoch · batches + batch + 1``) and returns new masks, or None. Needs an
-    enforcer (a phase trained with masks)."""
+    steps done in this phase, counted as ``epoch · batches + batch + 1``) and once more at the end of every epoch
+    with ``(epoch + 1) · batches`` (a step it may have seen: a batch left out or skipped leaves no gap), and returns
+    new masks, or None. Needs an enforcer (a phase trained with masks)."""
 
     def current(self) -> dict[str, torch.Tensor] | None: ...
 
@@ -100,8 +101,8 @@ class BatchHook(Protocol):
 
 @dataclass(frozen=True)
 class FitHooks:
-    """What a caller plugs into :func:`fit`: the masks to keep (``enforcer``), epoch hooks, and callbacks after each
-    batch (progress) and each epoch (the caller persists there)."""
+    """What a caller plugs into :func:`fit`: the masks to keep (``enforcer``), epoch hooks, callbacks after each
+    batch (progress) and each epoch (the caller persists there), and a ``batch_hook`` that changes the masks."""
 
     enforcer: MaskEnforcer | None = None
     epoch_hooks: Sequence[EpochHook] = ()

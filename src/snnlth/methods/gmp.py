@@ -18,13 +18,13 @@ import torch
 from snnlth import masks as M
 from snnlth.config import parse_retrain_at
 from snnlth.engine.loop import batches_per_epoch
-from snnlth.errors import ConfigError
+from snnlth.errors import ConfigError, RunDirError
 from snnlth.methods.early_bird import ticket_spent
 from snnlth.methods.early_time import EarlyTimePlan
 from snnlth.methods.kit import MethodKit, ensure_finite
 from snnlth.methods.levels import resolve_retrain_rounds
 from snnlth.methods.registry import MethodResult, MethodSpec, register_method
-from snnlth.methods.rounds import RewindHook, check_search_run, search_epochs
+from snnlth.methods.rounds import RewindHook, check_search_run, same_search, search_epochs
 from snnlth.rng import STREAM
 from snnlth.rundir.store import RunStore
 
@@ -51,19 +51,26 @@ def _at_least(a: M.Survivors, b: M.Survivors) -> M.Survivors:
     return max(a, b) if isinstance(a, int) else {n: max(a[n], b[n]) for n in a}
 
 
+def _at_most(a: M.Survivors, b: M.Survivors) -> M.Survivors:
+    return min(a, b) if isinstance(a, int) else {n: min(a[n], b[n]) for n in a}
+
+
 def prune_step(weights: M.Weights, alive: M.Masks, keep: M.Survivors, levels: list[M.Survivors],
                taken: int) -> tuple[M.Masks, dict[int, M.Masks]]:
     """One pruning step towards ``keep`` survivors from the masks ``alive``. Every level ``j > taken`` of
     ``levels`` (IMP's survivors of rounds 0..K) that ``keep`` reaches (in total) is taken first, with exactly its
-    survivor counts, as the magnitude mask of ``weights`` among ``alive``; the new working mask never goes below
-    the next level not yet taken (per tensor too), so that level can always be taken exactly. Returns the new
-    masks and the levels taken ``{j: masks}``."""
+    survivor counts, as the magnitude mask of ``weights`` among ``alive``. The new working mask keeps no more than
+    the last level taken (per tensor too: the levels are nested, as IMP's) and never fewer than the next level not
+    yet taken, so that level can always be taken exactly. Returns the new masks and the levels taken
+    ``{j: masks}``."""
     taken_now: dict[int, M.Masks] = {}
     j = taken + 1
     while j < len(levels) and M.survivors_total(keep) <= M.survivors_total(levels[j]):
         taken_now[j] = M.keep_largest(weights, alive, levels[j])
         j += 1
-    target = keep if j >= len(levels) else _at_least(keep, levels[j])
+    target = _at_most(keep, levels[j - 1])
+    if j < len(levels):
+        target = _at_least(target, levels[j])
     return M.keep_largest(weights, alive, target), taken_now
 
 
@@ -115,14 +122,19 @@ class GradualPruning:
         return self.alive
 
     def after_epoch(self, model, state) -> bool:
-        state.history[-1].update(gmp_sparsity=M.sparsity(self.alive), gmp_levels=self.taken)
+        state.history[-1].update(**self.kit.sizes.sparsity(self.alive), gmp_sparsity=M.sparsity(self.alive),
+                                 gmp_levels=self.taken)
         return self.taken == len(self.levels) - 1 and state.epoch >= self.min_epochs
 
     def state(self) -> dict:
         return {"alive": M.pack(self.alive), "last": self.last, "taken": self.taken,
-                "taken_at": {str(j): s for j, s in self.taken_at.items()}}
+                "taken_at": {str(j): s for j, s in self.taken_at.items()}, "batches": self.steps.batches}
 
     def load(self, state: dict) -> None:
+        if state.get("batches", self.steps.batches) != self.steps.batches:
+            raise ConfigError(f"this gmp run counted {state['batches']} training steps per epoch, now "
+                              f"{self.steps.batches} (--compile leaves the ragged last batch out): resume it with "
+                              "the --compile setting it started with")
         self.alive, self.last, self.taken = M.unpack(state["alive"]), state["last"], state["taken"]
         self.taken_at = {int(j): s for j, s in state["taken_at"].items()}
 
@@ -131,12 +143,19 @@ def schedule_of(kit: MethodKit) -> Steps:
     """The pruning steps of this run (``--gmp-end``, ``--gmp-every``, ``--rewind-epoch``, the search epochs)."""
     cfg, s = kit.cfg, kit.cfg.search
     batches = batches_per_epoch(kit.data.num_train, cfg.train.batch_size, cfg.runtime.compile)
-    t1 = round(s.gmp_end * search_epochs(cfg) * batches)
     t0 = s.rewind_epoch * batches
-    if t1 <= t0:
-        raise ConfigError(f"--gmp-end {s.gmp_end} of {search_epochs(cfg)} search epochs ends the pruning before "
-                          f"--rewind-epoch {s.rewind_epoch}; raise --gmp-end or lower --rewind-epoch")
+    t1 = max(t0 + 1, round(s.gmp_end * search_epochs(cfg) * batches))  # _check: gmp_end · epochs > rewind epoch
     return Steps(t0, t1, s.gmp_every or max(1, batches // 4), batches)
+
+
+def _search(kit: MethodKit, init: dict, levels: list[M.Survivors], how: tuple[Steps, EarlyTimePlan]):
+    """The pruning run (resumable; loaded once done) and its hook, which holds the steps each level was taken at."""
+    (steps, plan), s = how, kit.cfg.search
+    pruning = GradualPruning(kit, levels, steps, min_epochs=max(s.rewind_epoch, plan.warmup))
+    search = kit.train("gmp_search", init, kit.sizes.dense(), stream=STREAM.round(0), round=0,
+                       epochs=search_epochs(kit.cfg), timesteps=plan.timesteps, schedule=s.search_schedule,
+                       hooks=(RewindHook(kit, s.rewind_epoch), plan, pruning), batch_hook=pruning, guard=True)
+    return search, pruning
 
 
 def run_gmp(kit: MethodKit, source: RunStore | None = None) -> MethodResult:
@@ -147,16 +166,20 @@ def run_gmp(kit: MethodKit, source: RunStore | None = None) -> MethodResult:
                     - {0})
     if not chosen:
         raise ConfigError("--retrain-at names only the dense level 0; gmp's tickets are levels 1..--rounds")
-    pruning = GradualPruning(kit, levels, steps, min_epochs=max(s.rewind_epoch, plan.warmup))
-    kit.event(f"gmp: one run of up to {search_epochs(cfg)} epochs pruning to {1 - levels[-1] / levels[0]:.2%}"
-              if isinstance(levels[0], int) else f"gmp: one run of up to {search_epochs(cfg)} epochs (local)")
-    search = kit.train("gmp_search", init, kit.sizes.dense(), stream=STREAM.round(0), round=0,
-                       epochs=search_epochs(cfg), timesteps=plan.timesteps, schedule=s.search_schedule,
-                       hooks=(RewindHook(kit, s.rewind_epoch), plan, pruning), batch_hook=pruning)
+    kit.event(f"gmp: one run of up to {search_epochs(cfg)} epochs pruning to "
+              f"{1 - M.survivors_total(levels[-1]) / M.survivors_total(levels[0]):.2%}")
+    # read first: a damaged level file is set aside with everything made after it, the run that took it included
+    found = {j: kit.store.load_masks(f"gmp_{j:02d}") for j in chosen}
+    search, pruning = _search(kit, init, levels, (steps, plan))
+    found = {j: m if m is not None else kit.store.load_masks(f"gmp_{j:02d}") for j, m in found.items()}
+    missing = [f"masks/gmp_{j:02d}.pt" for j, m in found.items() if m is None]
+    if missing:
+        raise RunDirError(f"{kit.store.path}: {missing[0]} is missing but phases/gmp_search.pt is there; delete "
+                          "phases/gmp_search.pt (and summary.json) and rerun to search again")
     start = init if s.rewind_epoch == 0 else kit.store.load_state("rewind")
     out = []
     for j in chosen:
-        masks = kit.store.load_masks(f"gmp_{j:02d}")
+        masks = found[j]
         kit.event(f"retraining the gmp ticket of level {j} ({M.sparsity(masks):.2%}) at full T={cfg.model.timesteps}")
         ticket = kit.train(f"retrain_gmp_{j:02d}", start, masks, stream=STREAM.retrain(j), round=j, retrain=True,
                            epochs=cfg.train.epochs - s.rewind_epoch)
@@ -183,4 +206,4 @@ register_method(MethodSpec(
     "gmp", "GMP", run_gmp, "gradual magnitude pruning in one run (cubic schedule through IMP's levels), the "
     "--retrain-at tickets rewound and trained in full",
     fields=("rounds", "prune_rate", "scope", "rewind_epoch", "gmp_end", "gmp_every", "search_epochs",
-            "search_schedule", "retrain_at"), early_time=True, check=_check))
+            "search_schedule", "retrain_at"), unused=same_search, early_time=True, check=_check))

@@ -9,7 +9,14 @@ from snnlth.methods.early_time import EarlyTime
 from snnlth.methods.kit import MethodKit
 from snnlth.methods.registry import MethodResult, MethodSpec, register_method
 from snnlth.methods.round_stop import RoundStop
-from snnlth.methods.rounds import RoundModifier, check_search_run, magnitude_rule, run_rounds, search_differs
+from snnlth.methods.rounds import (
+    RoundModifier,
+    check_search_run,
+    magnitude_rule,
+    run_rounds,
+    same_search,
+    search_differs,
+)
 from snnlth.rundir.store import RunStore
 
 
@@ -27,7 +34,7 @@ def _unused(cfg) -> tuple[str, ...]:
     s = cfg.search
     stop = ("round_stop_window", "round_stop_threshold") if s.round_stop == "off" else ()
     off_path = s.early_time != "off" or s.round_stop != "off" or search_differs(cfg)
-    return stop + (() if off_path else ("retrain_at",))
+    return stop + (() if off_path else ("retrain_at",)) + same_search(cfg)
 
 
 register_method(MethodSpec(

@@ -159,15 +159,16 @@ class MethodKit:
         Early-Time's warm-up), ``epochs`` (default ``--epochs``), ``round`` (written into its rows with the masks'
         sparsity), ``retrain`` (a full-T retraining), ``tags`` (more row fields), ``hooks`` (epoch hooks),
         ``lr_scale``, ``schedule`` (an lr schedule other than ``--schedule``), ``batch_hook`` (masks changed during
-        the phase, :class:`~snnlth.engine.loop.BatchHook`; also give it in ``hooks``). A dense phase that is not a
-        retraining stops the run when the network does not learn (:mod:`snnlth.engine.guard`)."""
+        the phase, :class:`~snnlth.engine.loop.BatchHook`; also give it in ``hooks``), ``guard`` (default: a dense
+        phase that is not a retraining): stop the run when the network does not learn (:mod:`snnlth.engine.guard`)."""
         dense = masks if masks is not None else self.sizes.dense()
-        tags = {"round": how.get("round"), **self.sizes.sparsity(dense), **how.get("tags", {})}
+        changing = how.get("batch_hook") is not None  # its hook writes the sparsity it reached into each row
+        tags = {"round": how.get("round"), **({} if changing else self.sizes.sparsity(dense)), **how.get("tags", {})}
         if how.get("retrain"):
             tags["retrain"] = True
         phase = Phase(name, start, masks, how.get("timesteps", self.cfg.model.timesteps),
                       how.get("epochs", self.cfg.train.epochs), stream, tags, tuple(how.get("hooks", ())),
-                      how.get("lr_scale", 1.0), guard=masks is None and not how.get("retrain"),
+                      how.get("lr_scale", 1.0), guard=how.get("guard", masks is None and not how.get("retrain")),
                       schedule=how.get("schedule"), batch_hook=how.get("batch_hook"))
         done = self.trainer.train(self.model, phase)
         return Trained(done.name, done.history, done.state, kit=self)

@@ -19,7 +19,7 @@ from snnlth.methods.early_time import EarlyTimePlan
 from snnlth.methods.kit import MethodKit, Trained, ensure_finite
 from snnlth.methods.levels import resolve_retrain_rounds
 from snnlth.methods.registry import MethodResult, MethodSpec, register_method
-from snnlth.methods.rounds import RewindHook, check_search_run, search_epochs
+from snnlth.methods.rounds import RewindHook, check_search_run, same_search, search_epochs
 from snnlth.rng import STREAM
 from snnlth.rundir.store import RunStore
 
@@ -88,5 +88,5 @@ register_method(MethodSpec(
     "lrr", "LRR", run_lrr, "compressed IMP with learning-rate rewinding: a few large pruning rounds retrained "
     "briefly from the current weights, the --retrain-at tickets rewound and trained in full",
     fields=("rounds", "prune_rate", "scope", "rewind_epoch", "lrr_jump", "lrr_epochs", "search_epochs",
-            "search_schedule", "retrain_at"), early_time=True, check=_check))
+            "search_schedule", "retrain_at"), unused=same_search, early_time=True, check=_check))
 

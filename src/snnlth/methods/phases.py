@@ -100,6 +100,11 @@ class Phase:
     schedule: str | None = None  # the phase's lr schedule (a search run's --search-schedule); None: --schedule
     batch_hook: BatchHook | None = None  # changes the masks during the phase (gradual pruning); one of ``hooks``
 
+    def __post_init__(self) -> None:
+        if self.batch_hook is not None and not any(h is self.batch_hook for h in self.hooks):
+            raise ValueError(f"phase {self.name}: its batch hook must be one of its hooks too (its state rides in "
+                             "the checkpoint; a resumed phase would start from dense masks)")
+
 
 @dataclass
 class PhaseResult:

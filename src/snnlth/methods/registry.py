@@ -136,6 +136,10 @@ class MethodSpec:
             usable = " or ".join(n for n in METHODS.names() if METHODS.get(n).round_stop)
             raise ConfigError(f"--round-stop works with --method {usable} only, not --method {self.name}; "
                               "drop --round-stop")
+        if (s.search_epochs is not None or s.search_schedule is not None) and "search_epochs" not in self.fields:
+            usable = " or ".join(n for n in METHODS.names() if "search_epochs" in METHODS.get(n).fields)
+            raise ConfigError(f"--search-epochs and --search-schedule work with --method {usable} only, not "
+                              f"--method {self.name}; drop them")
         if self.source == "required" and not s.from_run:
             raise ConfigError(f"--method {self.name} needs --from RUN_DIR (a finished search whose masks to reuse)")
         if self.source == "none" and s.from_run:

@@ -99,6 +99,12 @@ def search_differs(cfg) -> bool:
     return cfg.search_differs
 
 
+def same_search(cfg) -> tuple[str, ...]:
+    """``--search-epochs``/``--search-schedule`` given equal to ``--epochs``/``--schedule`` change nothing: left out
+    of the run's name (a method's ``unused``)."""
+    return () if cfg.search_differs else ("search_epochs", "search_schedule")
+
+
 def check_search_run(cfg, method: str) -> None:
     """The search run must reach the rewind point and the end of the Early-Time warm-up."""
     epochs, s = search_epochs(cfg), cfg.search

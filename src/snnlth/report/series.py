@@ -25,7 +25,9 @@ SHORT = {"rewind_epoch": "rewind", "prune_rate": "rate", "scope": "scope", "et_t
          "lr": "lr", "timesteps": "T", "rounds": "rounds", "early_time": "ET", "t_pre": "T_pre", "t_post": "T_post",
          "eb_threshold": "τ", "eb_window": "q", "round_stop_threshold": "stop τ", "round_stop_window": "stop q",
          "target_sparsity": "targets", "from_run": "from", "batch_size": "batch", "weight_decay": "wd",
-         "train_subset": "train", "test_subset": "test", "preset": "preset", "model": "model", "method": "method"}
+         "train_subset": "train", "test_subset": "test", "preset": "preset", "model": "model", "method": "method",
+         "search_epochs": "search epochs", "search_schedule": "search schedule", "gmp_end": "t1", "gmp_every": "every",
+         "lrr_jump": "jump", "lrr_epochs": "lrr epochs"}
 _MAX_SOURCE_DEPTH = 8  # a --from chain longer than this is named by its path (no real chain is this long)
 
 
@@ -207,7 +209,8 @@ def run_labels(runs: list[RunRecord]) -> dict[Path, str]:
 
 
 def without_modifiers(identity: dict[str, Any]) -> dict[str, Any]:
-    """An identity without the Early-Time and round-stop fields: what a variant and its plain method share."""
+    """An identity without the Early-Time, round-stop and search-schedule fields: what a variant and its plain
+    method share."""
     return {k: v for k, v in identity.items() if k not in MODIFIER_KEYS}
 
 
