@@ -117,6 +117,7 @@ def config(preset: Preset, seed: int, fields: dict, data_dir: str | None) -> Sea
 
 
 def run_all(preset: Preset, seeds: list[int], root: Path, data_dir: str | None) -> tuple[list[Path], dict]:
+    """Every method of every seed (finished runs are skipped); the run directories and each one's bench label."""
     dirs, labels = [], {}
     for seed in seeds:
         for label, fields in seed_order(preset, seed):
@@ -127,7 +128,7 @@ def run_all(preset: Preset, seeds: list[int], root: Path, data_dir: str | None) 
                   f"{top['test_accuracy']:.2f} %, search {spent:.0f} s (this call {time.perf_counter() - start:.0f} s)"
                   f"  {res.run_dir}", flush=True)
             dirs.append(res.run_dir)
-            labels[res.summary["label"]] = label
+            labels[res.run_dir] = label
     return dirs, labels
 
 
@@ -216,8 +217,10 @@ def main() -> None:
     root = Path(args.runs or f"runs/fast_search{'-quick' if args.quick else ''}")
     start = time.perf_counter()
     print(f"fast-search benchmark ({name}): {preset}, seeds {seeds}, runs under {root}", flush=True)
-    dirs, _ = run_all(preset, seeds, root, args.data_dir)
+    dirs, labels = run_all(preset, seeds, root, args.data_dir)
     runs = load_runs(dirs)
+    for r in runs:  # the bench's names: two variants of one method (GMP and a longer GMP) are two series
+        r.summary["label"] = labels[next(d for d in dirs if Path(d).resolve() == Path(r.path).resolve())]
     report_dir = Path(args.report or root / "report")
     write_report(runs, report_dir)
     cs = curves(runs)
@@ -238,7 +241,8 @@ def main() -> None:
                "time_ratios": ratios, "goal": per_method, "best": best, "table_text": table_text,
                "time_ratio_text": text, "goal_text": goal_text,
                "run_order": {str(s): [label for label, _ in seed_order(preset, s)] for s in seeds},
-               "runs": [str(d) for d in dirs], "elapsed_seconds": elapsed}
+               "runs": [str(d) for d in dirs], "elapsed_seconds": elapsed,
+               "runs_total_seconds": sum(r.summary["total_seconds"] for r in runs)}
     tmp = Path(args.out).with_suffix(".tmp")
     tmp.write_text(json.dumps(payload, indent=1) + "\n")
     tmp.replace(args.out)

@@ -172,10 +172,10 @@ def run_gmp(kit: MethodKit, source: RunStore | None = None) -> MethodResult:
     found = {j: kit.store.load_masks(f"gmp_{j:02d}") for j in chosen}
     search, pruning = _search(kit, init, levels, (steps, plan))
     found = {j: m if m is not None else kit.store.load_masks(f"gmp_{j:02d}") for j, m in found.items()}
-    missing = [f"masks/gmp_{j:02d}.pt" for j, m in found.items() if m is None]
+    missing = [kit.store.masks_file(f"gmp_{j:02d}") for j, m in found.items() if m is None]
     if missing:
-        raise RunDirError(f"{kit.store.path}: {missing[0]} is missing but phases/gmp_search.pt is there; delete "
-                          "phases/gmp_search.pt (and summary.json) and rerun to search again")
+        raise RunDirError(f"{missing[0]} is missing but {kit.store.phase_file('gmp_search')} is there; delete that "
+                          "phase file (and summary.json) and rerun to search again")
     start = init if s.rewind_epoch == 0 else kit.store.load_state("rewind")
     out = []
     for j in chosen:
